@@ -1,0 +1,1 @@
+"""Protocol rules and the DVH metric grammar they are written in."""
