@@ -287,7 +287,10 @@ class DVH:
             )
         n = math.floor(top / step_gy) + 2
         doses = np.arange(n, dtype=np.float64) * step_gy
-        volumes = np.array([self.volume_at_dose(float(d)) for d in doses], dtype=np.float64)
+        total = self.volume_inside_cc
+        volumes = np.interp(doses, self.bin_edges, self._cumulative)
+        volumes = np.where(doses <= self.min_gy, total, volumes)
+        volumes = np.where(doses > self.max_gy, 0.0, volumes)
         return doses, volumes
 
 
@@ -444,57 +447,118 @@ def _merge_close(values: FloatArray) -> FloatArray:
     return merged
 
 
-def lattice_coverage(polygons: Sequence[FloatArray], xs: FloatArray, ys: FloatArray) -> FloatArray:
-    """Even-odd inside test of every lattice point ``(xs[j], ys[i])``.
+#: Sub-rows per lattice row (Gauss-Legendre points) for the cell coverage integral.
+_GAUSS_ROWS = (0.5 - 0.5 / math.sqrt(3.0), 0.5 + 0.5 / math.sqrt(3.0))
 
-    Returns a ``(len(ys), len(xs))`` array: 1 inside, 0 outside, and 0.5 (or 0.25,
-    0.75 at corners) for points lying exactly on the boundary, so that a lattice row or
-    column that coincides with a polygon edge counts half, as it should, instead of
-    wholly on one side.
 
-    A scanline test: for each row the crossings of the row with all polygon edges are
-    sorted once, and a point is inside when an odd number of crossings lie left of it.
-    Each row is probed just below and just above its y, and each point just left and
-    just right of its x; the four answers are averaged.
+@dataclass(frozen=True)
+class CellCoverage:
+    """How the polygons of one plane cover the cells of a lattice.
+
+    Arrays have shape ``(len(ys), len(xs))``; cell ``(i, j)`` is the rectangle of
+    size ``hx x hy`` centred on ``(xs[j], ys[i])``.
+
+    Attributes
+    ----------
+    fraction
+        Covered fraction of each cell (0 to 1).
+    cx, cy
+        Centroid of the covered part (mm); the cell centre where nothing is covered.
+    extent_x, extent_y
+        Covered share of the cell's width and height, for the dose spread of a cell
+        that is only partly inside.
     """
+
+    fraction: FloatArray
+    cx: FloatArray
+    cy: FloatArray
+    extent_x: FloatArray
+    extent_y: FloatArray
+
+
+def lattice_cells(
+    polygons: Sequence[FloatArray], xs: FloatArray, ys: FloatArray, hx: float, hy: float
+) -> CellCoverage:
+    """Covered fraction and centroid of every lattice cell, polygons combined even-odd.
+
+    Along x the coverage is exact: each scan line's crossings with the polygon edges
+    are sorted, and the inside length (and its first moment) within every cell follows
+    from running sums over the crossings. Along y the cell is integrated with two
+    Gauss-Legendre scan lines, which never fall on the lattice or on the half-integer
+    millimetre positions where planning systems put horizontal edges.
+    """
+    shape = (ys.size, xs.size)
+    fraction = np.zeros(shape)
+    moment_x = np.zeros(shape)
+    moment_y = np.zeros(shape)
+    rows_hit = np.zeros(shape)
     if xs.size == 0 or ys.size == 0:
-        return np.zeros((ys.size, xs.size))
+        return CellCoverage(
+            fraction, fraction.copy(), fraction.copy(), fraction.copy(), fraction.copy()
+        )
     x0 = np.concatenate([p[:, 0] for p in polygons])
     y0 = np.concatenate([p[:, 1] for p in polygons])
     x1 = np.concatenate([np.roll(p[:, 0], -1) for p in polygons])
     y1 = np.concatenate([np.roll(p[:, 1], -1) for p in polygons])
     sloped = y0 != y1
     x0, y0, x1, y1 = x0[sloped], y0[sloped], x1[sloped], y1[sloped]
-    n_rows = ys.size
-    step = float(ys[1] - ys[0]) if n_rows > 1 else 1.0
-    eps = 1e-7 * max(1.0, float(np.max(np.abs(ys))), float(np.max(np.abs(xs))))
-    base = float(xs[0])
-    span = float(xs[-1] - xs[0]) + 1.0
-    stride = span + 2.0
-    queries = ((xs - base)[None, :] + np.arange(n_rows)[:, None] * stride).ravel()
-    coverage = np.zeros((n_rows, xs.size))
     ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-    for shift in (-eps, eps):
-        # Edge e crosses the rows i with ylo <= ys[i] + shift < yhi: a contiguous range.
-        first_row = np.clip(np.ceil((ylo - ys[0] - shift) / step), 0, n_rows).astype(np.intp)
-        end_row = np.clip(np.ceil((yhi - ys[0] - shift) / step), 0, n_rows).astype(np.intp)
-        per_edge = end_row - first_row
+    n_rows = ys.size
+    # Cell edges along x, and the key range each scan line occupies.
+    edges_x = np.concatenate([xs - hx / 2, [xs[-1] + hx / 2]])
+    left = float(edges_x[0]) - hx
+    width = float(edges_x[-1]) + hx - left
+    stride = width + 1.0
+    row_offsets = np.arange(n_rows, dtype=np.float64) * stride
+    queries = ((edges_x - left)[None, :] + row_offsets[:, None]).ravel()
+    y_first = float(ys[0]) - hy / 2
+    for g in _GAUSS_ROWS:
+        scan = y_first + (np.arange(n_rows) + g) * hy
+        # Edge e crosses scan line i when ylo <= scan[i] < yhi: a contiguous range of i.
+        first = np.clip(np.ceil((ylo - scan[0]) / hy), 0, n_rows).astype(np.intp)
+        end = np.clip(np.ceil((yhi - scan[0]) / hy), 0, n_rows).astype(np.intp)
+        per_edge = end - first
         total = int(per_edge.sum())
         if total == 0:
             continue
         edge = np.repeat(np.arange(per_edge.size), per_edge)
-        row = first_row[edge] + (
-            np.arange(total) - np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
-        )
-        row_y = ys[row] + shift
-        xc = x0[edge] + (row_y - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
-        # One ascending key per crossing: row r occupies [r * stride - 1, r * stride + span].
-        keys = np.sort(row * stride + np.clip(xc - base, -1.0, span))
-        row_start = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n_rows))[:-1]])
-        for side in ("left", "right"):
-            counts = np.searchsorted(keys, queries, side=side).reshape(n_rows, xs.size)
-            coverage += (counts - row_start[:, None]) % 2
-    return coverage / 4.0
+        row = first[edge] + (np.arange(total) - np.repeat(np.cumsum(per_edge) - per_edge, per_edge))
+        t = (scan[row] - y0[edge]) / (y1[edge] - y0[edge])
+        xc = np.clip(x0[edge] + t * (x1[edge] - x0[edge]), left, left + width)
+        order = np.argsort(row * stride + (xc - left), kind="stable")
+        keys = (row * stride + (xc - left))[order]
+        c = xc[order]
+        r = row[order]
+        counts = np.bincount(r, minlength=n_rows)
+        row_start = np.cumsum(counts) - counts
+        local = np.arange(total) - row_start[r]
+        closing = local % 2 == 1
+        prev = np.concatenate([[0.0], c[:-1]])
+        cum_len = np.cumsum(np.where(closing, c - prev, 0.0))
+        cum_mom = np.cumsum(np.where(closing, (c * c - prev * prev) / 2, 0.0))
+        m = np.searchsorted(keys, queries, side="right")  # crossings at or left of edge
+        qx = np.tile(edges_x, n_rows)
+        q_row = np.repeat(np.arange(n_rows), edges_x.size)
+        inside = (m - row_start[q_row]) % 2 == 1
+        last = np.maximum(m - 1, 0)
+        base_len = np.where(m > 0, cum_len[last], 0.0)
+        base_mom = np.where(m > 0, cum_mom[last], 0.0)
+        c_last = c[last]
+        f_len = base_len + np.where(inside, qx - c_last, 0.0)
+        f_mom = base_mom + np.where(inside, (qx * qx - c_last * c_last) / 2, 0.0)
+        f_len = f_len.reshape(n_rows, edges_x.size)
+        f_mom = f_mom.reshape(n_rows, edges_x.size)
+        length = np.maximum(np.diff(f_len, axis=1), 0.0)
+        fraction += 0.5 * length / hx
+        moment_x += 0.5 * np.diff(f_mom, axis=1)
+        moment_y += 0.5 * length * scan[:, None]
+        rows_hit += 0.5 * (length > 0)
+    covered = fraction > 0
+    safe = np.where(covered, fraction * hx, 1.0)
+    cx = np.where(covered, moment_x / safe, xs[None, :])
+    cy = np.where(covered, moment_y / safe, ys[:, None])
+    extent_x = np.where(rows_hit > 0, np.minimum(fraction / np.maximum(rows_hit, 1e-12), 1.0), 0.0)
+    return CellCoverage(np.minimum(fraction, 1.0), cx, cy, extent_x, rows_hit)
 
 
 def _lattice_axis(start: float, step: float, lo: float, hi: float) -> FloatArray:
@@ -641,16 +705,23 @@ def compute_dvh(
         if area <= 0:
             continue
         verts = np.concatenate(plane.polygons)
-        xs = _lattice_axis(xstart, hx, float(verts[:, 0].min()), float(verts[:, 0].max()))
-        ys = _lattice_axis(ystart, hy, float(verts[:, 1].min()), float(verts[:, 1].max()))
-        coverage = lattice_coverage(plane.polygons, xs, ys)
-        rows, cols = np.nonzero(coverage)
+        # Every cell that touches the polygons' bounding box.
+        xs = _lattice_axis(
+            xstart, hx, float(verts[:, 0].min()) - hx / 2, float(verts[:, 0].max()) + hx / 2
+        )
+        ys = _lattice_axis(
+            ystart, hy, float(verts[:, 1].min()) - hy / 2, float(verts[:, 1].max()) + hy / 2
+        )
+        cells = lattice_cells(plane.polygons, xs, ys, hx, hy)
+        rows, cols = np.nonzero(cells.fraction)
         if rows.size:
-            px, py = xs[cols], ys[rows]
-            share = coverage[rows, cols]
-        else:  # contour smaller than a sub-cell: one sample at its centroid
+            px, py = cells.cx[rows, cols], cells.cy[rows, cols]
+            share = cells.fraction[rows, cols]
+            ext_x, ext_y = cells.extent_x[rows, cols], cells.extent_y[rows, cols]
+        else:  # contour thinner than the scan lines: one sample at its centroid
             cx, cy = _centroid(plane.polygons)
             px, py, share = np.array([cx]), np.array([cy]), np.ones(1)
+            ext_x = ext_y = np.zeros(1)
         slab_dz = (z_hi - z_lo) / n_sub
         # mm³ per sample: the plane's exact area shared by coverage, times the sub-slice.
         point_weight = share * (area * slab_dz / float(share.sum()))
@@ -662,6 +733,7 @@ def compute_dvh(
         if n_in_xy == 0 or n_in_z == 0:
             continue
         weights = np.tile(point_weight[in_xy], n_in_z)
+        cell_wx, cell_wy = hx * ext_x[in_xy], hy * ext_y[in_xy]
         ix, fx = _axis_weights(grid.x, px[in_xy])
         iy, fy = _axis_weights(grid.y, py[in_xy])
         flat = iy * nx + ix
@@ -688,7 +760,7 @@ def compute_dvh(
             gz = (value[k + 1] - value[k]) / (grid.z[k + 1] - grid.z[k])
             # Dose spread over the sample's own cell (hx x hy x slab_dz) under the local
             # gradient: a box with the same variance as the exact cell distribution.
-            spread[s] = np.sqrt((gx * hx) ** 2 + (gy * hy) ** 2 + (gz * slab_dz) ** 2)
+            spread[s] = np.sqrt((gx * cell_wx) ** 2 + (gy * cell_wy) ** 2 + (gz * slab_dz) ** 2)
         hist.add(samples.ravel(), spread.ravel(), weights)
         weighted_sum += float(np.dot(samples.ravel(), weights))
         inside_mm3 += float(weights.sum())
