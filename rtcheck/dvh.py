@@ -302,8 +302,13 @@ def _axis_extent(axis: FloatArray) -> tuple[float, float]:
 
 def _axis_weights(axis: FloatArray, coords: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
     """Lower node index and linear weight along one axis, clamped at the ends."""
-    idx = np.searchsorted(axis, coords, side="right") - 1
-    idx = np.clip(idx, 0, axis.size - 2)
+    step = (axis[-1] - axis[0]) / (axis.size - 1)
+    if np.allclose(np.diff(axis), step, rtol=1e-9, atol=0.0):
+        # Uniform axis: arithmetic instead of a search.
+        u = (coords - axis[0]) / step
+        idx = np.clip(np.floor(u), 0, axis.size - 2).astype(np.intp)
+        return idx, np.clip(u - idx, 0.0, 1.0)
+    idx = np.clip(np.searchsorted(axis, coords, side="right") - 1, 0, axis.size - 2)
     lo = axis[idx]
     frac = (coords - lo) / (axis[idx + 1] - lo)
     return idx.astype(np.intp), np.clip(frac, 0.0, 1.0)
@@ -487,31 +492,52 @@ def lattice_cells(
     Gauss-Legendre scan lines, which never fall on the lattice or on the half-integer
     millimetre positions where planning systems put horizontal edges.
     """
-    shape = (ys.size, xs.size)
+    stack = lattice_cells_stack([polygons], xs, ys, hx, hy)
+    return CellCoverage(
+        *(
+            np.asarray(a[0])
+            for a in (stack.fraction, stack.cx, stack.cy, stack.extent_x, stack.extent_y)
+        )
+    )
+
+
+def lattice_cells_stack(
+    planes: Sequence[Sequence[FloatArray]], xs: FloatArray, ys: FloatArray, hx: float, hy: float
+) -> CellCoverage:
+    """:func:`lattice_cells` for several planes on one lattice at once.
+
+    Returns arrays of shape ``(len(planes), len(ys), len(xs))``; each plane's polygons
+    cover only that plane's layer.
+    """
+    n_planes = len(planes)
+    shape = (n_planes, ys.size, xs.size)
     fraction = np.zeros(shape)
     moment_x = np.zeros(shape)
     moment_y = np.zeros(shape)
     rows_hit = np.zeros(shape)
-    if xs.size == 0 or ys.size == 0:
-        return CellCoverage(
-            fraction, fraction.copy(), fraction.copy(), fraction.copy(), fraction.copy()
-        )
-    x0 = np.concatenate([p[:, 0] for p in polygons])
-    y0 = np.concatenate([p[:, 1] for p in polygons])
-    x1 = np.concatenate([np.roll(p[:, 0], -1) for p in polygons])
-    y1 = np.concatenate([np.roll(p[:, 1], -1) for p in polygons])
+    if xs.size == 0 or ys.size == 0 or n_planes == 0:
+        zero = np.zeros(shape)
+        return CellCoverage(zero, zero, zero, zero, zero)
+    polys = [poly for plane in planes for poly in plane]
+    plane_of_vertex = np.repeat(
+        np.repeat(np.arange(n_planes), [len(plane) for plane in planes]),
+        [len(poly) for poly in polys],
+    )
+    x0 = np.concatenate([p[:, 0] for p in polys])
+    y0 = np.concatenate([p[:, 1] for p in polys])
+    x1 = np.concatenate([np.roll(p[:, 0], -1) for p in polys])
+    y1 = np.concatenate([np.roll(p[:, 1], -1) for p in polys])
     sloped = y0 != y1
     x0, y0, x1, y1 = x0[sloped], y0[sloped], x1[sloped], y1[sloped]
+    edge_plane = plane_of_vertex[sloped]
     ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
     n_rows = ys.size
-    # Cell edges along x, and the key range each scan line occupies.
-    edges_x = np.concatenate([xs - hx / 2, [xs[-1] + hx / 2]])
-    left = float(edges_x[0]) - hx
-    width = float(edges_x[-1]) + hx - left
-    stride = width + 1.0
-    row_offsets = np.arange(n_rows, dtype=np.float64) * stride
-    queries = ((edges_x - left)[None, :] + row_offsets[:, None]).ravel()
+    n_cols = xs.size
+    n_lines = n_planes * n_rows
+    n_cells = n_lines * n_cols
+    e0 = float(xs[0]) - hx / 2  # left edge of the first cell column
     y_first = float(ys[0]) - hy / 2
+    col_x = xs[None, None, :]
     for g in _GAUSS_ROWS:
         scan = y_first + (np.arange(n_rows) + g) * hy
         # Edge e crosses scan line i when ylo <= scan[i] < yhi: a contiguous range of i.
@@ -523,40 +549,44 @@ def lattice_cells(
             continue
         edge = np.repeat(np.arange(per_edge.size), per_edge)
         row = first[edge] + (np.arange(total) - np.repeat(np.cumsum(per_edge) - per_edge, per_edge))
+        line = edge_plane[edge] * n_rows + row
         t = (scan[row] - y0[edge]) / (y1[edge] - y0[edge])
-        xc = np.clip(x0[edge] + t * (x1[edge] - x0[edge]), left, left + width)
-        order = np.argsort(row * stride + (xc - left), kind="stable")
-        keys = (row * stride + (xc - left))[order]
+        xc = np.clip(x0[edge] + t * (x1[edge] - x0[edge]), e0, e0 + n_cols * hx)
+        # Sorted by scan line, then x: every line holds an even number of crossings, so
+        # consecutive pairs are the inside intervals (even-odd rule).
+        order = np.lexsort((xc, line))
         c = xc[order]
-        r = row[order]
-        counts = np.bincount(r, minlength=n_rows)
-        row_start = np.cumsum(counts) - counts
-        local = np.arange(total) - row_start[r]
-        closing = local % 2 == 1
-        prev = np.concatenate([[0.0], c[:-1]])
-        cum_len = np.cumsum(np.where(closing, c - prev, 0.0))
-        cum_mom = np.cumsum(np.where(closing, (c * c - prev * prev) / 2, 0.0))
-        m = np.searchsorted(keys, queries, side="right")  # crossings at or left of edge
-        qx = np.tile(edges_x, n_rows)
-        q_row = np.repeat(np.arange(n_rows), edges_x.size)
-        inside = (m - row_start[q_row]) % 2 == 1
-        last = np.maximum(m - 1, 0)
-        base_len = np.where(m > 0, cum_len[last], 0.0)
-        base_mom = np.where(m > 0, cum_mom[last], 0.0)
-        c_last = c[last]
-        f_len = base_len + np.where(inside, qx - c_last, 0.0)
-        f_mom = base_mom + np.where(inside, (qx * qx - c_last * c_last) / 2, 0.0)
-        f_len = f_len.reshape(n_rows, edges_x.size)
-        f_mom = f_mom.reshape(n_rows, edges_x.size)
-        length = np.maximum(np.diff(f_len, axis=1), 0.0)
-        fraction += 0.5 * length / hx
-        moment_x += 0.5 * np.diff(f_mom, axis=1)
-        moment_y += 0.5 * length * scan[:, None]
-        rows_hit += 0.5 * (length > 0)
+        a_x, b_x = c[0::2], c[1::2]
+        pair_line = line[order][0::2]
+        ja = np.minimum(np.floor((a_x - e0) / hx).astype(np.intp), n_cols - 1)
+        jb = np.minimum(np.floor((b_x - e0) / hx).astype(np.intp), n_cols - 1)
+        base = pair_line * n_cols
+        same = ja == jb
+        # Partial cells at both ends of each interval (or one cell holding all of it).
+        a_end = np.where(same, b_x, e0 + (ja + 1) * hx)
+        b_start = np.where(same, b_x, e0 + jb * hx)
+        part_idx = np.concatenate([base + ja, (base + jb)[~same]])
+        part_len = np.concatenate([a_end - a_x, (b_x - b_start)[~same]])
+        part_mom = np.concatenate(
+            [(a_end * a_end - a_x * a_x) / 2, ((b_x * b_x - b_start * b_start) / 2)[~same]]
+        )
+        length = np.bincount(part_idx, part_len, n_cells)
+        moment = np.bincount(part_idx, part_mom, n_cells)
+        # Whole cells strictly between the two ends: +1 / -1 marks, summed along x.
+        full_from = (base + ja + 1)[~same]
+        full_to = (base + jb)[~same]
+        marks = np.bincount(full_from, minlength=n_cells + 1)[:n_cells].astype(np.float64)
+        marks -= np.bincount(full_to, minlength=n_cells + 1)[:n_cells]
+        full = np.cumsum(marks.reshape(n_lines, n_cols), axis=1).reshape(shape)
+        length3 = length.reshape(shape) + full * hx
+        fraction += 0.5 * length3 / hx
+        moment_x += 0.5 * (moment.reshape(shape) + full * hx * col_x)
+        moment_y += 0.5 * length3 * scan[None, :, None]
+        rows_hit += 0.5 * (length3 > 0)
     covered = fraction > 0
     safe = np.where(covered, fraction * hx, 1.0)
-    cx = np.where(covered, moment_x / safe, xs[None, :])
-    cy = np.where(covered, moment_y / safe, ys[:, None])
+    cx = np.where(covered, moment_x / safe, xs[None, None, :])
+    cy = np.where(covered, moment_y / safe, ys[None, :, None])
     extent_x = np.where(rows_hit > 0, np.minimum(fraction / np.maximum(rows_hit, 1e-12), 1.0), 0.0)
     return CellCoverage(np.minimum(fraction, 1.0), cx, cy, extent_x, rows_hit)
 
@@ -590,6 +620,9 @@ class _SpreadHistogram:
     intercept changes at the box ends and integrated once at the end.
     """
 
+    #: Samples buffered before they are binned (bounds memory, amortises the bincounts).
+    BUFFER = 2_000_000
+
     def __init__(self, lower: float, bin_width: float, bins: int) -> None:
         self.lower = lower
         self.bin_width = bin_width
@@ -597,9 +630,23 @@ class _SpreadHistogram:
         self._points = np.zeros(bins)
         self._slope = np.zeros(bins + 2)
         self._intercept = np.zeros(bins + 2)
+        self._pending: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+        self._pending_size = 0
 
     def add(self, doses: FloatArray, widths: FloatArray, weights: FloatArray) -> None:
         """Add samples with their weights (mm³)."""
+        self._pending.append((doses, widths, weights))
+        self._pending_size += doses.size
+        if self._pending_size >= self.BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        doses = np.concatenate([p[0] for p in self._pending])
+        widths = np.concatenate([p[1] for p in self._pending])
+        weights = np.concatenate([p[2] for p in self._pending])
+        self._pending, self._pending_size = [], 0
         a = (doses - widths / 2 - self.lower) / self.bin_width
         b = (doses + widths / 2 - self.lower) / self.bin_width
         narrow = (b - a) < 1.0
@@ -615,17 +662,157 @@ class _SpreadHistogram:
             keep = b > a
             a, b, w = a[keep], b[keep], w[keep]
             slope = w / (b - a)
-            ia = np.ceil(a).astype(np.intp)
-            ib = np.ceil(b).astype(np.intp)
+            ends = np.concatenate([np.ceil(a), np.ceil(b)]).astype(np.intp)
             n = self.bins + 2
-            self._slope += np.bincount(ia, slope, n) - np.bincount(ib, slope, n)
-            self._intercept += np.bincount(ib, slope * b, n) - np.bincount(ia, slope * a, n)
+            self._slope += np.bincount(ends, np.concatenate([slope, -slope]), n)
+            self._intercept += np.bincount(ends, np.concatenate([-slope * a, slope * b]), n)
 
     def counts(self) -> FloatArray:
         """Weight (mm³) in each bin."""
+        self._flush()
         x = np.arange(self.bins + 2, dtype=np.float64)
         cumulative = np.cumsum(self._slope) * x + np.cumsum(self._intercept)
         return self._points + np.diff(cumulative[: self.bins + 1])
+
+
+#: Lattice cells handled at once when sampling a stack of planes (bounds memory).
+_CHUNK_CELLS = 100_000
+
+
+def _plane_chunks(
+    planes: Sequence[ContourPlane], areas: FloatArray, hx: float, hy: float
+) -> list[NDArray[np.intp]]:
+    """Consecutive planes grouped so that each group's shared lattice stays small."""
+    chunks: list[NDArray[np.intp]] = []
+    current: list[int] = []
+    box = [math.inf, math.inf, -math.inf, -math.inf]
+    for i, plane in enumerate(planes):
+        if areas[i] <= 0:
+            continue
+        verts = np.concatenate(plane.polygons)
+        lo_x, lo_y = verts.min(axis=0)
+        hi_x, hi_y = verts.max(axis=0)
+        grown = [min(box[0], lo_x), min(box[1], lo_y), max(box[2], hi_x), max(box[3], hi_y)]
+        cells = ((grown[2] - grown[0]) / hx + 2) * ((grown[3] - grown[1]) / hy + 2)
+        if current and cells * (len(current) + 1) > _CHUNK_CELLS:
+            chunks.append(np.array(current, dtype=np.intp))
+            current = []
+            grown = [lo_x, lo_y, hi_x, hi_y]
+        current.append(i)
+        box = grown
+    if current:
+        chunks.append(np.array(current, dtype=np.intp))
+    return chunks
+
+
+@dataclass(frozen=True)
+class _Samples:
+    doses: FloatArray
+    spread: FloatArray
+    weights: FloatArray
+    outside_mm3: float
+
+
+def _sample_planes(
+    planes: Sequence[ContourPlane],
+    areas: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    n_subs: NDArray[np.int_],
+    grid: DoseGrid,
+    xstart: float,
+    ystart: float,
+    hx: float,
+    hy: float,
+) -> _Samples:
+    """Dose samples of a stack of planes: one per covered lattice cell and sub-slice."""
+    verts = np.concatenate([np.concatenate(p.polygons) for p in planes])
+    # Every cell that touches the planes' bounding box.
+    xs = _lattice_axis(
+        xstart, hx, float(verts[:, 0].min()) - hx / 2, float(verts[:, 0].max()) + hx / 2
+    )
+    ys = _lattice_axis(
+        ystart, hy, float(verts[:, 1].min()) - hy / 2, float(verts[:, 1].max()) + hy / 2
+    )
+    cells = lattice_cells_stack([p.polygons for p in planes], xs, ys, hx, hy)
+    plane, rows, cols = np.nonzero(cells.fraction)
+    px, py = cells.cx[plane, rows, cols], cells.cy[plane, rows, cols]
+    share = cells.fraction[plane, rows, cols]
+    wx = hx * cells.extent_x[plane, rows, cols]
+    wy = hy * cells.extent_y[plane, rows, cols]
+    covered = np.bincount(plane, share, minlength=len(planes))
+    tiny = np.flatnonzero(covered <= 0)
+    if tiny.size:  # contours thinner than the scan lines: one sample at the centroid
+        centroids = np.array([_centroid(planes[int(i)].polygons) for i in tiny])
+        plane = np.concatenate([plane, tiny])
+        px = np.concatenate([px, centroids[:, 0]])
+        py = np.concatenate([py, centroids[:, 1]])
+        share = np.concatenate([share, np.ones(tiny.size)])
+        wx = np.concatenate([wx, np.zeros(tiny.size)])
+        wy = np.concatenate([wy, np.zeros(tiny.size)])
+        covered[tiny] = 1.0
+    slab_dz = (hi - lo) / n_subs
+    # mm³ per cell and sub-slice: each plane's exact area shared by coverage.
+    weight = share * (areas * slab_dz / covered)[plane]
+    # Every in-plane sample repeated over its plane's sub-slices.
+    reps = n_subs[plane]
+    sample = np.repeat(np.arange(plane.size), reps)
+    sub = np.arange(sample.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    plane_s = plane[sample]
+    pz = lo[plane_s] + (sub + 0.5) * slab_dz[plane_s]
+    x, y = px[sample], py[sample]
+    weights = weight[sample]
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = grid.extent
+    inside = (x >= xlo) & (x <= xhi) & (y >= ylo) & (y <= yhi) & (pz >= zlo) & (pz <= zhi)
+    outside_mm3 = float(weights[~inside].sum())
+    if not inside.all():
+        x, y, pz, weights, sample = (
+            x[inside],
+            y[inside],
+            pz[inside],
+            weights[inside],
+            sample[inside],
+        )
+    if x.size == 0:
+        empty = np.zeros(0)
+        return _Samples(empty, empty, empty, outside_mm3)
+    doses, gx, gy, gz = _trilinear_with_gradient(grid, x, y, pz)
+    dz = slab_dz[plane[sample]]
+    spread = np.sqrt((gx * wx[sample]) ** 2 + (gy * wy[sample]) ** 2 + (gz * dz) ** 2)
+    return _Samples(doses, spread, weights, outside_mm3)
+
+
+def _trilinear_with_gradient(
+    grid: DoseGrid, x: FloatArray, y: FloatArray, z: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Trilinear dose and its gradient (Gy/mm) at points inside the grid's box."""
+    ix, fx = _axis_weights(grid.x, x)
+    iy, fy = _axis_weights(grid.y, y)
+    iz, fz = _axis_weights(grid.z, z)
+    nx, ny = grid.x.size, grid.y.size
+    flat = grid.dose.reshape(-1)
+    base = (iz * ny + iy) * nx + ix
+    plane_step = nx * ny
+    values = []
+    for offset in (0, plane_step):
+        b = base + offset
+        d00, d01 = flat[b], flat[b + 1]
+        d10, d11 = flat[b + nx], flat[b + nx + 1]
+        lower_row = d00 + (d01 - d00) * fx
+        upper_row = d10 + (d11 - d10) * fx
+        values.append(
+            (
+                lower_row + (upper_row - lower_row) * fy,
+                (d01 - d00) * (1 - fy) + (d11 - d10) * fy,
+                upper_row - lower_row,
+            )
+        )
+    (v0, gx0, gy0), (v1, gx1, gy1) = values
+    dose = v0 + (v1 - v0) * fz
+    gx = (gx0 + (gx1 - gx0) * fz) / grid.dx
+    gy = (gy0 + (gy1 - gy0) * fz) / grid.dy
+    gz = (v1 - v0) / (grid.z[iz + 1] - grid.z[iz])
+    return dose, gx, gy, gz
 
 
 def compute_dvh(
@@ -688,11 +875,8 @@ def compute_dvh(
     h_xy = math.sqrt(float(np.sum(areas * n_subs)) / target_samples)
     hx = grid.dx / min(max(math.ceil(grid.dx / h_xy), 1), MAX_SUBDIVISION)
     hy = grid.dy / min(max(math.ceil(grid.dy / h_xy), 1), MAX_SUBDIVISION)
-    (xlo, xhi), (ylo, yhi), (zlo, zhi) = grid.extent
     xstart = float(grid.x[0]) - grid.dx / 2
     ystart = float(grid.y[0]) - grid.dy / 2
-    nx = grid.x.size
-    dose = grid.dose
     hist = _SpreadHistogram(lower, bin_width, bins)
 
     outside_mm3 = 0.0
@@ -701,79 +885,34 @@ def compute_dvh(
     d_min, d_max = math.inf, -math.inf
     n_samples = 0
 
-    for plane, area, z_lo, z_hi, n_sub in zip(ordered, areas, lo, hi, n_subs, strict=True):
-        if area <= 0:
-            continue
-        verts = np.concatenate(plane.polygons)
-        # Every cell that touches the polygons' bounding box.
-        xs = _lattice_axis(
-            xstart, hx, float(verts[:, 0].min()) - hx / 2, float(verts[:, 0].max()) + hx / 2
+    for chunk in _plane_chunks(ordered, areas, hx, hy):
+        sampled = _sample_planes(
+            [ordered[i] for i in chunk],
+            areas[chunk],
+            lo[chunk],
+            hi[chunk],
+            n_subs[chunk],
+            grid,
+            xstart,
+            ystart,
+            hx,
+            hy,
         )
-        ys = _lattice_axis(
-            ystart, hy, float(verts[:, 1].min()) - hy / 2, float(verts[:, 1].max()) + hy / 2
-        )
-        cells = lattice_cells(plane.polygons, xs, ys, hx, hy)
-        rows, cols = np.nonzero(cells.fraction)
-        if rows.size:
-            px, py = cells.cx[rows, cols], cells.cy[rows, cols]
-            share = cells.fraction[rows, cols]
-            ext_x, ext_y = cells.extent_x[rows, cols], cells.extent_y[rows, cols]
-        else:  # contour thinner than the scan lines: one sample at its centroid
-            cx, cy = _centroid(plane.polygons)
-            px, py, share = np.array([cx]), np.array([cy]), np.ones(1)
-            ext_x = ext_y = np.zeros(1)
-        slab_dz = (z_hi - z_lo) / n_sub
-        # mm³ per sample: the plane's exact area shared by coverage, times the sub-slice.
-        point_weight = share * (area * slab_dz / float(share.sum()))
-        z_sub = z_lo + (np.arange(n_sub) + 0.5) * slab_dz
-        in_xy = (px >= xlo) & (px <= xhi) & (py >= ylo) & (py <= yhi)
-        in_z = (z_sub >= zlo) & (z_sub <= zhi)
-        n_in_xy, n_in_z = int(in_xy.sum()), int(in_z.sum())
-        outside_mm3 += float(point_weight.sum()) * n_sub - float(point_weight[in_xy].sum()) * n_in_z
-        if n_in_xy == 0 or n_in_z == 0:
+        outside_mm3 += sampled.outside_mm3
+        if sampled.doses.size == 0:
             continue
-        weights = np.tile(point_weight[in_xy], n_in_z)
-        cell_wx, cell_wy = hx * ext_x[in_xy], hy * ext_y[in_xy]
-        ix, fx = _axis_weights(grid.x, px[in_xy])
-        iy, fy = _axis_weights(grid.y, py[in_xy])
-        flat = iy * nx + ix
-        iz, fz = _axis_weights(grid.z, z_sub[in_z])
-        # Per dose frame: bilinear value and in-plane gradient at the sample points.
-        value: dict[int, FloatArray] = {}
-        grad_x: dict[int, FloatArray] = {}
-        grad_y: dict[int, FloatArray] = {}
-        for f in np.unique(np.concatenate([iz, iz + 1])).tolist():
-            frame = dose[f].ravel()
-            d00, d01 = frame[flat], frame[flat + 1]
-            d10, d11 = frame[flat + nx], frame[flat + nx + 1]
-            lower_row = d00 + (d01 - d00) * fx
-            upper_row = d10 + (d11 - d10) * fx
-            value[f] = lower_row + (upper_row - lower_row) * fy
-            grad_x[f] = ((d01 - d00) * (1 - fy) + (d11 - d10) * fy) / grid.dx
-            grad_y[f] = (upper_row - lower_row) / grid.dy
-        samples = np.empty((iz.size, value[int(iz[0])].size))
-        spread = np.empty_like(samples)
-        for s, (k, t) in enumerate(zip(iz.tolist(), fz.tolist(), strict=True)):
-            samples[s] = value[k] * (1 - t) + value[k + 1] * t
-            gx = grad_x[k] * (1 - t) + grad_x[k + 1] * t
-            gy = grad_y[k] * (1 - t) + grad_y[k + 1] * t
-            gz = (value[k + 1] - value[k]) / (grid.z[k + 1] - grid.z[k])
-            # Dose spread over the sample's own cell (hx x hy x slab_dz) under the local
-            # gradient: a box with the same variance as the exact cell distribution.
-            spread[s] = np.sqrt((gx * cell_wx) ** 2 + (gy * cell_wy) ** 2 + (gz * slab_dz) ** 2)
-        hist.add(samples.ravel(), spread.ravel(), weights)
-        weighted_sum += float(np.dot(samples.ravel(), weights))
-        inside_mm3 += float(weights.sum())
-        d_min = min(d_min, float(samples.min()))
-        d_max = max(d_max, float(samples.max()))
-        n_samples += samples.size
+        hist.add(sampled.doses, sampled.spread, sampled.weights)
+        weighted_sum += float(np.dot(sampled.doses, sampled.weights))
+        inside_mm3 += float(sampled.weights.sum())
+        d_min = min(d_min, float(sampled.doses.min()))
+        d_max = max(d_max, float(sampled.doses.max()))
+        n_samples += sampled.doses.size
 
     if inside_mm3 > 0:
         # Extremes of a smooth field over a prism lie on its vertices: look at the
-        # polygon vertices on both slab faces and on the plane itself.
+        # polygon vertices on both slab faces.
         faces = [
-            (np.concatenate(p.polygons), (a, p.z, b))
-            for p, a, b in zip(ordered, lo, hi, strict=True)
+            (np.concatenate(p.polygons), (a, b)) for p, a, b in zip(ordered, lo, hi, strict=True)
         ]
         vertices = np.concatenate(
             [np.column_stack([xy, np.full(len(xy), z)]) for xy, zz in faces for z in zz]

@@ -384,8 +384,7 @@ def parse_metric(text: str) -> Metric:
         return _parse(text)
     except _Problem as problem:
         raise MetricSyntaxError(
-            f"invalid DVH metric {text!r}: {problem}. Valid examples: "
-            + ", ".join(VALID_EXAMPLES)
+            f"invalid DVH metric {text!r}: {problem}. Valid examples: " + ", ".join(VALID_EXAMPLES)
         ) from None
 
 
@@ -480,8 +479,7 @@ def _number(text: str, prefix: str) -> tuple[float, str]:
     token = _NUMBER_TOKEN_RE.match(text)
     if token is None:
         raise _Problem(
-            f"{prefix} must be followed by a number, got {text!r} "
-            f"(e.g. {prefix}95% or {prefix}2cc)"
+            f"{prefix} must be followed by a number, got {text!r} (e.g. {prefix}95% or {prefix}2cc)"
             if prefix in ("D", "DC")
             else f"{prefix} must be followed by a number, got {text!r} "
             f"(e.g. {prefix}20Gy or {prefix}100%)"

@@ -1,0 +1,189 @@
+"""DVHs and metrics for the structures of one loaded export.
+
+This is where the DICOM side (:mod:`rtcheck.dicom_io`) meets the pure DVH core
+(:mod:`rtcheck.dvh`) and the metric grammar: it chooses structures, runs one DVH per
+structure (two at a time on two cores), evaluates the requested metrics and collects
+everything a reader must know about the numbers (structures outside the dose grid,
+empty or point ROIs, metrics that could not be evaluated).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtcheck.constraints.metrics import Metric, parse_metric
+from rtcheck.dicom_io import PlanExport, Roi
+from rtcheck.dvh import DVH, compute_dvh
+from rtcheck.errors import EvaluationError, RtcheckError
+
+logger = logging.getLogger("rtcheck")
+
+#: Metrics reported when the user names none.
+DEFAULT_METRICS = ("D98%[Gy]", "D95%[Gy]", "D50%[Gy]", "D2%[Gy]", "D0.03cc[Gy]")
+
+
+class UnknownRoiError(RtcheckError):
+    """A structure name asked for on the command line is not in the structure set."""
+
+
+@dataclass
+class StructureResult:
+    """DVH and metrics of one ROI, or the reason it has none."""
+
+    roi: Roi
+    dvh: DVH | None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when the DVH exists and covers the whole structure."""
+        return self.dvh is not None and self.dvh.complete
+
+
+@dataclass
+class DvhAnalysis:
+    """Results for one export: one :class:`StructureResult` per selected ROI."""
+
+    export: PlanExport
+    metrics: tuple[Metric, ...]
+    structures: list[StructureResult]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Export-level warnings followed by every structure's warnings."""
+        out = list(self.export.warnings) + list(self.export.dose.notes)
+        for s in self.structures:
+            out.extend(s.warnings)
+        return out
+
+    @property
+    def problems(self) -> list[str]:
+        """What could not be evaluated (each makes the command exit 3)."""
+        return [p for s in self.structures for p in s.problems]
+
+
+def select_rois(rois: Sequence[Roi], names: Sequence[str]) -> list[Roi]:
+    """The ROIs named (case-insensitive, in the order given), or all when none are named.
+
+    Raises
+    ------
+    UnknownRoiError
+        When a name matches no ROI; the message lists the ROIs that exist.
+    """
+    if not names:
+        return list(rois)
+    by_name: dict[str, Roi] = {}
+    for roi in rois:
+        by_name.setdefault(roi.name.casefold(), roi)
+    chosen: list[Roi] = []
+    for name in names:
+        found = by_name.get(name.strip().casefold())
+        if found is None:
+            available = ", ".join(repr(r.name) for r in rois)
+            raise UnknownRoiError(
+                f"no ROI named {name!r} in the structure set; available: {available}"
+            )
+        if found not in chosen:
+            chosen.append(found)
+    return chosen
+
+
+def analyse(
+    export: PlanExport,
+    roi_names: Sequence[str] = (),
+    metric_texts: Sequence[str] = DEFAULT_METRICS,
+    *,
+    workers: int | None = None,
+) -> DvhAnalysis:
+    """Compute DVHs and metrics for the chosen structures of an export.
+
+    Parameters
+    ----------
+    export
+        A loaded export (structures and dose, plan when present).
+    roi_names
+        ROI names to analyse; all ROIs when empty.
+    metric_texts
+        TG-263 metric strings; parsed first, so a malformed one fails before any work.
+    workers
+        Structures computed at once (threads); by default the number of CPUs, at most 2.
+
+    Returns
+    -------
+    DvhAnalysis
+    """
+    metrics = tuple(parse_metric(m) for m in metric_texts)
+    rois = select_rois(export.structures.rois, roi_names)
+    prescription = export.plan.total_dose_gy if export.plan is not None else None
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+
+    def run(roi: Roi) -> StructureResult:
+        return _analyse_roi(export, roi, metrics, prescription)
+
+    if n_workers > 1 and len(rois) > 1:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            results = list(pool.map(run, rois))
+    else:
+        results = [run(r) for r in rois]
+    return DvhAnalysis(export=export, metrics=metrics, structures=results)
+
+
+def _analyse_roi(
+    export: PlanExport, roi: Roi, metrics: Sequence[Metric], prescription: float | None
+) -> StructureResult:
+    name = roi.name
+    if not roi.planes:
+        why = (
+            f"{roi.geometric_type} ROI, not a volume"
+            if roi.geometric_type not in ("CLOSED_PLANAR", "")
+            else "no contours"
+        )
+        return StructureResult(roi, None, warnings=[f"ROI {name!r}: {why}; no DVH"])
+    structures = export.structures
+    try:
+        dvh = compute_dvh(
+            roi.planes,
+            export.dose.grid,
+            slice_positions=structures.slice_positions,
+            single_plane_thickness=_fallback_thickness(export),
+        )
+    except ValueError as exc:  # e.g. one plane and no known slice spacing
+        return StructureResult(roi, None, problems=[f"ROI {name!r}: {exc}"])
+    result = StructureResult(roi, dvh)
+    result.warnings.extend(f"ROI {name!r}: {n}" for n in (*roi.notes, *dvh.notes))
+    if dvh.volume_outside_cc > 0 and not dvh.complete:
+        share = 100.0 * dvh.volume_outside_cc / dvh.volume_cc
+        result.warnings.append(
+            f"ROI {name!r}: {dvh.volume_outside_cc:.3g} cc ({share:.1f} %) lies outside the "
+            "dose grid; its DVH and metrics cover only the part inside"
+        )
+    for metric in metrics:
+        key = str(metric)
+        try:
+            result.metrics[key] = metric.evaluate(dvh, prescription)
+        except EvaluationError as exc:
+            result.metrics[key] = None
+            result.problems.append(f"ROI {name!r}: {key}: {exc}")
+    return result
+
+
+def _fallback_thickness(export: PlanExport) -> float | None:
+    """Slab thickness for an ROI drawn on one plane: the structure set's plane spacing."""
+    positions = export.structures.slice_positions
+    if positions is None or positions.size < 2:
+        zs = sorted({p.z for r in export.structures.rois for p in r.planes})
+        positions = np.asarray(zs, dtype=np.float64)
+    if positions.size < 2:
+        return None
+    steps = np.diff(np.sort(positions))
+    steps = steps[steps > 1e-3]
+    return float(np.median(steps)) if steps.size and math.isfinite(np.median(steps)) else None

@@ -1,0 +1,261 @@
+"""Command line: ``rtcheck dvh``, ``rtcheck demo``.
+
+The CLI owns the console and the exit codes; the library only returns results or raises
+:class:`rtcheck.errors.RtcheckError`. Exit codes for every command:
+
+0 success (and, for checks, compliant) · 1 non-compliant · 2 usage error ·
+3 cannot evaluate (unreadable or inconsistent input, one line per problem naming the
+file) · 4 internal error (rerun with ``--debug`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from enum import IntEnum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+
+from rtcheck import __version__
+from rtcheck.errors import InputError, InputErrors, MetricSyntaxError, RtcheckError
+
+
+class ExitCode(IntEnum):
+    """Process exit codes shared by every rtcheck command."""
+
+    OK = 0
+    NON_COMPLIANT = 1
+    USAGE = 2
+    CANNOT_EVALUATE = 3
+    INTERNAL = 4
+
+
+app = typer.Typer(
+    name="rtcheck",
+    help="DICOM-RT plan compliance checker: accurate DVHs and protocol rules.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _guarded(func: F) -> F:
+    """Map rtcheck's errors to exit codes; hide tracebacks unless --debug."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, click.ClickException):
+            raise
+        except InputErrors as exc:
+            for e in exc.errors:
+                _err(f"error: {e}")
+            raise typer.Exit(ExitCode.CANNOT_EVALUATE) from None
+        except InputError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(ExitCode.CANNOT_EVALUATE) from None
+        except MetricSyntaxError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(ExitCode.USAGE) from None
+        except RtcheckError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(
+                ExitCode.USAGE if _is_usage(exc) else ExitCode.CANNOT_EVALUATE
+            ) from None
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            _err(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "This is a bug in rtcheck. Rerun with --debug and report the output."
+            )
+            raise typer.Exit(ExitCode.INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]  # wraps keeps the signature typer reads
+
+
+def _is_usage(exc: RtcheckError) -> bool:
+    from rtcheck.analysis import UnknownRoiError
+    from rtcheck.dicom_io import AmbiguousExportError
+
+    return isinstance(exc, UnknownRoiError | AmbiguousExportError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rtcheck {__version__}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """DICOM-RT plan compliance checker."""
+
+
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show debug logging and tracebacks of internal errors.")
+]
+
+
+@app.command()
+@_guarded
+def dvh(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Export folder (searched recursively) or one DICOM file."),
+    ] = None,
+    structures: Annotated[
+        Path | None, typer.Option("--structures", help="RTSTRUCT file (explicit mode).")
+    ] = None,
+    dose: Annotated[
+        list[Path] | None,
+        typer.Option("--dose", help="RTDOSE file (explicit mode); repeat for beam doses."),
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="RTPLAN file: the plan to use (explicit mode or a folder holding several plans).",
+        ),
+    ] = None,
+    roi: Annotated[
+        list[str] | None, typer.Option("--roi", help="ROI name (repeatable); default all.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="TG-263 metric, e.g. 'D95%[Gy]', 'V20Gy[%]' "
+            "(repeatable); default D98%, D95%, D50%, D2%, D0.03cc.",
+        ),
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report to FILE, or '-' for stdout.")
+    ] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write a CSV table to FILE.")
+    ] = None,
+    no_curves: Annotated[
+        bool, typer.Option("--no-curves", help="Leave the DVH curves out of the JSON.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Dose-volume histograms and TG-263 metrics of every structure of a plan."""
+    from rtcheck.analysis import DEFAULT_METRICS, analyse
+    from rtcheck.dvh_report import format_table, to_csv, to_json
+
+    export = _load(path, structures, dose, plan)
+    result = analyse(export, roi or (), metric or DEFAULT_METRICS)
+    to_stdout = json_out == "-"
+    if not to_stdout:
+        typer.echo(_header(export))
+        typer.echo(format_table(result))
+    for warning in result.warnings:
+        _err(f"warning: {warning}")
+    for problem in result.problems:
+        _err(f"error: {problem}")
+    document = to_json(result, curves=not no_curves)
+    if json_out is not None:
+        text = json.dumps(document, indent=2)
+        if to_stdout:
+            typer.echo(text)
+        else:
+            Path(json_out).write_text(text + "\n", encoding="utf-8")
+    if csv_out is not None:
+        csv_out.write_text(to_csv(result), encoding="utf-8")
+    if result.problems:
+        raise typer.Exit(ExitCode.CANNOT_EVALUATE)
+
+
+def _load(
+    path: Path | None, structures: Path | None, dose: list[Path] | None, plan: Path | None
+) -> Any:
+    from rtcheck import dicom_io
+
+    if structures is not None or dose:
+        if path is not None:
+            raise typer.BadParameter("give either PATH or --structures/--dose, not both")
+        if structures is None or not dose:
+            raise typer.BadParameter("explicit mode needs both --structures and --dose")
+        return dicom_io.load_files(structures, dose if len(dose) > 1 else dose[0], plan)
+    if path is None:
+        raise typer.BadParameter("give an export folder, or --structures and --dose")
+    return dicom_io.load_path(path, plan=plan)
+
+
+def _header(export: Any) -> str:
+    plan = export.plan
+    lines = [f"Patient {export.patient_id}"]
+    if plan is not None:
+        dose = (
+            f"{plan.fractions} x {plan.dose_per_fraction_gy:.4g} Gy = {plan.total_dose_gy:.4g} Gy"
+            if plan.total_dose_gy is not None and plan.fractions
+            else "no prescription"
+        )
+        lines.append(
+            f"Plan {plan.label!r} ({plan.intent or 'intent not given'}, "
+            f"{plan.approval or 'approval not given'}): {dose}"
+        )
+    else:
+        lines.append("No plan: dose used as stored")
+    lines.append(f"Dose {export.dose.summation}: {', '.join(f.name for f in export.dose.files)}")
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+@_guarded
+def demo(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the sample export (default: a new temporary one)."),
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report to FILE, or '-'.")
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Write a bundled sample plan (generated, not downloaded) and compute its DVHs."""
+    from rtcheck.synthetic import write_demo_export
+
+    folder = out if out is not None else Path(tempfile.mkdtemp(prefix="rtcheck-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise typer.BadParameter(f"{folder} is not empty: choose an empty or new folder")
+    write_demo_export(folder)
+    _err(f"sample export written to {folder}")
+    dvh(path=folder, json_out=json_out, debug=debug)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

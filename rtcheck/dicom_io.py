@@ -1,0 +1,1754 @@
+"""Reading DICOM-RT exports: plans, doses, structure sets and the CT they were drawn on.
+
+Two ways in:
+
+- :func:`find_exports` scans a folder (recursively, headers only), links every RTDOSE
+  to its RTPLAN (Referenced RT Plan Sequence), the plan to its RTSTRUCT (Referenced
+  Structure Set Sequence) and the structure set to its CT (referenced series, else the
+  one CT series of its frame of reference), giving one :class:`ExportSet` per plan;
+  :func:`load_export` then reads one set into a :class:`PlanExport`.
+- :func:`load_files` reads files named explicitly (``--structures RS --dose RD``).
+
+Links are followed, never guessed: a dose whose plan is missing, a plan whose structure
+set is missing, or two doses of one summation type for one plan are errors whose
+message suggests the explicit form. Everything that cannot be evaluated raises
+:class:`rtcheck.errors.InputError` (several at once: :class:`rtcheck.errors.InputErrors`)
+naming the file and what to do.
+
+Doses come out in Gy (float64, Dose Grid Scaling applied) on ascending axes, whatever
+the patient orientation (HFS, FFS, HFP, FFP) and frame order of the file; dose
+summation types PLAN, BEAM (all beam doses of the plan summed) and FRACTION (times
+the fractions planned) are turned into the dose of the whole plan. No DVH maths here.
+
+pydicom is used leniently: values that break the VR rules (malformed UIDs are common
+in older exports) are accepted, and pydicom's warnings go to the ``rtcheck`` logger at
+debug level instead of the console.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import math
+import os
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom import config, dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, DoseGrid, FloatArray
+from rtcheck.errors import InputError, InputErrors, MissingExtraError
+
+__all__ = [
+    "AmbiguousExportError",
+    "DoseData",
+    "DoseReference",
+    "ExportSet",
+    "PlanExport",
+    "PlanInfo",
+    "Roi",
+    "StructureSet",
+    "find_exports",
+    "load_export",
+    "load_files",
+    "load_path",
+    "read_dose",
+    "read_plan",
+    "read_structure_set",
+]
+
+logger = logging.getLogger("rtcheck")
+
+#: How to bypass the folder scan, quoted in every linking error.
+EXPLICIT_HINT = (
+    "name the files explicitly instead: --structures RS.dcm --dose RD.dcm [--plan RP.dcm]"
+)
+#: Tolerance on direction cosines when deciding that a grid is axial.
+DIRECTION_TOLERANCE = 1e-4
+#: Grids of summed BEAM doses must agree to this (mm).
+GEOMETRY_TOLERANCE_MM = 1e-3
+
+_RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+_RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
+_RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
+_RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
+_CT = "1.2.840.10008.5.1.4.1.1.2"
+_DICOMDIR = "1.2.840.10008.1.3.10"
+_SOP_MODALITY = {
+    _RT_DOSE: "RTDOSE",
+    _RT_STRUCT: "RTSTRUCT",
+    _RT_PLAN: "RTPLAN",
+    _RT_ION_PLAN: "RTPLAN",
+    _CT: "CT",
+}
+_SUPPORTED_SUMMATIONS = ("PLAN", "BEAM", "FRACTION")
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "PatientID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "DoseUnits",
+    "DoseSummationType",
+    "ReferencedRTPlanSequence",
+    "RTPlanLabel",
+    "ReferencedStructureSetSequence",
+    "ReferencedFrameOfReferenceSequence",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Public data model
+# --------------------------------------------------------------------------------------
+
+
+class AmbiguousExportError(InputError):
+    """The files do not say which plan, dose or structure set is meant.
+
+    Raised, never guessed, for several plans in a folder where one was expected,
+    two doses of one summation type for one plan, or two different files sharing a SOP
+    Instance UID. The user resolves it by naming the files explicitly.
+    """
+
+
+class DoseReference(NamedTuple):
+    """One item of a plan's Dose Reference Sequence.
+
+    ``dose_gy`` is the Target Prescription Dose of a TARGET item, the Organ at Risk
+    Maximum Dose of an ORGAN_AT_RISK item, else the Delivery Maximum Dose; None when
+    the item has none of them.
+    """
+
+    description: str
+    type: str
+    dose_gy: float | None
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """What rtcheck needs from an RT Plan.
+
+    ``total_dose_gy`` is the highest Target Prescription Dose of the TARGET dose
+    references (``prescription_source`` "DoseReferenceSequence"); without one it is
+    the sum over treatment beams (not SETUP, meterset > 0) of Beam Dose times the
+    fractions planned ("derived from beam doses (no TargetPrescriptionDose)"); None
+    when neither is available. ``treatment_beams`` are the numbers of those beams.
+    """
+
+    file: Path
+    sop_instance_uid: str
+    label: str
+    name: str
+    intent: str
+    approval: str
+    fractions: int | None
+    dose_per_fraction_gy: float | None
+    total_dose_gy: float | None
+    prescription_source: str | None
+    dose_references: list[DoseReference]
+    treatment_beams: list[int]
+    frame_of_reference_uid: str
+    referenced_structure_set_uid: str | None
+    patient_position: str | None
+    patient_id: str = ""
+    beam_names: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DoseData:
+    """The dose of a whole plan in Gy, and where it came from.
+
+    ``summation`` is the Dose Summation Type of the files used (PLAN, BEAM or
+    FRACTION); ``grid`` is already the plan's total dose (BEAM doses summed, a
+    FRACTION dose multiplied by the fractions planned when the plan is known).
+    ``beam_sum_max_difference_gy`` is the largest difference between the summed BEAM
+    doses and the PLAN dose when both were present (see ``notes``).
+    """
+
+    grid: DoseGrid
+    files: list[Path]
+    sop_instance_uids: list[str]
+    summation: str
+    units: str
+    frame_of_reference_uid: str
+    referenced_plan_uid: str | None
+    notes: list[str] = field(default_factory=list)
+    beam_sum_max_difference_gy: float | None = None
+
+
+@dataclass(frozen=True)
+class Roi:
+    """One ROI of a structure set.
+
+    ``planes`` holds the closed planar contours grouped by axial plane (ascending z),
+    each polygon a separate ``(n, 2)`` array, to be combined by the even-odd rule.
+    POINT and OPEN contours carry no volume and are left out (with a note).
+    """
+
+    number: int
+    name: str
+    interpreted_type: str
+    geometric_type: str
+    planes: tuple[ContourPlane, ...]
+    notes: tuple[str, ...] = ()
+    frame_of_reference_uid: str = ""
+
+    @property
+    def empty(self) -> bool:
+        """True when the ROI has no closed planar contour (no volume)."""
+        return not self.planes
+
+
+@dataclass(frozen=True)
+class StructureSet:
+    """An RT Structure Set with its ROIs in file order.
+
+    ``slice_positions`` are the z (mm, ascending) of the CT slices the structure set
+    references, when those CT files are all present; else None.
+    """
+
+    file: Path
+    sop_instance_uid: str
+    label: str
+    frame_of_reference_uid: str
+    rois: list[Roi]
+    slice_positions: FloatArray | None
+    notes: list[str] = field(default_factory=list)
+
+    def roi(self, name: str) -> Roi:
+        """The ROI called ``name`` (exact match); KeyError when there is none."""
+        for roi in self.rois:
+            if roi.name == name:
+                return roi
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class PlanExport:
+    """Everything needed to check one plan. ``warnings`` are for the user to read."""
+
+    patient_id: str
+    plan: PlanInfo | None
+    dose: DoseData
+    structures: StructureSet
+    ct_files: list[Path]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class ExportSet:
+    """The files of one plan found by :func:`find_exports`, linked but not yet read.
+
+    ``doses`` are all RTDOSE files referencing the plan (the choice among them, and
+    the BEAM-versus-PLAN comparison, happen in :func:`load_export`).
+    """
+
+    patient_id: str
+    plan_uid: str
+    plan_label: str
+    plan: Path
+    structures: Path
+    doses: tuple[Path, ...]
+    summation: str
+    ct_files: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------
+# pydicom plumbing
+# --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _lenient_pydicom() -> Iterator[None]:
+    """Read without VR validation; pydicom's warnings go to the debug log."""
+    saved = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for w in caught:
+                    logger.debug("pydicom: %s", w.message)
+    finally:
+        config.settings.reading_validation_mode = saved
+
+
+def _read(
+    path: Path, *, stop_before_pixels: bool = False, specific_tags: list[str] | None = None
+) -> Dataset:
+    """dcmread turning every failure into an InputError naming the file.
+
+    A file without the Part 10 preamble that starts like a dataset (older exports, some
+    test files) is read as a raw dataset.
+    """
+    try:
+        return _dcmread_any(
+            path, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags
+        )
+    except InvalidDicomError as exc:
+        raise InputError(f"not a DICOM file ({exc})", path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", path) from exc
+    except Exception as exc:  # pydicom raises many types on corrupt files
+        raise InputError(
+            f"unreadable DICOM ({type(exc).__name__}: {exc}); re-export it", path
+        ) from exc
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _float(ds: Dataset, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(ds: Dataset, keyword: str) -> FloatArray | None:
+    """A (multi-valued) DS element as float64, parsed from the raw bytes when possible.
+
+    Returns None when the element is absent or empty; raises ValueError when a value
+    is not a number.
+    """
+    if keyword not in ds:
+        return None
+    elem: Any = ds.get_item(keyword)
+    value = elem.value
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).rstrip(b" \x00")
+        if not text:
+            return None
+        parts = text.split(b"\\")
+        return np.array([float(p) for p in parts], dtype=np.float64)
+    if isinstance(value, str | float | int):
+        if value == "":
+            return None
+        return np.array([float(value)], dtype=np.float64)
+    return np.array([float(v) for v in value], dtype=np.float64)
+
+
+def _seq(ds: Dataset, keyword: str) -> list[Dataset]:
+    value = ds.get(keyword)
+    return list(value) if value else []
+
+
+def _kind(ds: Dataset) -> str:
+    sop = str(ds.get("SOPClassUID", "")).strip()
+    if sop in _SOP_MODALITY:
+        return _SOP_MODALITY[sop]
+    if sop == _DICOMDIR:
+        return "DICOMDIR"
+    return _text(ds, "Modality") or "unknown"
+
+
+def _require_kind(ds: Dataset, kind: str, path: Path) -> None:
+    found = _kind(ds)
+    if found != kind:
+        raise InputError(f"expected an {kind} file but this is {found}", path)
+
+
+# --------------------------------------------------------------------------------------
+# Plans
+# --------------------------------------------------------------------------------------
+
+
+def read_plan(path: str | Path) -> PlanInfo:
+    """Read an RT Plan (or RT Ion Plan).
+
+    Parameters
+    ----------
+    path
+        The RTPLAN file.
+
+    Returns
+    -------
+    PlanInfo
+        Label, intent, approval, fractions, prescription (see :class:`PlanInfo` for
+        the rules) and the treatment beams.
+    """
+    file = Path(path)
+    with _lenient_pydicom():
+        ds = _read(file, stop_before_pixels=True)
+        _require_kind(ds, "RTPLAN", file)
+        return _plan_from_dataset(ds, file)
+
+
+def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
+    notes: list[str] = []
+    groups = _seq(ds, "FractionGroupSequence")
+    group = groups[0] if groups else Dataset()
+    if len(groups) > 1:
+        notes.append(f"plan has {len(groups)} fraction groups: only the first is used")
+    fractions = _int(group, "NumberOfFractionsPlanned")
+    if fractions is not None and fractions <= 0:
+        fractions = None
+
+    references = []
+    for item in _seq(ds, "DoseReferenceSequence"):
+        kind = _text(item, "DoseReferenceType")
+        if kind == "TARGET":
+            dose = _float(item, "TargetPrescriptionDose")
+        elif kind == "ORGAN_AT_RISK":
+            dose = _float(item, "OrganAtRiskMaximumDose")
+        else:
+            dose = None
+        if dose is None and kind != "TARGET":
+            dose = _float(item, "DeliveryMaximumDose")
+        references.append(DoseReference(_text(item, "DoseReferenceDescription"), kind, dose))
+
+    beam_items = _seq(ds, "BeamSequence") or _seq(ds, "IonBeamSequence")
+    delivery: dict[int, str] = {}
+    names: dict[int, str] = {}
+    for beam in beam_items:
+        number = _int(beam, "BeamNumber")
+        if number is not None:
+            delivery[number] = _text(beam, "TreatmentDeliveryType") or "TREATMENT"
+            names[number] = _text(beam, "BeamName")
+    treatment: list[int] = []
+    beam_dose_total = 0.0
+    beam_dose_known = False
+    for ref in _seq(group, "ReferencedBeamSequence"):
+        number = _int(ref, "ReferencedBeamNumber")
+        if number is None or delivery.get(number, "TREATMENT") == "SETUP":
+            continue
+        meterset = _float(ref, "BeamMeterset")
+        if meterset is None or meterset <= 0:
+            continue
+        treatment.append(number)
+        beam_dose = _float(ref, "BeamDose")
+        if beam_dose is not None:
+            beam_dose_total += beam_dose
+            beam_dose_known = True
+
+    targets = [
+        r.dose_gy
+        for r in references
+        if r.type == "TARGET" and r.dose_gy is not None and r.dose_gy > 0
+    ]
+    total: float | None = None
+    source: str | None = None
+    if targets:
+        total, source = max(targets), "DoseReferenceSequence"
+    elif beam_dose_known and fractions:
+        total = beam_dose_total * fractions
+        source = "derived from beam doses (no TargetPrescriptionDose)"
+    per_fraction = total / fractions if total is not None and fractions else None
+
+    structure_refs = _seq(ds, "ReferencedStructureSetSequence")
+    rs_uid = _text(structure_refs[0], "ReferencedSOPInstanceUID") if structure_refs else ""
+    setups = _seq(ds, "PatientSetupSequence")
+    position = _text(setups[0], "PatientPosition") if setups else ""
+    return PlanInfo(
+        file=file,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        label=_text(ds, "RTPlanLabel"),
+        name=_text(ds, "RTPlanName"),
+        intent=_text(ds, "PlanIntent"),
+        approval=_text(ds, "ApprovalStatus"),
+        fractions=fractions,
+        dose_per_fraction_gy=per_fraction,
+        total_dose_gy=total,
+        prescription_source=source,
+        dose_references=references,
+        treatment_beams=treatment,
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+        referenced_structure_set_uid=rs_uid or None,
+        patient_position=position or None,
+        patient_id=_text(ds, "PatientID"),
+        beam_names=names,
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Doses
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DoseInfo:
+    """Header facts of one RTDOSE used to link and choose doses."""
+
+    path: Path
+    sop_instance_uid: str
+    summation: str
+    units: str
+    frame_of_reference_uid: str
+    referenced_plan_uid: str | None
+    beam_numbers: tuple[int, ...]
+    patient_id: str
+
+
+def _dose_info(ds: Dataset, path: Path) -> _DoseInfo:
+    plan_uid: str | None = None
+    beams: list[int] = []
+    refs = _seq(ds, "ReferencedRTPlanSequence")
+    if refs:
+        plan_uid = _text(refs[0], "ReferencedSOPInstanceUID") or None
+        for group in _seq(refs[0], "ReferencedFractionGroupSequence"):
+            for beam in _seq(group, "ReferencedBeamSequence"):
+                number = _int(beam, "ReferencedBeamNumber")
+                if number is not None:
+                    beams.append(number)
+    return _DoseInfo(
+        path=path,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        summation=_text(ds, "DoseSummationType").upper(),
+        units=_text(ds, "DoseUnits").upper(),
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+        referenced_plan_uid=plan_uid,
+        beam_numbers=tuple(beams),
+        patient_id=_text(ds, "PatientID"),
+    )
+
+
+def _check_units(info: _DoseInfo) -> None:
+    if info.units == "RELATIVE":
+        raise InputError(
+            "relative dose (DoseUnits RELATIVE) cannot be checked against dose limits in "
+            "Gy: export the dose in absolute units (Gy) from the planning system",
+            info.path,
+        )
+    if info.units != "GY":
+        raise InputError(
+            f"DoseUnits '{info.units or '(missing)'}' is not supported: only GY doses "
+            "can be checked; export the dose in Gy",
+            info.path,
+        )
+
+
+@dataclass(frozen=True)
+class _DoseFile:
+    info: _DoseInfo
+    grid: DoseGrid
+    notes: tuple[str, ...]
+
+
+def read_dose(path: str | Path) -> DoseData:
+    """Read one RTDOSE as stored (no summation rule applied).
+
+    Parameters
+    ----------
+    path
+        The RTDOSE file.
+
+    Returns
+    -------
+    DoseData
+        The grid in Gy on ascending axes; ``summation`` is the file's Dose Summation
+        Type, the dose is *not* multiplied by fractions or summed with other beams.
+    """
+    dose = _read_dose_file(Path(path))
+    return DoseData(
+        grid=dose.grid,
+        files=[dose.info.path],
+        sop_instance_uids=[dose.info.sop_instance_uid],
+        summation=dose.info.summation,
+        units=dose.info.units,
+        frame_of_reference_uid=dose.info.frame_of_reference_uid,
+        referenced_plan_uid=dose.info.referenced_plan_uid,
+        notes=list(dose.notes),
+    )
+
+
+def _read_dose_file(path: Path) -> _DoseFile:
+    with _lenient_pydicom():
+        ds = _read(path)
+        _require_kind(ds, "RTDOSE", path)
+        info = _dose_info(ds, path)
+        _check_units(info)
+        grid, notes = _dose_grid(ds, path)
+    return _DoseFile(info, grid, tuple(notes))
+
+
+def _axis_of(cosines: FloatArray) -> tuple[int, float] | None:
+    """(patient axis 0/1, sign) of an in-plane direction along x or y, else None."""
+    for axis in (0, 1):
+        others = [k for k in range(3) if k != axis]
+        if abs(abs(cosines[axis]) - 1.0) <= DIRECTION_TOLERANCE and all(
+            abs(cosines[k]) <= DIRECTION_TOLERANCE for k in others
+        ):
+            return axis, math.copysign(1.0, float(cosines[axis]))
+    return None
+
+
+def _dose_grid(ds: Dataset, path: Path) -> tuple[DoseGrid, list[str]]:
+    """The dose grid of an RTDOSE dataset: Gy, ascending axes (see module notes)."""
+    notes: list[str] = []
+    if "PixelData" not in ds:
+        raise InputError(
+            "the RTDOSE holds no dose grid (no Pixel Data): export the 3-D "
+            "dose, not only DVHs or points",
+            path,
+        )
+    frames = _int(ds, "NumberOfFrames") or 1
+    rows, cols = _int(ds, "Rows") or 0, _int(ds, "Columns") or 0
+    bits = _int(ds, "BitsAllocated") or 0
+    if frames < 2:
+        raise InputError(
+            "single-frame dose: the RTDOSE holds one dose plane, but a 3-D dose grid "
+            "(multi-frame) is needed; export the full dose volume",
+            path,
+        )
+    if rows < 1 or cols < 1 or bits not in (8, 16, 32):
+        raise InputError(f"invalid dose image size ({rows} x {cols}, {bits} bits allocated)", path)
+    try:
+        spacing = _floats(ds, "PixelSpacing")
+        iop = _floats(ds, "ImageOrientationPatient")
+        ipp = _floats(ds, "ImagePositionPatient")
+        offsets = _floats(ds, "GridFrameOffsetVector")
+        scaling = _float(ds, "DoseGridScaling")
+    except ValueError as exc:
+        raise InputError(f"non-numeric dose geometry ({exc})", path) from exc
+    if spacing is None or spacing.size != 2 or not np.all(np.isfinite(spacing)):
+        raise InputError("PixelSpacing is missing or invalid", path)
+    if np.any(spacing <= 0):
+        raise InputError(
+            f"PixelSpacing {spacing.tolist()} is zero or negative: the dose "
+            "grid has no valid in-plane spacing; re-export the dose",
+            path,
+        )
+    if iop is None or iop.size != 6 or ipp is None or ipp.size != 3:
+        raise InputError(
+            "ImageOrientationPatient or ImagePositionPatient is missing or invalid", path
+        )
+    if offsets is None or offsets.size != frames:
+        raise InputError(
+            f"GridFrameOffsetVector has {0 if offsets is None else offsets.size} values for "
+            f"{frames} frames",
+            path,
+        )
+    if scaling is None or scaling <= 0:
+        raise InputError("DoseGridScaling is missing, zero or negative", path)
+
+    row_dir = _axis_of(iop[:3])
+    col_dir = _axis_of(iop[3:])
+    if row_dir is None or col_dir is None or row_dir[0] == col_dir[0]:
+        raise InputError(
+            f"oblique dose grid (ImageOrientationPatient {iop.round(6).tolist()}) is not "
+            "supported: only axial grids (HFS, FFS, HFP, FFP) can be read; resample the "
+            "dose to an axial grid in the planning system",
+            path,
+        )
+    normal_z = math.copysign(1.0, float(np.cross(iop[:3], iop[3:])[2]))
+
+    # Frame positions, PS3.3 C.8.8.3.2.
+    first = float(offsets[0])
+    if abs(first) <= 1e-6:
+        z = ipp[2] + normal_z * offsets
+    elif abs(first - ipp[2]) <= PLANE_TOLERANCE_MM:
+        z = offsets.copy()
+        if not np.allclose(iop, [1, 0, 0, 0, 1, 0], atol=DIRECTION_TOLERANCE):
+            notes.append(
+                "absolute GridFrameOffsetVector with a non-HFS orientation (the "
+                "standard defines it for 1\\0\\0\\0\\1\\0 only): read as patient z"
+            )
+    else:
+        raise InputError(
+            f"GridFrameOffsetVector starts at {first:g} mm, neither 0 (offsets relative to "
+            f"Image Position Patient) nor its z {ipp[2]:g} mm (absolute z): the frame "
+            "positions are undefined (PS3.3 C.8.8.3.2); re-export the dose",
+            path,
+        )
+    steps = np.diff(offsets)
+    if np.any(np.abs(steps) <= 1e-6):
+        raise InputError(
+            "zero frame spacing: two dose frames share one position in "
+            "GridFrameOffsetVector; re-export the dose",
+            path,
+        )
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        raise InputError(
+            "GridFrameOffsetVector is not monotonic (PS3.3 C.8.8.3.2 requires "
+            "it); re-export the dose",
+            path,
+        )
+
+    stored = _pixels(ds, path, frames, rows, cols, bits)
+    dose = stored.astype(np.float64) * scaling
+
+    # Columns run along the row direction cosine, rows along the column one.
+    col_axis, col_sign = row_dir
+    row_axis, row_sign = col_dir
+    col_coords = ipp[col_axis] + col_sign * spacing[1] * np.arange(cols)
+    row_coords = ipp[row_axis] + row_sign * spacing[0] * np.arange(rows)
+    if col_axis == 0:
+        x, y = col_coords, row_coords
+    else:  # rows along x, columns along y: bring to (frame, y, x)
+        dose = dose.transpose(0, 2, 1)
+        x, y = row_coords, col_coords
+    if x[1] < x[0]:
+        x, dose = x[::-1], dose[:, :, ::-1]
+    if y[1] < y[0]:
+        y, dose = y[::-1], dose[:, ::-1, :]
+    order = np.argsort(z, kind="stable")
+    if not np.array_equal(order, np.arange(z.size)):
+        logger.debug("%s: dose frames stored in descending z, sorted", path)
+    z, dose = z[order], dose[order]
+    try:
+        grid = DoseGrid(
+            np.ascontiguousarray(x),
+            np.ascontiguousarray(y),
+            np.ascontiguousarray(z),
+            np.ascontiguousarray(dose),
+        )
+    except ValueError as exc:
+        raise InputError(f"invalid dose grid geometry: {exc}", path) from exc
+    return grid, notes
+
+
+def _pixels(ds: Dataset, path: Path, frames: int, rows: int, cols: int, bits: int) -> NDArray[Any]:
+    """Stored pixel values (frames, rows, cols); truncation is checked before decoding."""
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    samples = _int(ds, "SamplesPerPixel") or 1
+    if samples != 1:
+        raise InputError(f"SamplesPerPixel is {samples}: a dose grid has one sample", path)
+    if not syntax.is_encapsulated:
+        expected = rows * cols * frames * bits // 8
+        actual = len(ds.PixelData)
+        if actual < expected:
+            raise InputError(
+                f"truncated pixel data: {actual} bytes where {rows} rows x {cols} columns x "
+                f"{frames} frames x {bits // 8} bytes = {expected} are needed; the file is "
+                "incomplete, copy or export it again",
+                path,
+            )
+    else:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError as exc:
+            raise InputError(
+                f"pixel data in transfer syntax {syntax.name} ({syntax}) "
+                "cannot be decoded; export the dose uncompressed",
+                path,
+            ) from exc
+        if not decoder.is_available:
+            raise MissingExtraError(f"decoding {syntax.name}", "codecs", "pylibjpeg")
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception as exc:
+        raise InputError(
+            f"cannot decode the dose pixel data ({type(exc).__name__}: {exc}); "
+            "the file may be damaged, export it again",
+            path,
+        ) from exc
+    return arr.reshape(frames, rows, cols)
+
+
+def _same_geometry(a: DoseGrid, b: DoseGrid) -> bool:
+    return all(
+        u.shape == v.shape and np.allclose(u, v, atol=GEOMETRY_TOLERANCE_MM, rtol=0)
+        for u, v in ((a.x, b.x), (a.y, b.y), (a.z, b.z))
+    )
+
+
+def _choose_doses(
+    infos: Sequence[_DoseInfo], plan_name: str
+) -> tuple[list[_DoseInfo], list[_DoseInfo], list[str], list[InputError]]:
+    """Pick the doses of one plan: PLAN, else the BEAM doses, else FRACTION.
+
+    Returns the chosen doses, the BEAM doses to compare with a chosen PLAN dose,
+    warnings about doses left aside, and errors for ambiguities.
+    """
+    by_type: dict[str, list[_DoseInfo]] = defaultdict(list)
+    for info in infos:
+        by_type[info.summation].append(info)
+    errors: list[InputError] = []
+    notes: list[str] = []
+    for kind in ("PLAN", "FRACTION"):
+        found = by_type.get(kind, [])
+        if len(found) > 1:
+            others = ", ".join(str(d.path) for d in found[:-1])
+            errors.append(
+                AmbiguousExportError(
+                    f"two {kind} doses for {plan_name}: this one and {others}; rtcheck does not "
+                    f"guess which one to check: {EXPLICIT_HINT}",
+                    found[-1].path,
+                )
+            )
+    seen: dict[int, Path] = {}
+    for info in by_type.get("BEAM", []):
+        if not info.beam_numbers:
+            errors.append(
+                InputError(
+                    f"BEAM dose for {plan_name} does not say which beam it holds (no Referenced "
+                    f"Beam Sequence): {EXPLICIT_HINT}",
+                    info.path,
+                )
+            )
+        for number in info.beam_numbers:
+            if number in seen:
+                errors.append(
+                    AmbiguousExportError(
+                        f"two BEAM doses for beam {number} of {plan_name}: this one and "
+                        f"{seen[number]}: {EXPLICIT_HINT}",
+                        info.path,
+                    )
+                )
+            seen[number] = info.path
+    if errors:
+        return [], [], notes, errors
+    unsupported = sorted(k for k in by_type if k not in _SUPPORTED_SUMMATIONS)
+    for kind in unsupported:
+        for info in by_type[kind]:
+            notes.append(
+                f"ignored dose {info.path}: DoseSummationType {kind or '(missing)'} "
+                "is not supported (PLAN, BEAM or FRACTION are)"
+            )
+    comparison: list[_DoseInfo] = []
+    if by_type.get("PLAN"):
+        chosen = by_type["PLAN"]
+        comparison = sorted(by_type.get("BEAM", []), key=lambda d: d.beam_numbers)
+        left = by_type.get("FRACTION", [])
+    elif by_type.get("BEAM"):
+        chosen = sorted(by_type["BEAM"], key=lambda d: d.beam_numbers)
+        left = by_type.get("FRACTION", [])
+    elif by_type.get("FRACTION"):
+        chosen, left = by_type["FRACTION"], []
+    else:
+        kinds = ", ".join(k or "(missing)" for k in unsupported)
+        return (
+            [],
+            [],
+            notes,
+            [
+                InputError(
+                    f"no dose of {plan_name} has a supported DoseSummationType (found {kinds}; "
+                    "PLAN, BEAM or FRACTION are supported)",
+                    infos[0].path,
+                )
+            ],
+        )
+    for info in left:
+        notes.append(f"ignored FRACTION dose {info.path}: the {chosen[0].summation} dose is used")
+    return list(chosen), comparison, notes, []
+
+
+def _assemble_dose(
+    infos: Sequence[_DoseInfo], plan: PlanInfo | None, warnings_out: list[str]
+) -> DoseData:
+    """Read and combine the doses of one plan into the plan's total dose."""
+    plan_name = f"plan {plan.label or plan.sop_instance_uid}" if plan else "the plan"
+    chosen, comparison, notes, errors = _choose_doses(infos, plan_name)
+    if errors:
+        raise errors[0] if len(errors) == 1 else InputErrors(errors)
+    warnings_out.extend(notes)
+    files = [_read_dose_file(info.path) for info in chosen]
+    dose_notes: list[str] = [n for f in files for n in f.notes]
+    first = files[0]
+    for other in files[1:]:
+        if other.info.frame_of_reference_uid != first.info.frame_of_reference_uid:
+            raise InputError(
+                f"frame of reference {other.info.frame_of_reference_uid} differs from "
+                f"{first.info.frame_of_reference_uid} of {first.info.path}: the beam doses "
+                "cannot be summed",
+                other.info.path,
+            )
+    if plan is not None:
+        for f in files:
+            ref = f.info.referenced_plan_uid
+            if ref and ref != plan.sop_instance_uid:
+                warnings_out.append(
+                    f"dose {f.info.path} references plan {ref}, not the plan given "
+                    f"({plan.file}, {plan.sop_instance_uid})"
+                )
+    summation = first.info.summation
+    grid = first.grid
+    beam_difference: float | None = None
+    if summation == "BEAM":
+        files = _select_beam_doses(files, plan, warnings_out, dose_notes)
+        grid = _sum_grids(files)
+        beams = sorted(n for f in files for n in f.info.beam_numbers)
+        dose_notes.append(
+            f"plan dose = sum of {len(files)} BEAM dose(s) (beams "
+            f"{', '.join(str(b) for b in beams)})"
+        )
+    elif summation == "FRACTION":
+        if plan is None:
+            warnings_out.append(
+                f"dose {first.info.path} is a FRACTION dose (one fraction) and no plan was "
+                "given: it is used as stored, not multiplied by the number of fractions"
+            )
+        elif not plan.fractions:
+            raise InputError(
+                "the dose is a FRACTION dose but the plan gives no Number of Fractions "
+                "Planned: the plan's total dose cannot be computed",
+                plan.file,
+            )
+        else:
+            grid = DoseGrid(
+                grid.x, grid.y, grid.z, np.asarray(grid.dose, dtype=np.float64) * plan.fractions
+            )
+            dose_notes.append(f"FRACTION dose multiplied by the {plan.fractions} fractions planned")
+    elif comparison:
+        beam_difference = _compare_with_beams(grid, comparison, plan, dose_notes)
+    return DoseData(
+        grid=grid,
+        files=[f.info.path for f in files],
+        sop_instance_uids=[f.info.sop_instance_uid for f in files],
+        summation=summation,
+        units=first.info.units,
+        frame_of_reference_uid=first.info.frame_of_reference_uid,
+        referenced_plan_uid=first.info.referenced_plan_uid,
+        notes=dose_notes,
+        beam_sum_max_difference_gy=beam_difference,
+    )
+
+
+def _select_beam_doses(
+    files: list[_DoseFile],
+    plan: PlanInfo | None,
+    warnings_out: list[str],
+    notes: list[str],
+) -> list[_DoseFile]:
+    """The beam doses to sum: every treatment beam of the plan must have one."""
+    if plan is None:
+        warnings_out.append(
+            f"no plan given: the {len(files)} BEAM dose(s) are summed as given; whether "
+            "every treatment beam has a dose cannot be checked"
+        )
+        return files
+    covered = {n for f in files for n in f.info.beam_numbers}
+    missing = [n for n in plan.treatment_beams if n not in covered]
+    if missing:
+        names = ", ".join(f"{n} ({plan.beam_names.get(n, '')})".replace(" ()", "") for n in missing)
+        raise InputError(
+            f"treatment beam(s) {names} of plan {plan.label} have no BEAM dose: the plan "
+            "dose would be incomplete; export the PLAN dose or every beam dose",
+            plan.file,
+        )
+    known = set(plan.beam_names) | set(plan.treatment_beams)
+    kept = []
+    for f in files:
+        unknown = [n for n in f.info.beam_numbers if known and n not in known]
+        if unknown:
+            raise InputError(
+                f"BEAM dose for beam {unknown[0]}, which plan {plan.label} does not have",
+                f.info.path,
+            )
+        if any(n in plan.treatment_beams for n in f.info.beam_numbers):
+            kept.append(f)
+        else:
+            notes.append(f"BEAM dose {f.info.path} is for a setup or 0 MU beam: not summed")
+    return kept
+
+
+def _sum_grids(files: Sequence[_DoseFile]) -> DoseGrid:
+    first = files[0].grid
+    total = np.array(first.dose, dtype=np.float64)
+    for other in files[1:]:
+        if not _same_geometry(first, other.grid):
+            raise InputError(
+                f"BEAM doses {files[0].info.path} and {other.info.path} are on different "
+                "grids: they cannot be summed voxel by voxel; export the PLAN dose",
+                other.info.path,
+            )
+        total += other.grid.dose
+    return DoseGrid(first.x, first.y, first.z, total)
+
+
+def _compare_with_beams(
+    grid: DoseGrid,
+    comparison: Sequence[_DoseInfo],
+    plan: PlanInfo | None,
+    notes: list[str],
+) -> float | None:
+    """Note how the summed BEAM doses compare with the PLAN dose; the max difference."""
+    files = [_read_dose_file(info.path) for info in comparison]
+    beams = sorted(n for f in files for n in f.info.beam_numbers)
+    if plan is not None:
+        missing = [n for n in plan.treatment_beams if n not in beams]
+        if missing:
+            notes.append(
+                f"PLAN dose used; BEAM doses present for beams {beams} only "
+                f"(missing {missing}): not compared"
+            )
+            return None
+        files = [f for f in files if any(n in plan.treatment_beams for n in f.info.beam_numbers)]
+    try:
+        summed = _sum_grids(files)
+    except InputError as exc:
+        notes.append(f"PLAN dose used; BEAM doses not compared ({exc.reason})")
+        return None
+    if not _same_geometry(grid, summed):
+        notes.append("PLAN dose used; BEAM doses are on another grid: not compared")
+        return None
+    difference = float(np.max(np.abs(summed.dose - grid.dose)))
+    peak = float(np.max(grid.dose))
+    percent = 100.0 * difference / peak if peak > 0 else 0.0
+    notes.append(
+        f"PLAN dose used; the sum of the {len(files)} BEAM dose(s) differs from it by at "
+        f"most {difference:.4g} Gy ({percent:.2f} % of its maximum {peak:.4g} Gy)"
+    )
+    return difference
+
+
+# --------------------------------------------------------------------------------------
+# Structure sets
+# --------------------------------------------------------------------------------------
+
+
+def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) -> StructureSet:
+    """Read an RT Structure Set.
+
+    Parameters
+    ----------
+    path
+        The RTSTRUCT file.
+    ct_files
+        The CT slices the structure set was drawn on, if present; their positions
+        become ``slice_positions`` when every slice the structure set references is
+        among them (else None, with a note).
+
+    Returns
+    -------
+    StructureSet
+        ROIs in file order. Closed planar contours are grouped by plane (z within
+        0.01 mm), the repeated closing point dropped; POINT and OPEN ROIs and empty
+        ROIs are kept without planes and with a note.
+
+    Raises
+    ------
+    InputError, InputErrors
+        For contours with fewer than 3 points, non-finite or non-numeric coordinates,
+        or contours that are not axial (one error per bad contour, all at once).
+    """
+    file = Path(path)
+    with _lenient_pydicom():
+        ds = _read(file)
+        _require_kind(ds, "RTSTRUCT", file)
+        refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
+        frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or _text(
+            ds, "FrameOfReferenceUID"
+        )
+        rois, errors = _rois(ds, file, frame)
+        if errors:
+            raise errors[0] if len(errors) == 1 else InputErrors(errors)
+        notes: list[str] = []
+        positions = _slice_positions(ds, [Path(p) for p in ct_files], notes)
+    return StructureSet(
+        file=file,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        label=_text(ds, "StructureSetLabel"),
+        frame_of_reference_uid=frame,
+        rois=rois,
+        slice_positions=positions,
+        notes=notes,
+    )
+
+
+def _rois(ds: Dataset, file: Path, frame: str) -> tuple[list[Roi], list[InputError]]:
+    types = {
+        _int(obs, "ReferencedROINumber"): _text(obs, "RTROIInterpretedType")
+        for obs in _seq(ds, "RTROIObservationsSequence")
+    }
+    contours = {_int(item, "ReferencedROINumber"): item for item in _seq(ds, "ROIContourSequence")}
+    rois: list[Roi] = []
+    errors: list[InputError] = []
+    for item in _seq(ds, "StructureSetROISequence"):
+        number = _int(item, "ROINumber")
+        if number is None:
+            continue
+        name = _text(item, "ROIName")
+        roi_frame = _text(item, "ReferencedFrameOfReferenceUID") or frame
+        contour_item = contours.get(number)
+        sequence = _seq(contour_item, "ContourSequence") if contour_item is not None else []
+        roi, roi_errors = _roi(number, name, types.get(number, ""), sequence, file)
+        errors.extend(roi_errors)
+        rois.append(
+            Roi(
+                roi.number,
+                roi.name,
+                roi.interpreted_type,
+                roi.geometric_type,
+                roi.planes,
+                roi.notes,
+                roi_frame,
+            )
+        )
+    return rois, errors
+
+
+def _roi(
+    number: int, name: str, interpreted: str, sequence: list[Dataset], file: Path
+) -> tuple[Roi, list[InputError]]:
+    if not sequence:
+        return Roi(number, name, interpreted, "", (), ("empty ROI: no contours",)), []
+    errors: list[InputError] = []
+    closed: list[tuple[float, FloatArray]] = []
+    other: Counter[str] = Counter()
+    for index, contour in enumerate(sequence):
+        gtype = _text(contour, "ContourGeometricType").upper()
+        label = f"contour {_int(contour, 'ContourNumber') or index + 1} of ROI '{name}'"
+        try:
+            data = _floats(contour, "ContourData")
+        except ValueError:
+            errors.append(
+                InputError(
+                    f"{label}: ContourData holds a value that is not a "
+                    "number; fix or re-export the structure set",
+                    file,
+                )
+            )
+            continue
+        if data is None or data.size == 0 or data.size % 3:
+            size = 0 if data is None else data.size
+            errors.append(
+                InputError(
+                    f"{label}: ContourData has {size} values, not a "
+                    "non-empty multiple of 3 (x, y, z)",
+                    file,
+                )
+            )
+            continue
+        if not np.all(np.isfinite(data)):
+            errors.append(
+                InputError(
+                    f"{label}: ContourData holds NaN or infinite "
+                    "coordinates; fix or re-export the structure set",
+                    file,
+                )
+            )
+            continue
+        if gtype != "CLOSED_PLANAR":
+            other[gtype or "(missing)"] += 1
+            continue
+        points = data.reshape(-1, 3)
+        if points.shape[0] > 1 and float(np.max(np.abs(points[0] - points[-1]))) <= 1e-6:
+            points = points[:-1]
+        if points.shape[0] < 3:
+            errors.append(
+                InputError(
+                    f"{label}: a closed contour needs at least 3 points, "
+                    f"it has {points.shape[0]}; fix or delete the contour",
+                    file,
+                )
+            )
+            continue
+        z = points[:, 2]
+        if float(np.ptp(z)) > PLANE_TOLERANCE_MM:
+            errors.append(
+                InputError(
+                    f"{label} is not axial (z from {z.min():g} to {z.max():g} mm): only "
+                    "contours on axial planes are supported",
+                    file,
+                )
+            )
+            continue
+        closed.append((float(np.mean(z)), np.ascontiguousarray(points[:, :2])))
+    notes: list[str] = []
+    if closed:
+        gtype = "CLOSED_PLANAR"
+        if other:
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(other.items()))
+            notes.append(f"ignored {kinds} contour(s): only closed planar contours have a volume")
+    else:
+        gtype = other.most_common(1)[0][0] if other else ""
+        if other:
+            notes.append(f"{gtype} ROI: no volume (only closed planar contours have one)")
+    return Roi(number, name, interpreted, gtype, _group_planes(closed), tuple(notes)), errors
+
+
+def _group_planes(contours: list[tuple[float, FloatArray]]) -> tuple[ContourPlane, ...]:
+    """Contours grouped into planes whose z agree within the plane tolerance."""
+    planes: list[ContourPlane] = []
+    group: list[tuple[float, FloatArray]] = []
+
+    def flush() -> None:
+        if group:
+            z = float(np.mean([g[0] for g in group]))
+            planes.append(ContourPlane(z, tuple(g[1] for g in group)))
+
+    for z, polygon in sorted(contours, key=lambda c: c[0]):
+        if group and z - group[0][0] > PLANE_TOLERANCE_MM:
+            flush()
+            group = []
+        group.append((z, polygon))
+    flush()
+    return tuple(planes)
+
+
+def _referenced_images(ds: Dataset) -> tuple[set[str], set[str]]:
+    """Series UIDs and image SOP instance UIDs the structure set references."""
+    series: set[str] = set()
+    images: set[str] = set()
+    for frame in _seq(ds, "ReferencedFrameOfReferenceSequence"):
+        for study in _seq(frame, "RTReferencedStudySequence"):
+            for item in _seq(study, "RTReferencedSeriesSequence"):
+                uid = _text(item, "SeriesInstanceUID")
+                if uid:
+                    series.add(uid)
+                for image in _seq(item, "ContourImageSequence"):
+                    ref = _text(image, "ReferencedSOPInstanceUID")
+                    if ref:
+                        images.add(ref)
+    return series, images
+
+
+def _slice_positions(ds: Dataset, ct_files: list[Path], notes: list[str]) -> FloatArray | None:
+    if not ct_files:
+        return None
+    _, images = _referenced_images(ds)
+    zs: dict[str, float] = {}
+    for path in ct_files:
+        ct = _read(
+            path,
+            specific_tags=["SOPInstanceUID", "ImagePositionPatient", "ImageOrientationPatient"],
+        )
+        try:
+            ipp = _floats(ct, "ImagePositionPatient")
+            iop = _floats(ct, "ImageOrientationPatient")
+        except ValueError:
+            ipp = iop = None
+        if (
+            ipp is None
+            or iop is None
+            or ipp.size != 3
+            or iop.size != 6
+            or abs(float(np.cross(iop[:3], iop[3:])[2])) < 1 - DIRECTION_TOLERANCE
+        ):
+            notes.append(
+                f"CT slice {path} is not axial or has no position: slice positions not used"
+            )
+            return None
+        zs[_text(ct, "SOPInstanceUID")] = float(ipp[2])
+    if images:
+        present = images & set(zs)
+        if len(present) < len(images):
+            notes.append(
+                f"only {len(present)} of the {len(images)} CT slices the structure set "
+                "references are present: slice positions not used (slabs follow the "
+                "contour planes)"
+            )
+            return None
+    return np.unique(np.round(np.array(sorted(zs.values()), dtype=np.float64), 6))
+
+
+# --------------------------------------------------------------------------------------
+# Folder scan
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Header:
+    path: Path
+    kind: str
+    sop_instance_uid: str
+    patient_id: str
+    series_uid: str
+    frame_of_reference_uid: str
+    label: str = ""
+    referenced_structure_set_uid: str = ""
+    referenced_series: frozenset[str] = frozenset()
+    dose: _DoseInfo | None = None
+
+
+def _looks_like_raw_dicom(path: Path) -> bool:
+    """A file without the DICM preamble that starts like a DICOM dataset (group 0008)."""
+    try:
+        with path.open("rb") as fh:
+            start = fh.read(132)
+    except OSError:
+        return False
+    return len(start) >= 8 and start[128:132] != b"DICM" and start[:2] in (b"\x08\x00", b"\x02\x00")
+
+
+def _dcmread_any(
+    path: Path, *, stop_before_pixels: bool = False, specific_tags: list[str] | None = None
+) -> Dataset:
+    """dcmread of a Part 10 file, or of a raw dataset without the preamble."""
+    try:
+        return dcmread(path, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags)
+    except InvalidDicomError:
+        if not _looks_like_raw_dicom(path):
+            raise
+    try:
+        ds = dcmread(
+            path,
+            force=True,
+            stop_before_pixels=stop_before_pixels,
+            specific_tags=None if specific_tags is None else [*specific_tags, "SOPClassUID"],
+        )
+    except Exception as exc:
+        raise InvalidDicomError(f"no DICOM preamble and not a readable dataset ({exc})") from exc
+    if "SOPClassUID" not in ds:
+        raise InvalidDicomError("no DICOM preamble and no SOP Class UID")
+    return ds
+
+
+def _scan_file(path: Path) -> _Header | str:
+    """Header of one file, or the reason it is skipped."""
+    try:
+        ds = _dcmread_any(path, specific_tags=list(_HEADER_TAGS))
+    except InvalidDicomError:
+        return "not a DICOM file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except Exception as exc:
+        return f"unreadable DICOM ({type(exc).__name__}: {exc})"
+    kind = _kind(ds)
+    frame = _text(ds, "FrameOfReferenceUID")
+    label = ""
+    rs_uid = ""
+    series: frozenset[str] = frozenset()
+    dose = None
+    if kind == "RTDOSE":
+        dose = _dose_info(ds, path)
+    elif kind == "RTPLAN":
+        label = _text(ds, "RTPlanLabel")
+        refs = _seq(ds, "ReferencedStructureSetSequence")
+        rs_uid = _text(refs[0], "ReferencedSOPInstanceUID") if refs else ""
+    elif kind == "RTSTRUCT":
+        refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
+        frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or frame
+        series = frozenset(_referenced_images(ds)[0])
+    return _Header(
+        path,
+        kind,
+        _text(ds, "SOPInstanceUID"),
+        _text(ds, "PatientID"),
+        _text(ds, "SeriesInstanceUID"),
+        frame,
+        label,
+        rs_uid,
+        series,
+        dose,
+    )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def find_exports(path: str | Path) -> tuple[list[ExportSet], list[str]]:
+    """Find the plans in a folder and link each with its dose, structures and CT.
+
+    Parameters
+    ----------
+    path
+        A folder, scanned recursively; only headers are read.
+
+    Returns
+    -------
+    export_sets, warnings
+        One :class:`ExportSet` per plan that has a dose (sorted by patient and plan
+        label), and warnings for the user: skipped non-DICOM files, ignored files,
+        plans without a dose.
+
+    Raises
+    ------
+    InputError, InputErrors
+        Folder missing, empty or without DICOM-RT files; a dose whose plan is absent; a
+        plan whose structure set is absent; several doses of one summation type for one
+        plan; duplicated files. All problems of the scan are reported together.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise InputError("folder not found: check the path", root)
+    if not root.is_dir():
+        raise InputError(
+            f"is a file, not a folder: give the export folder, or {EXPLICIT_HINT}", root
+        )
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise InputError("the folder is empty: no DICOM files to check", root)
+
+    warnings_out: list[str] = []
+    headers: list[_Header] = []
+    other_kinds: Counter[str] = Counter()
+    with _lenient_pydicom():
+        for file in files:
+            result = _scan_file(file)
+            if isinstance(result, str):
+                warnings_out.append(f"skipped {_relative(file, root)}: {result}")
+            elif result.kind in ("RTDOSE", "RTPLAN", "RTSTRUCT", "CT"):
+                headers.append(result)
+            elif result.kind != "DICOMDIR":
+                other_kinds[result.kind] += 1
+    for kind, count in sorted(other_kinds.items()):
+        warnings_out.append(f"ignored {count} DICOM file(s) of modality {kind}")
+    if not any(h.kind != "CT" for h in headers):
+        what = "no DICOM files" if not headers and not other_kinds else "no DICOM-RT files"
+        raise InputError(
+            f"{what} (RTPLAN, RTDOSE, RTSTRUCT) found in the folder ({len(files)} file(s) scanned)",
+            root,
+        )
+    sets, set_errors = _link(headers, root, warnings_out)
+    if set_errors:
+        raise set_errors[0] if len(set_errors) == 1 else InputErrors(set_errors)
+    if not sets:
+        raise InputError(
+            "no RT plan with a dose found in the folder: an RTPLAN, the RTDOSE "
+            f"referencing it and its RTSTRUCT are needed, or {EXPLICIT_HINT}",
+            root,
+        )
+    return sets, warnings_out
+
+
+def _unique(
+    headers: list[_Header], errors: list[InputError], warnings_out: list[str], root: Path
+) -> dict[str, _Header]:
+    """Headers by SOP instance UID.
+
+    Identical copies of a file are used once (with a warning); two different files
+    sharing one SOP Instance UID are an error.
+    """
+    result: dict[str, _Header] = {}
+    for h in headers:
+        first = result.get(h.sop_instance_uid)
+        if first is None:
+            result[h.sop_instance_uid] = h
+        elif filecmp.cmp(first.path, h.path, shallow=False):
+            warnings_out.append(
+                f"ignored {_relative(h.path, root)}: identical copy of "
+                f"{_relative(first.path, root)}"
+            )
+        else:
+            errors.append(
+                AmbiguousExportError(
+                    f"this {h.kind} and {first.path} are different files with the same SOP "
+                    f"Instance UID {h.sop_instance_uid}: rtcheck cannot tell which one is "
+                    f"meant; {EXPLICIT_HINT}",
+                    h.path,
+                )
+            )
+    return result
+
+
+def _link(
+    headers: list[_Header], root: Path, warnings_out: list[str]
+) -> tuple[list[ExportSet], list[InputError]]:
+    errors: list[InputError] = []
+    plans = _unique([h for h in headers if h.kind == "RTPLAN"], errors, warnings_out, root)
+    structures = _unique([h for h in headers if h.kind == "RTSTRUCT"], errors, warnings_out, root)
+    doses = _unique([h for h in headers if h.kind == "RTDOSE"], errors, warnings_out, root)
+    cts: dict[str, _Header] = {}
+    for h in headers:
+        if h.kind == "CT":
+            cts.setdefault(h.sop_instance_uid, h)
+
+    doses_by_plan: dict[str, list[_DoseInfo]] = defaultdict(list)
+    for h in doses.values():
+        info = h.dose
+        if info is None:  # pragma: no cover - every RTDOSE header carries its dose info
+            continue
+        try:
+            _check_units(info)
+        except InputError as exc:
+            errors.append(exc)
+            continue
+        if info.referenced_plan_uid is None:
+            errors.append(
+                InputError(
+                    f"the dose references no RT plan (no Referenced RT Plan Sequence): "
+                    f"{EXPLICIT_HINT}",
+                    info.path,
+                )
+            )
+        elif info.referenced_plan_uid not in plans:
+            errors.append(
+                InputError(
+                    f"missing referenced RT plan {info.referenced_plan_uid}: it is not in "
+                    f"{root}; add the RTPLAN to the folder, or {EXPLICIT_HINT}",
+                    info.path,
+                )
+            )
+        else:
+            doses_by_plan[info.referenced_plan_uid].append(info)
+
+    sets: list[ExportSet] = []
+    for uid, plan in plans.items():
+        name = f"plan {plan.label or uid}"
+        infos = doses_by_plan.get(uid, [])
+        if not infos:
+            warnings_out.append(
+                f"skipped {name} ({_relative(plan.path, root)}): no RTDOSE "
+                "in the folder references it"
+            )
+            continue
+        chosen, _, notes, dose_errors = _choose_doses(infos, name)
+        errors.extend(dose_errors)
+        if not plan.referenced_structure_set_uid:
+            errors.append(
+                InputError(
+                    f"{name} references no structure set (no Referenced Structure Set "
+                    f"Sequence): {EXPLICIT_HINT}",
+                    plan.path,
+                )
+            )
+            continue
+        structure = structures.get(plan.referenced_structure_set_uid)
+        if structure is None:
+            errors.append(
+                InputError(
+                    f"missing referenced structure set {plan.referenced_structure_set_uid} of "
+                    f"{name}: it is not in {root}; add the RTSTRUCT to the folder, or "
+                    f"{EXPLICIT_HINT}",
+                    plan.path,
+                )
+            )
+            continue
+        if dose_errors:
+            continue
+        set_warnings = list(notes)
+        ct_files = _ct_for(structure, cts, set_warnings, root)
+        ids = {
+            i for i in (plan.patient_id, structure.patient_id, *(d.patient_id for d in infos)) if i
+        }
+        if len(ids) > 1:
+            set_warnings.append(
+                f"{name}: the linked files carry different patient IDs ({', '.join(sorted(ids))})"
+            )
+        sets.append(
+            ExportSet(
+                patient_id=plan.patient_id or next(iter(ids), ""),
+                plan_uid=uid,
+                plan_label=plan.label,
+                plan=plan.path,
+                structures=structure.path,
+                doses=tuple(sorted(d.path for d in infos)),
+                summation=chosen[0].summation,
+                ct_files=ct_files,
+                warnings=tuple(set_warnings),
+            )
+        )
+    sets.sort(key=lambda s: (s.patient_id, s.plan_label, str(s.plan)))
+    return sets, errors
+
+
+def _ct_for(
+    structure: _Header, cts: dict[str, _Header], warnings_out: list[str], root: Path
+) -> tuple[Path, ...]:
+    """CT files of the structure set: its referenced series, else its frame's one series."""
+    by_series: dict[str, list[Path]] = defaultdict(list)
+    for ct in cts.values():
+        by_series[ct.series_uid].append(ct.path)
+    referenced = [s for s in sorted(structure.referenced_series) if s in by_series]
+    if referenced:
+        return tuple(sorted(p for s in referenced for p in by_series[s]))
+    same_frame = sorted(
+        {
+            ct.series_uid
+            for ct in cts.values()
+            if ct.frame_of_reference_uid == structure.frame_of_reference_uid
+        }
+    )
+    if len(same_frame) == 1:
+        return tuple(sorted(by_series[same_frame[0]]))
+    if len(same_frame) > 1:
+        warnings_out.append(
+            f"{len(same_frame)} CT series share the frame of reference of "
+            f"{_relative(structure.path, root)} and it references none of them: CT slice "
+            "positions not used"
+        )
+    return ()
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def load_export(export_set: ExportSet) -> PlanExport:
+    """Read the files of one export set found by :func:`find_exports`.
+
+    Parameters
+    ----------
+    export_set
+        The linked files of one plan.
+
+    Returns
+    -------
+    PlanExport
+        Plan, the plan's total dose, structures (with CT slice positions when the CT
+        is complete) and warnings.
+    """
+    warnings_out = list(export_set.warnings)
+    plan = read_plan(export_set.plan)
+    return _load(
+        plan, export_set.structures, list(export_set.doses), list(export_set.ct_files), warnings_out
+    )
+
+
+def load_path(path: str | Path, plan: str | Path | None = None) -> PlanExport:
+    """Scan a folder and load its one plan (or the plan given).
+
+    Parameters
+    ----------
+    path
+        The export folder, scanned with :func:`find_exports`.
+    plan
+        An RTPLAN file choosing among several plans of the folder (matched by SOP
+        Instance UID, so a copy elsewhere works too).
+
+    Returns
+    -------
+    PlanExport
+        With the scan's warnings first.
+
+    Raises
+    ------
+    AmbiguousExportError
+        Several plans in the folder and none chosen.
+    InputError, InputErrors
+        As :func:`find_exports` and :func:`load_export`.
+    """
+    sets, scan_warnings = find_exports(path)
+    if plan is not None:
+        wanted = read_plan(plan).sop_instance_uid
+        chosen = [s for s in sets if s.plan_uid == wanted]
+        if not chosen:
+            labels = ", ".join(f"{s.plan_label or s.plan_uid} ({s.plan.name})" for s in sets)
+            raise InputError(
+                f"the plan given ({wanted}) has no export set in {path}; the "
+                f"folder holds: {labels}",
+                Path(plan),
+            )
+        sets = chosen
+    if len(sets) > 1:
+        labels = "; ".join(
+            f"{s.plan_label or s.plan_uid} (patient {s.patient_id}, {s.plan})" for s in sets
+        )
+        raise AmbiguousExportError(
+            f"the folder holds {len(sets)} plans: {labels}. Choose one with --plan RP.dcm, "
+            f"or {EXPLICIT_HINT}",
+            Path(path),
+        )
+    export = load_export(sets[0])
+    export.warnings[:0] = scan_warnings
+    return export
+
+
+def load_files(
+    structures: str | Path,
+    dose: str | Path | Sequence[str | Path],
+    plan: str | Path | None = None,
+    ct: Sequence[str | Path] = (),
+) -> PlanExport:
+    """Read explicitly named files (no folder scan, no linking by UID).
+
+    Parameters
+    ----------
+    structures
+        The RTSTRUCT file.
+    dose
+        One RTDOSE file, or several (BEAM doses to sum; a PLAN dose with BEAM doses to
+        compare it with).
+    plan
+        The RTPLAN, when available. Without it a FRACTION dose is used as stored (with
+        a warning saying so) and BEAM doses are summed without checking that every
+        treatment beam has one.
+    ct
+        CT slice files of the structure set, to give its slice positions.
+
+    Returns
+    -------
+    PlanExport
+    """
+    dose_paths = [Path(dose)] if isinstance(dose, str | os.PathLike) else [Path(d) for d in dose]
+    if not dose_paths:
+        raise InputError("no dose file given: an RTDOSE is needed")
+    warnings_out: list[str] = []
+    plan_info = read_plan(plan) if plan is not None else None
+    return _load(plan_info, Path(structures), dose_paths, [Path(c) for c in ct], warnings_out)
+
+
+def _load(
+    plan: PlanInfo | None,
+    structures_path: Path,
+    dose_paths: list[Path],
+    ct_files: list[Path],
+    warnings_out: list[str],
+) -> PlanExport:
+    structures = read_structure_set(structures_path, ct_files)
+    infos = []
+    with _lenient_pydicom():
+        for path in dose_paths:
+            ds = _read(path, stop_before_pixels=True)
+            _require_kind(ds, "RTDOSE", path)
+            info = _dose_info(ds, path)
+            _check_units(info)
+            infos.append(info)
+    dose = _assemble_dose(infos, plan, warnings_out)
+    if dose.frame_of_reference_uid != structures.frame_of_reference_uid:
+        raise InputError(
+            f"frame of reference {structures.frame_of_reference_uid or '(none)'} of the "
+            f"structure set differs from {dose.frame_of_reference_uid or '(none)'} of the "
+            f"dose {dose.files[0]}: they are not in the same coordinate system; export "
+            "structures and dose of the same plan",
+            structures.file,
+        )
+    for roi in structures.rois:
+        if roi.planes and roi.frame_of_reference_uid not in ("", dose.frame_of_reference_uid):
+            raise InputError(
+                f"ROI '{roi.name}' is defined in frame of reference "
+                f"{roi.frame_of_reference_uid}, the dose {dose.files[0]} in "
+                f"{dose.frame_of_reference_uid}",
+                structures.file,
+            )
+    if (
+        plan is not None
+        and plan.frame_of_reference_uid
+        and (plan.frame_of_reference_uid != dose.frame_of_reference_uid)
+    ):
+        raise InputError(
+            f"frame of reference {plan.frame_of_reference_uid} of the plan differs from "
+            f"{dose.frame_of_reference_uid} of the dose {dose.files[0]}",
+            plan.file,
+        )
+    if plan is not None:
+        warnings_out.extend(plan.notes)
+    warnings_out.extend(structures.notes)
+    patient_id = plan.patient_id if plan is not None and plan.patient_id else ""
+    if not patient_id:
+        with _lenient_pydicom():
+            patient_id = _text(_read(dose.files[0], specific_tags=["PatientID"]), "PatientID")
+    return PlanExport(
+        patient_id=patient_id,
+        plan=plan,
+        dose=dose,
+        structures=structures,
+        ct_files=ct_files,
+        warnings=warnings_out,
+    )

@@ -1,0 +1,215 @@
+"""Renderings of a DVH analysis: versioned JSON data first, then a table and CSV.
+
+The JSON document (schema ``rtcheck.dvh/1``) is the source of truth; the terminal table
+and the CSV are views of the same numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+from rtcheck import __version__
+from rtcheck.analysis import DvhAnalysis, StructureResult
+
+SCHEMA = "rtcheck.dvh/1"
+
+
+def _num(value: float | None, digits: int = 6) -> float | None:
+    """A JSON-safe number: None for missing or non-finite values, rounded for reading."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
+    """The analysis as a JSON-ready dictionary (schema ``rtcheck.dvh/1``).
+
+    Parameters
+    ----------
+    analysis
+        The computed analysis.
+    curves
+        Include each structure's cumulative DVH (``dose_gy`` and ``volume_cc`` arrays).
+    """
+    export = analysis.export
+    plan = export.plan
+    dose = export.dose
+    grid = dose.grid
+    z_steps = [float(b - a) for a, b in zip(grid.z[:-1], grid.z[1:], strict=True)]
+    return {
+        "schema": SCHEMA,
+        "rtcheck_version": __version__,
+        "patient_id": export.patient_id,
+        "plan": None
+        if plan is None
+        else {
+            "file": str(plan.file),
+            "label": plan.label,
+            "name": plan.name,
+            "sop_instance_uid": plan.sop_instance_uid,
+            "intent": plan.intent,
+            "approval": plan.approval,
+            "fractions": plan.fractions,
+            "dose_per_fraction_gy": _num(plan.dose_per_fraction_gy),
+            "total_dose_gy": _num(plan.total_dose_gy),
+            "prescription_source": plan.prescription_source,
+        },
+        "dose": {
+            "file": [str(f) for f in dose.files] if len(dose.files) > 1 else str(dose.files[0]),
+            "sop_instance_uids": list(dose.sop_instance_uids),
+            "summation": dose.summation,
+            "grid": {
+                "size": [int(grid.x.size), int(grid.y.size), int(grid.z.size)],
+                "origin_mm": [_num(grid.x[0]), _num(grid.y[0]), _num(grid.z[0])],
+                "spacing_mm": [
+                    _num(grid.dx),
+                    _num(grid.dy),
+                    _num(z_steps[0]) if max(z_steps) - min(z_steps) < 1e-6 else None,
+                ],
+                "max_gy": _num(grid.dose_range[1]),
+            },
+        },
+        "structure_set": {
+            "file": str(export.structures.file),
+            "sop_instance_uid": export.structures.sop_instance_uid,
+        },
+        "structures": [_structure_json(s, curves) for s in analysis.structures],
+        "warnings": analysis.warnings,
+        "errors": analysis.problems,
+    }
+
+
+def _structure_json(result: StructureResult, curves: bool) -> dict[str, Any]:
+    roi, dvh = result.roi, result.dvh
+    entry: dict[str, Any] = {
+        "name": roi.name,
+        "number": roi.number,
+        "type": roi.interpreted_type,
+        "volume_cc": None,
+        "volume_outside_dose_cc": None,
+        "complete": result.complete,
+        "min_gy": None,
+        "mean_gy": None,
+        "max_gy": None,
+        "metrics": {k: _num(v) for k, v in result.metrics.items()},
+    }
+    if dvh is not None:
+        entry.update(
+            volume_cc=_num(dvh.volume_cc),
+            volume_outside_dose_cc=_num(dvh.volume_outside_cc),
+            min_gy=_num(dvh.min_gy),
+            mean_gy=_num(dvh.mean_gy),
+            max_gy=_num(dvh.max_gy),
+        )
+        if curves:
+            doses, volumes = dvh.cumulative()
+            entry["dvh"] = {
+                "type": "cumulative",
+                "dose_gy": [round(float(d), 4) for d in doses],
+                "volume_cc": [round(float(v), 5) for v in volumes],
+            }
+    return entry
+
+
+def format_table(analysis: DvhAnalysis) -> str:
+    """A fixed-width table for the terminal: one row per structure.
+
+    Structures that leave the dose grid are marked ``!`` and explained under the table.
+    """
+    metric_names = [str(m) for m in analysis.metrics]
+    header = ["ROI", "Volume[cc]", "Min[Gy]", "Mean[Gy]", "Max[Gy]", *metric_names]
+    rows: list[list[str]] = []
+    for s in analysis.structures:
+        dvh = s.dvh
+        name = s.roi.name + ("" if s.complete or dvh is None else " !")
+        if dvh is None:
+            rows.append([name, "-", "-", "-", "-", *["-"] * len(metric_names)])
+            continue
+        values = [_fmt(s.metrics.get(m)) for m in metric_names]
+        rows.append(
+            [
+                name,
+                _fmt(dvh.volume_cc),
+                _fmt(dvh.min_gy),
+                _fmt(dvh.mean_gy),
+                _fmt(dvh.max_gy),
+                *values,
+            ]
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(not s.complete and s.dvh is not None for s in analysis.structures):
+        lines.append("! part of the structure lies outside the dose grid (see warnings)")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def to_csv(analysis: DvhAnalysis) -> str:
+    """CSV with one row per structure: volumes, min/mean/max and every metric."""
+    metric_names = [str(m) for m in analysis.metrics]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "patient_id",
+            "roi",
+            "number",
+            "type",
+            "volume_cc",
+            "volume_outside_dose_cc",
+            "complete",
+            "min_gy",
+            "mean_gy",
+            "max_gy",
+            *metric_names,
+        ]
+    )
+    for s in analysis.structures:
+        dvh = s.dvh
+        writer.writerow(
+            [
+                analysis.export.patient_id,
+                s.roi.name,
+                s.roi.number,
+                s.roi.interpreted_type,
+                *(
+                    ["", "", "", "", "", ""]
+                    if dvh is None
+                    else [
+                        _csv(dvh.volume_cc),
+                        _csv(dvh.volume_outside_cc),
+                        s.complete,
+                        _csv(dvh.min_gy),
+                        _csv(dvh.mean_gy),
+                        _csv(dvh.max_gy),
+                    ]
+                ),
+                *(_csv(s.metrics.get(m)) for m in metric_names),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _csv(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:.6g}"

@@ -1,0 +1,723 @@
+"""Reading DICOM-RT exports: exact round trips, summation rules, linking and bad input.
+
+Exports are written with :mod:`rtcheck.synthetic` into ``tmp_path``; the real exports of
+``../shared/data`` are read in place (tests skip when the folder is absent).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from pydicom import dcmread, examples
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless
+
+from rtcheck import dicom_io
+from rtcheck.dicom_io import AmbiguousExportError, find_exports, load_export, load_files
+from rtcheck.dvh import ContourPlane, DoseGrid
+from rtcheck.errors import InputError, InputErrors, MissingExtraError, RtcheckError
+from rtcheck.synthetic import (
+    ORIENTATIONS,
+    SyntheticBeam,
+    SyntheticRoi,
+    circle_polygon,
+    sphere_planes,
+    synthetic_uid,
+    write_ct_series,
+    write_dose,
+    write_plan,
+    write_structure_set,
+)
+
+FOR = synthetic_uid("io", "frame")
+STUDY = synthetic_uid("io", "study")
+
+
+def linear(x: Any, y: Any, z: Any) -> NDArray[np.float64]:
+    """D = 2 + 0.1 x - 0.05 y + 0.2 z (Gy), positive on the test grid."""
+    return np.asarray(2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z),
+                      dtype=np.float64)
+
+
+def make_grid(scale: float = 1.0, offset: float = 0.0, x0: float = 0.0) -> DoseGrid:
+    # In-plane spacings differ, so a transposition would show.
+    x = x0 + 2.5 * np.arange(13, dtype=np.float64)
+    y = -20.0 + 3.0 * np.arange(7, dtype=np.float64)
+    z = np.array([0.0, 2.0, 4.0, 7.0, 10.0])  # uneven frame spacing
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    return DoseGrid(x, y, z, scale * linear(xx, yy, zz) + offset)
+
+
+def sphere_roi(number: int = 1, name: str = "PTV") -> SyntheticRoi:
+    return SyntheticRoi(number, name, "PTV",
+                        sphere_planes((15.0, -11.0, 4.0), 5.0, [2.0, 4.0, 6.0], n=16))
+
+
+@dataclass
+class Export:
+    folder: Path
+    rs: Path
+    rp: Path
+    rd: Path
+    plan_uid: str
+    rs_uid: str
+
+
+def write_export(
+    folder: Path,
+    *,
+    name: str = "A",
+    grid: DoseGrid | None = None,
+    rois: Sequence[SyntheticRoi] | None = None,
+    fractions: int = 5,
+    prescription_gy: float | None = 50.0,
+    beams: Sequence[tuple[int, str, str, float | None, float | None]] = (
+        SyntheticBeam(1, "A1", "TREATMENT", 200.0, 5.0),
+        SyntheticBeam(2, "A2", "TREATMENT", 180.0, 5.0),
+        SyntheticBeam(3, "SETUP", "SETUP", 0.0, None),
+    ),
+    write_rs: bool = True,
+    patient_id: str = "P1",
+    **dose_kwargs: Any,
+) -> Export:
+    """RS, RP and RD of one plan in ``folder`` (file names prefixed by ``name``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rs = folder / f"RS_{name}.dcm"
+    rs_uid = synthetic_uid("io", name, "rs")
+    if write_rs:
+        write_structure_set(rs, [sphere_roi()] if rois is None else rois, patient_id=patient_id,
+                            frame_of_reference_uid=FOR, study_uid=STUDY, sop_instance_uid=rs_uid)
+    rp = folder / f"RP_{name}.dcm"
+    plan_uid = write_plan(
+        rp, label=f"PLAN_{name}", fractions=fractions, prescription_gy=prescription_gy,
+        beams=beams, referenced_structure_set_uid=rs_uid, frame_of_reference_uid=FOR,
+        patient_id=patient_id, study_uid=STUDY, sop_instance_uid=synthetic_uid("io", name, "rp"),
+    )
+    rd = folder / f"RD_{name}.dcm"
+    dose_kwargs.setdefault("referenced_plan_uid", plan_uid)
+    dose_kwargs.setdefault("frame_of_reference_uid", FOR)
+    write_dose(rd, make_grid() if grid is None else grid, patient_id=patient_id,
+               study_uid=STUDY, **dose_kwargs)
+    return Export(folder, rs, rp, rd, plan_uid, rs_uid)
+
+
+def patch(path: Path, **values: Any) -> None:
+    """Rewrite a file with some top-level attributes changed."""
+    ds = dcmread(path)
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def assert_input_error(exc: BaseException, path: Path, *words: str) -> None:
+    text = str(exc)
+    assert str(path) in text, text
+    for word in words:
+        assert word.lower() in text.lower(), f"{word!r} not in {text!r}"
+
+
+# ----------------------------------------------------------------------------- round trips
+
+ROUND_TRIPS = (
+    [(o, "relative", d, b, False) for o in ORIENTATIONS for d in (False, True) for b in (16, 32)]
+    + [("HFS", "absolute", d, b, False) for d in (False, True) for b in (16, 32)]
+    + [(o, "relative", d, 16, True) for o in ORIENTATIONS for d in (False, True)]
+)
+
+
+@pytest.mark.parametrize(("orientation", "offsets", "descending", "bits", "compress"),
+                         ROUND_TRIPS)
+def test_dose_round_trip(
+    tmp_path: Path, orientation: Literal["HFS", "FFS", "HFP", "FFP"],
+    offsets: Literal["relative", "absolute"], descending: bool, bits: Literal[16, 32],
+    compress: bool,
+) -> None:
+    grid = make_grid()
+    path = tmp_path / "RD.dcm"
+    write_dose(path, grid, referenced_plan_uid=None, frame_of_reference_uid=FOR,
+               orientation=orientation, offsets=offsets, descending=descending, bits=bits,
+               compress=compress)
+    step = float(dcmread(path, stop_before_pixels=True).DoseGridScaling)
+    dose = dicom_io.read_dose(path)
+    got = dose.grid
+    np.testing.assert_allclose(got.x, grid.x, atol=1e-9)
+    np.testing.assert_allclose(got.y, grid.y, atol=1e-9)
+    np.testing.assert_allclose(got.z, grid.z, atol=1e-9)
+    assert got.dose.dtype == np.float64
+    zz, yy, xx = np.meshgrid(got.z, got.y, got.x, indexing="ij")
+    assert np.max(np.abs(got.dose - linear(xx, yy, zz))) <= step / 2 + 1e-12
+    # A linear field is interpolated exactly: the physical position is right too.
+    point = np.array([[7.3, -12.2, 5.1]])
+    assert got.interpolate(point)[0] == pytest.approx(linear(7.3, -12.2, 5.1), abs=step)
+    assert dose.summation == "PLAN" and dose.units == "GY"
+    assert dose.files == [path]
+
+
+def test_dose_with_rows_along_x(tmp_path: Path) -> None:
+    """Rows along x and columns along y (a decubitus-like axial orientation)."""
+    grid = make_grid()
+    path = tmp_path / "RD.dcm"
+    write_dose(path, grid, referenced_plan_uid=None, frame_of_reference_uid=FOR, bits=32)
+    ds = dcmread(path)
+    pixels = np.ascontiguousarray(ds.pixel_array.transpose(0, 2, 1))
+    ds.PixelData = pixels.tobytes()
+    ds.Rows, ds.Columns = ds.Columns, ds.Rows
+    ds.PixelSpacing = [ds.PixelSpacing[1], ds.PixelSpacing[0]]
+    ds.ImageOrientationPatient = ["0", "1", "0", "1", "0", "0"]  # normal = -z
+    ds.GridFrameOffsetVector = [f"{-float(v):g}" for v in ds.GridFrameOffsetVector]
+    ds.save_as(path, enforce_file_format=True)
+    got = dicom_io.read_dose(path).grid
+    np.testing.assert_allclose(got.x, grid.x)
+    np.testing.assert_allclose(got.y, grid.y)
+    np.testing.assert_allclose(got.z, grid.z)
+    np.testing.assert_allclose(got.dose, grid.dose, atol=1e-6)
+
+
+def test_dose_read_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = write_export(tmp_path)
+    load_export(find_exports(tmp_path)[0][0])
+    load_files(export.rs, export.rd, export.rp)
+    assert capsys.readouterr() == ("", "")
+
+
+# ----------------------------------------------------------------------------- summation
+
+
+def test_plan_dose_is_used_as_stored(tmp_path: Path) -> None:
+    export = write_export(tmp_path, bits=32)
+    loaded = load_files(export.rs, export.rd, export.rp)
+    zz, yy, xx = np.meshgrid(loaded.dose.grid.z, loaded.dose.grid.y, loaded.dose.grid.x,
+                             indexing="ij")
+    np.testing.assert_allclose(loaded.dose.grid.dose, linear(xx, yy, zz), atol=1e-6)
+    assert loaded.dose.referenced_plan_uid == export.plan_uid
+    assert loaded.dose.frame_of_reference_uid == FOR
+    assert loaded.patient_id == "P1"
+
+
+def test_beam_doses_are_summed(tmp_path: Path) -> None:
+    export = write_export(tmp_path, summation="BEAM", referenced_beam_number=1, bits=32)
+    second = tmp_path / "RD_beam2.dcm"
+    write_dose(second, make_grid(scale=0.5, offset=1.0), referenced_plan_uid=export.plan_uid,
+               frame_of_reference_uid=FOR, summation="BEAM", referenced_beam_number=2, bits=32)
+    sets, _ = find_exports(tmp_path)
+    assert len(sets) == 1 and sets[0].summation == "BEAM"
+    loaded = load_export(sets[0])
+    grid = loaded.dose.grid
+    zz, yy, xx = np.meshgrid(grid.z, grid.y, grid.x, indexing="ij")
+    np.testing.assert_allclose(grid.dose, 1.5 * linear(xx, yy, zz) + 1.0, atol=1e-6)
+    assert loaded.dose.summation == "BEAM"
+    assert sorted(loaded.dose.files) == sorted([export.rd, second])
+    assert any("sum of 2 BEAM" in n for n in loaded.dose.notes)
+
+
+def test_beam_dose_missing_for_a_treatment_beam(tmp_path: Path) -> None:
+    export = write_export(tmp_path, summation="BEAM", referenced_beam_number=1)
+    with pytest.raises(InputError) as info:
+        load_export(find_exports(tmp_path)[0][0])
+    assert_input_error(info.value, export.rp, "beam", "2 (A2)", "no BEAM dose")
+
+
+def test_beam_doses_on_different_grids_are_refused(tmp_path: Path) -> None:
+    export = write_export(tmp_path, summation="BEAM", referenced_beam_number=1)
+    second = tmp_path / "RD_beam2.dcm"
+    write_dose(second, make_grid(x0=1.0), referenced_plan_uid=export.plan_uid,
+               frame_of_reference_uid=FOR, summation="BEAM", referenced_beam_number=2)
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, [export.rd, second], export.rp)
+    assert_input_error(info.value, second, "different grids")
+
+
+def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> None:
+    export = write_export(tmp_path, bits=32)
+    for number, scale in ((1, 0.6), (2, 0.4)):
+        write_dose(tmp_path / f"RD_beam{number}.dcm", make_grid(scale=scale),
+                   referenced_plan_uid=export.plan_uid, frame_of_reference_uid=FOR,
+                   summation="BEAM", referenced_beam_number=number, bits=32)
+    sets, _ = find_exports(tmp_path)
+    assert len(sets) == 1 and sets[0].summation == "PLAN" and len(sets[0].doses) == 3
+    loaded = load_export(sets[0])
+    assert loaded.dose.summation == "PLAN" and loaded.dose.files == [export.rd]
+    difference = loaded.dose.beam_sum_max_difference_gy
+    assert difference is not None and difference < 1e-6
+    assert any("PLAN dose used" in n and "2 BEAM" in n for n in loaded.dose.notes)
+
+
+def test_fraction_dose_times_fractions(tmp_path: Path) -> None:
+    export = write_export(tmp_path, summation="FRACTION", fractions=4, bits=32)
+    loaded = load_export(find_exports(tmp_path)[0][0])
+    grid = loaded.dose.grid
+    zz, yy, xx = np.meshgrid(grid.z, grid.y, grid.x, indexing="ij")
+    np.testing.assert_allclose(grid.dose, 4 * linear(xx, yy, zz), atol=1e-6)
+    assert loaded.dose.summation == "FRACTION"
+    assert any("4 fractions" in n for n in loaded.dose.notes)
+    # Without the plan: as stored, and a warning says so.
+    alone = load_files(export.rs, export.rd)
+    np.testing.assert_allclose(alone.dose.grid.dose, linear(xx, yy, zz), atol=1e-6)
+    assert alone.plan is None
+    assert any("FRACTION" in w and "used as stored" in w for w in alone.warnings)
+
+
+# ----------------------------------------------------------------------------- prescription
+
+
+def test_prescription_from_dose_reference_sequence(tmp_path: Path) -> None:
+    path = tmp_path / "RP.dcm"
+    write_plan(path, label="P", intent="PALLIATIVE", approval="UNAPPROVED", fractions=5,
+               prescription_gy=None,
+               dose_references=[("PTV_low", "TARGET", 45.0), ("PTV_high", "TARGET", 50.0),
+                                ("Cord", "ORGAN_AT_RISK", 30.0), ("Point", "TARGET", None)],
+               beams=[(1, "A", "TREATMENT", 100.0, 3.0)], referenced_structure_set_uid="1.2.3",
+               frame_of_reference_uid=FOR, patient_position="HFP")
+    plan = dicom_io.read_plan(path)
+    assert plan.total_dose_gy == 50.0
+    assert plan.dose_per_fraction_gy == 10.0
+    assert plan.prescription_source == "DoseReferenceSequence"
+    assert plan.dose_references == [
+        ("PTV_low", "TARGET", 45.0), ("PTV_high", "TARGET", 50.0),
+        ("Cord", "ORGAN_AT_RISK", 30.0), ("Point", "TARGET", None)]
+    assert (plan.label, plan.intent, plan.approval) == ("P", "PALLIATIVE", "UNAPPROVED")
+    assert plan.patient_position == "HFP"
+    assert plan.referenced_structure_set_uid == "1.2.3"
+    assert plan.frame_of_reference_uid == FOR
+
+
+def test_prescription_derived_from_beam_doses(tmp_path: Path) -> None:
+    path = tmp_path / "RP.dcm"
+    write_plan(path, label="P", fractions=4, prescription_gy=None,
+               beams=[(1, "A", "TREATMENT", 100.0, 2.0), (2, "B", "TREATMENT", 120.0, 1.5),
+                      (3, "SETUP", "SETUP", 5.0, 0.7),  # setup: ignored
+                      (4, "ZERO", "TREATMENT", 0.0, 7.0),  # 0 MU: ignored
+                      (5, "NOMU", "TREATMENT", None, 9.0)],  # no MU: ignored
+               referenced_structure_set_uid=None, frame_of_reference_uid=FOR)
+    plan = dicom_io.read_plan(path)
+    assert plan.treatment_beams == [1, 2]
+    assert plan.total_dose_gy == pytest.approx((2.0 + 1.5) * 4)
+    assert plan.dose_per_fraction_gy == pytest.approx(3.5)
+    assert plan.prescription_source == "derived from beam doses (no TargetPrescriptionDose)"
+    assert plan.fractions == 4
+    assert plan.referenced_structure_set_uid is None
+
+
+def test_no_prescription_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "RP.dcm"
+    write_plan(path, label="P", fractions=4, prescription_gy=None,
+               beams=[(1, "A", "TREATMENT", 100.0, None)], referenced_structure_set_uid=None,
+               frame_of_reference_uid=FOR)
+    plan = dicom_io.read_plan(path)
+    assert plan.total_dose_gy is None and plan.dose_per_fraction_gy is None
+    assert plan.prescription_source is None
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def test_structures_planes_holes_and_notes(tmp_path: Path) -> None:
+    outer = circle_polygon(0.0, 0.0, 10.0, 8)
+    closed = np.vstack([outer, outer[:1]])  # repeated closing point
+    rois = [
+        SyntheticRoi(7, "Ring", "AVOIDANCE", [
+            ContourPlane(1.0, (closed, circle_polygon(0.0, 0.0, 4.0, 8))),
+            ContourPlane(-1.0, (outer,)),
+            ContourPlane(1.004, (circle_polygon(30.0, 0.0, 2.0, 8),)),  # same plane
+        ]),
+        SyntheticRoi(8, "Empty", "ORGAN", []),
+        SyntheticRoi(9, "Iso", "MARKER", [ContourPlane(0.0, (np.array([[1.0, 2.0]]),))],
+                     geometric_type="POINT"),
+    ]
+    path = tmp_path / "RS.dcm"
+    write_structure_set(path, rois, frame_of_reference_uid=FOR, study_uid=STUDY, label="L")
+    rs = dicom_io.read_structure_set(path)
+    assert rs.label == "L" and rs.frame_of_reference_uid == FOR and rs.slice_positions is None
+    ring, empty, point = rs.rois
+    assert (ring.number, ring.name, ring.interpreted_type, ring.geometric_type) == (
+        7, "Ring", "AVOIDANCE", "CLOSED_PLANAR")
+    assert [p.z for p in ring.planes] == pytest.approx([-1.0, 1.0013333], abs=1e-6)
+    assert [len(p.polygons) for p in ring.planes] == [1, 3]
+    assert all(poly.shape == (8, 2) for poly in ring.planes[1].polygons)  # closing point gone
+    assert empty.planes == () and "empty ROI" in empty.notes[0]
+    assert point.geometric_type == "POINT" and point.planes == ()
+    assert "no volume" in point.notes[0]
+
+
+def test_slice_positions_from_the_referenced_ct(tmp_path: Path) -> None:
+    series = synthetic_uid("io", "ct")
+    zs = [0.0, 2.0, 4.0, 6.0, 8.0]
+    ct_uids = write_ct_series(tmp_path / "CT", zs, patient_id="P1", frame_of_reference_uid=FOR,
+                              study_uid=STUDY, series_uid=series)
+    rs_uid = synthetic_uid("io", "A", "rs")
+    write_structure_set(tmp_path / "RS_A.dcm", [sphere_roi()], patient_id="P1",
+                        frame_of_reference_uid=FOR, study_uid=STUDY, sop_instance_uid=rs_uid,
+                        ct_series_uid=series, ct_sop_instance_uids=ct_uids)
+    write_export(tmp_path, write_rs=False)
+    sets, _ = find_exports(tmp_path)
+    assert len(sets[0].ct_files) == 5
+    loaded = load_export(sets[0])
+    positions = loaded.structures.slice_positions
+    assert positions is not None
+    np.testing.assert_allclose(positions, zs)
+    assert len(loaded.ct_files) == 5
+    # A CT slice missing: positions are not used, and a warning says why.
+    (tmp_path / "CT" / "CT.003.dcm").unlink()
+    loaded = load_export(find_exports(tmp_path)[0][0])
+    assert loaded.structures.slice_positions is None
+    assert any("4 of the 5 CT slices" in w for w in loaded.warnings)
+
+
+# ----------------------------------------------------------------------------- scanning
+
+
+def test_two_plans_give_two_export_sets(tmp_path: Path) -> None:
+    write_export(tmp_path / "one", name="A")
+    write_export(tmp_path / "two", name="B", patient_id="P2")
+    sets, warnings = find_exports(tmp_path)
+    assert [s.plan_label for s in sets] == ["PLAN_A", "PLAN_B"]
+    assert [s.patient_id for s in sets] == ["P1", "P2"]
+    assert warnings == []
+    with pytest.raises(AmbiguousExportError) as info:
+        dicom_io.load_path(tmp_path)
+    assert_input_error(info.value, tmp_path, "2 plans", "--plan")
+    chosen = dicom_io.load_path(tmp_path, plan=tmp_path / "two" / "RP_B.dcm")
+    assert chosen.plan is not None and chosen.plan.label == "PLAN_B"
+
+
+def test_junk_beside_a_valid_export_is_listed(tmp_path: Path) -> None:
+    write_export(tmp_path)
+    (tmp_path / "notes.txt").write_text("not dicom\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    sets, warnings = find_exports(tmp_path)
+    assert len(sets) == 1
+    assert "skipped notes.txt: not a DICOM file" in warnings
+    assert f"skipped {Path('sub', 'image.png')}: not a DICOM file" in warnings
+    loaded = dicom_io.load_path(tmp_path)
+    assert "skipped notes.txt: not a DICOM file" in loaded.warnings
+
+
+def test_identical_copy_is_used_once(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    (tmp_path / "copy").mkdir()
+    shutil.copy(export.rd, tmp_path / "copy" / "RD_A.dcm")
+    sets, warnings = find_exports(tmp_path)
+    assert len(sets) == 1 and len(sets[0].doses) == 1
+    assert any("identical copy" in w for w in warnings)
+
+
+def test_two_plan_doses_for_one_plan_are_ambiguous(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    second = tmp_path / "RD_other.dcm"
+    write_dose(second, make_grid(scale=2.0), referenced_plan_uid=export.plan_uid,
+               frame_of_reference_uid=FOR)
+    with pytest.raises(AmbiguousExportError) as info:
+        find_exports(tmp_path)
+    assert_input_error(info.value, second, "two PLAN doses", "--structures")
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_folder_and_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path / "nope")
+    assert_input_error(info.value, tmp_path / "nope", "not found")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path / "empty")
+    assert_input_error(info.value, tmp_path / "empty", "empty")
+
+
+def test_folder_of_junk_only(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello\n")
+    (tmp_path / "b.bin").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path)
+    assert_input_error(info.value, tmp_path, "no DICOM files")
+
+
+def test_folder_with_ct_only(tmp_path: Path) -> None:
+    write_ct_series(tmp_path, [0.0, 1.0], frame_of_reference_uid=FOR, study_uid=STUDY,
+                    series_uid=synthetic_uid("ct"))
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path)
+    assert_input_error(info.value, tmp_path, "no DICOM-RT files")
+
+
+def test_truncated_pixel_data(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    ds = dcmread(export.rd)
+    ds.PixelData = ds.PixelData[:-100]
+    ds.save_as(export.rd, enforce_file_format=True)
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rd, "truncated pixel data")
+
+
+def test_file_cut_short(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    data = export.rd.read_bytes()
+    export.rd.write_bytes(data[:-37])
+    with pytest.raises(InputError) as info:
+        load_export(find_exports(tmp_path)[0][0])
+    assert_input_error(info.value, export.rd, "truncated pixel data")
+
+
+def test_missing_referenced_structure_set(tmp_path: Path) -> None:
+    export = write_export(tmp_path, write_rs=False)
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path)
+    assert_input_error(info.value, export.rp, "missing referenced structure set", export.rs_uid,
+                       "--structures RS.dcm --dose RD.dcm")
+
+
+def test_dose_whose_plan_is_missing(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    export.rp.unlink()
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path)
+    assert_input_error(info.value, export.rd, "missing referenced RT plan", export.plan_uid,
+                       "--structures")
+
+
+def test_frames_of_reference_disagree(tmp_path: Path) -> None:
+    export = write_export(tmp_path, frame_of_reference_uid=synthetic_uid("other frame"))
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd)
+    assert_input_error(info.value, export.rs, "frame of reference", str(export.rd))
+
+
+def test_relative_dose_is_refused(tmp_path: Path) -> None:
+    export = write_export(tmp_path, units="RELATIVE")
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rd, "relative dose")
+    with pytest.raises(InputError) as info:
+        find_exports(tmp_path)
+    assert_input_error(info.value, export.rd, "relative dose")
+
+
+def test_oblique_dose_grid_is_refused(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    c, s = np.cos(0.3), np.sin(0.3)
+    patch(export.rd, ImageOrientationPatient=[f"{c:.8f}", f"{s:.8f}", "0", f"{-s:.8f}",
+                                              f"{c:.8f}", "0"])
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rd, "oblique dose grid", "not supported")
+
+
+def test_nearly_axial_cosines_are_accepted(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    patch(export.rd, ImageOrientationPatient=["1", "0", "-1.2e-16", "0", "0.99999", "2e-5"])
+    loaded = load_files(export.rs, export.rd, export.rp)
+    np.testing.assert_allclose(loaded.dose.grid.y, make_grid().y)
+
+
+def test_contour_with_fewer_than_three_points(tmp_path: Path) -> None:
+    two = np.array([[0.0, 0.0], [5.0, 0.0]])
+    rois = [sphere_roi(), SyntheticRoi(2, "Bad ROI", "ORGAN",
+                                       [ContourPlane(2.0, (circle_polygon(0, 0, 3, 8),)),
+                                        ContourPlane(4.0, (two,))])]
+    export = write_export(tmp_path, rois=rois)
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rs, "contour 2", "Bad ROI", "at least 3 points")
+
+
+def test_nan_in_contour_data(tmp_path: Path) -> None:
+    poly = np.array([[0.0, 0.0], [123.25, 0.0], [0.0, 5.0]])
+    rois = [SyntheticRoi(3, "Cord", "ORGAN", [ContourPlane(2.0, (poly,))])]
+    export = write_export(tmp_path, rois=rois)
+    data = export.rs.read_bytes()
+    assert data.count(b"123.25") == 1
+    export.rs.write_bytes(data.replace(b"123.25", b"NaN   "))
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rs, "contour 1", "Cord", "NaN")
+
+
+def test_several_bad_contours_reported_together(tmp_path: Path) -> None:
+    two = np.array([[0.0, 0.0], [5.0, 0.0]])
+    rois = [SyntheticRoi(1, "A", "ORGAN", [ContourPlane(2.0, (two,))]),
+            SyntheticRoi(2, "B", "ORGAN", [ContourPlane(4.0, (two,))])]
+    export = write_export(tmp_path, rois=rois)
+    with pytest.raises(InputErrors) as info:
+        dicom_io.read_structure_set(export.rs)
+    assert len(info.value.errors) == 2
+    assert "'A'" in str(info.value) and "'B'" in str(info.value)
+
+
+def test_non_axial_contour(tmp_path: Path) -> None:
+    path = tmp_path / "RS.dcm"
+    write_structure_set(path, [sphere_roi()], frame_of_reference_uid=FOR, study_uid=STUDY)
+    ds = dcmread(path)
+    contour = ds.ROIContourSequence[0].ContourSequence[0]
+    values = [float(v) for v in contour.ContourData]
+    values[2] += 1.0  # first point off the plane
+    contour.ContourData = [f"{v:.6f}" for v in values]
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(InputError) as info:
+        dicom_io.read_structure_set(path)
+    assert_input_error(info.value, path, "contour 1", "PTV", "not axial")
+
+
+@pytest.mark.parametrize("spacing", [["0", "2.5"], ["3", "-2.5"]])
+def test_zero_or_negative_pixel_spacing(tmp_path: Path, spacing: list[str]) -> None:
+    export = write_export(tmp_path)
+    patch(export.rd, PixelSpacing=spacing)
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rd, "PixelSpacing", "zero or negative")
+
+
+def test_zero_frame_spacing(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    patch(export.rd, GridFrameOffsetVector=["0", "2", "2", "7", "10"])
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rd, "zero frame spacing")
+
+
+def test_non_monotonic_and_undefined_offsets(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    patch(export.rd, GridFrameOffsetVector=["0", "4", "2", "7", "10"])
+    with pytest.raises(InputError) as info:
+        dicom_io.read_dose(export.rd)
+    assert_input_error(info.value, export.rd, "not monotonic")
+    patch(export.rd, GridFrameOffsetVector=["5", "7", "9", "12", "15"])
+    with pytest.raises(InputError) as info:
+        dicom_io.read_dose(export.rd)
+    assert_input_error(info.value, export.rd, "neither 0")
+
+
+def test_single_frame_dose(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    ds = dcmread(export.rd)
+    frame_bytes = ds.Rows * ds.Columns * 2
+    ds.PixelData = ds.PixelData[:frame_bytes]
+    ds.NumberOfFrames = 1
+    ds.GridFrameOffsetVector = ["0"]
+    ds.save_as(export.rd, enforce_file_format=True)
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rd, "single-frame dose")
+
+
+def test_missing_decoder_names_the_extra(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    ds = dcmread(export.rd)
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)] * int(ds.NumberOfFrames))
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.save_as(export.rd, enforce_file_format=True)
+    with pytest.raises(MissingExtraError, match=r"rtcheck\[codecs\]"):
+        load_files(export.rs, export.rd, export.rp)
+
+
+def test_not_a_dose_file(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rp)
+    assert_input_error(info.value, export.rp, "expected an RTDOSE", "RTPLAN")
+    junk = tmp_path / "junk.dcm"
+    junk.write_text("junk")
+    with pytest.raises(InputError) as info:
+        load_files(junk, export.rd)
+    assert_input_error(info.value, junk, "not a DICOM file")
+
+
+# ----------------------------------------------------------------------------- pydicom examples
+
+
+def test_pydicom_example_files_give_clear_errors(tmp_path: Path) -> None:
+    paths = {name: Path(examples.get_path(name)) for name in ("rt_dose", "rt_ss", "rt_plan")}
+    for path in paths.values():
+        shutil.copy(path, tmp_path / path.name)
+    with pytest.raises(RtcheckError) as scan:
+        find_exports(tmp_path)
+    assert "relative dose" in str(scan.value).lower()
+    with pytest.raises(InputError) as info:
+        load_files(paths["rt_ss"], paths["rt_dose"])
+    assert_input_error(info.value, paths["rt_dose"], "relative dose")
+    with pytest.raises(InputError) as info:
+        load_files(paths["rt_ss"], paths["rt_dose"], paths["rt_plan"])
+    assert_input_error(info.value, paths["rt_dose"], "relative dose")
+    rs = dicom_io.read_structure_set(paths["rt_ss"])
+    assert [r.geometric_type for r in rs.rois] == ["CLOSED_PLANAR", "POINT", "POINT"]
+    assert all("no volume" in r.notes[0] for r in rs.rois[1:])
+    plan = dicom_io.read_plan(paths["rt_plan"])
+    assert plan.total_dose_gy == pytest.approx(30.826203)
+
+
+# ----------------------------------------------------------------------------- real exports
+
+
+@pytest.mark.shared_data
+def test_alderson_raystation(shared_data: Path) -> None:
+    sets, warnings = find_exports(shared_data / "alderson-raystation")
+    assert len(sets) == 1 and warnings == []
+    assert len(sets[0].ct_files) == 160 and len(sets[0].doses) == 2
+    export = load_export(sets[0])
+    plan = export.plan
+    assert plan is not None
+    assert plan.fractions == 20 and plan.total_dose_gy == 60.0
+    assert plan.dose_per_fraction_gy == 3.0
+    assert plan.treatment_beams == [1]  # setup beams 101-103 (0 MU) ignored
+    assert plan.prescription_source == "DoseReferenceSequence"
+    assert export.dose.summation == "PLAN" and len(export.dose.files) == 1
+    peak = export.dose.grid.dose_range[1]
+    difference = export.dose.beam_sum_max_difference_gy
+    assert difference is not None and difference <= 0.01 * peak
+    note = next(n for n in export.dose.notes if "BEAM" in n)
+    percent = float(re.search(r"\(([\d.]+) % of its maximum", note).group(1))  # type: ignore[union-attr]
+    assert percent <= 1.0
+    names = [r.name for r in export.structures.rois]
+    assert names == ["Body", "PTV", "Bladder", "Rectum", "FemoralHead_L", "FemoralHead_R"]
+    positions = export.structures.slice_positions
+    assert positions is not None and positions.size == 160
+    np.testing.assert_allclose(np.diff(positions), 2.0, atol=1e-3)
+    assert export.patient_id == "TRAINING02"
+
+
+@pytest.mark.shared_data
+def test_breast_dicompyler(shared_data: Path) -> None:
+    sets, warnings = find_exports(shared_data / "breast-dicompyler")
+    assert len(sets) == 1
+    assert warnings == ["skipped LICENSE: not a DICOM file"]
+    export = load_export(sets[0])
+    rois = export.structures.rois
+    assert len(rois) == 10
+    empty = [r for r in rois if r.empty]
+    assert [r.name for r in empty] == ["Areola"]
+    assert "empty ROI" in empty[0].notes[0]
+    plan = export.plan
+    assert plan is not None and plan.fractions == 7
+    targets = [r for r in plan.dose_references if r.type == "TARGET"]
+    assert len(targets) == 2
+    assert plan.total_dose_gy == 14.0 and plan.dose_per_fraction_gy == pytest.approx(2.0)
+    assert export.dose.grid.dx == 2.5 and export.dose.grid.dy == 2.5
+    assert export.structures.slice_positions is None  # one CT slice of many referenced
+    assert any("CT slices" in w for w in export.warnings)
+
+
+@pytest.mark.shared_data
+def test_nelms_explicit_mode(shared_data: Path) -> None:
+    folder = shared_data / "nelms-dvh"
+    export = load_files(folder / "STRUCTURES" / "Sphere_10_0.dcm",
+                        folder / "DOSE GRIDS" / "Linear_AntPost_1mm_Aligned.dcm")
+    assert export.plan is None
+    assert export.dose.summation == "FRACTION"
+    assert any("FRACTION" in w and "used as stored" in w for w in export.warnings)
+    centre = export.dose.grid.interpolate(np.array([[0.0, -6.0, 6.0]]))[0]
+    assert centre == pytest.approx(16.0, abs=1e-3)  # AntPost: D = 10 - y
+    sphere = export.structures.roi("Sphere_10_0")
+    assert sphere.geometric_type == "CLOSED_PLANAR" and len(sphere.planes) == 25
+    assert export.structures.frame_of_reference_uid == export.dose.frame_of_reference_uid
+    with pytest.raises(RtcheckError):  # no plans in the folder: the scan refuses
+        find_exports(folder)
