@@ -2,7 +2,7 @@
 
 This is where the DICOM side (:mod:`rtcheck.dicom_io`) meets the pure DVH core
 (:mod:`rtcheck.dvh`) and the metric grammar: it chooses structures, runs one DVH per
-structure (two at a time on two cores), evaluates the requested metrics and collects
+structure (one structure in memory at a time), evaluates the requested metrics and collects
 everything a reader must know about the numbers (structures outside the dose grid,
 empty or point ROIs, metrics that could not be evaluated).
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,8 +99,6 @@ def analyse(
     export: PlanExport,
     roi_names: Sequence[str] = (),
     metric_texts: Sequence[str] = DEFAULT_METRICS,
-    *,
-    workers: int | None = None,
 ) -> DvhAnalysis:
     """Compute DVHs and metrics for the chosen structures of an export.
 
@@ -114,8 +110,6 @@ def analyse(
         ROI names to analyse; all ROIs when empty.
     metric_texts
         TG-263 metric strings; parsed first, so a malformed one fails before any work.
-    workers
-        Structures computed at once (threads); by default the number of CPUs, at most 2.
 
     Returns
     -------
@@ -124,16 +118,9 @@ def analyse(
     metrics = tuple(parse_metric(m) for m in metric_texts)
     rois = select_rois(export.structures.rois, roi_names)
     prescription = export.plan.total_dose_gy if export.plan is not None else None
-    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-
-    def run(roi: Roi) -> StructureResult:
-        return _analyse_roi(export, roi, metrics, prescription)
-
-    if n_workers > 1 and len(rois) > 1:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            results = list(pool.map(run, rois))
-    else:
-        results = [run(r) for r in rois]
+    # Threads do not help here (the sampler is memory-bound and holds the GIL between
+    # NumPy calls); one structure at a time also bounds memory.
+    results = [_analyse_roi(export, roi, metrics, prescription) for roi in rois]
     return DvhAnalysis(export=export, metrics=metrics, structures=results)
 
 
