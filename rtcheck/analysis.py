@@ -19,7 +19,7 @@ import numpy as np
 from rtcheck.constraints.metrics import Metric, parse_metric
 from rtcheck.dicom_io import PlanExport, Roi
 from rtcheck.dvh import DVH, compute_dvh
-from rtcheck.errors import EvaluationError, RtcheckError
+from rtcheck.errors import EvaluationError, UsageError
 
 logger = logging.getLogger("rtcheck")
 
@@ -27,7 +27,7 @@ logger = logging.getLogger("rtcheck")
 DEFAULT_METRICS = ("D98%[Gy]", "D95%[Gy]", "D50%[Gy]", "D2%[Gy]", "D0.03cc[Gy]")
 
 
-class UnknownRoiError(RtcheckError):
+class UnknownRoiError(UsageError):
     """A structure name asked for on the command line is not in the structure set."""
 
 

@@ -21,11 +21,10 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 
 from rtcheck import __version__
-from rtcheck.errors import InputError, InputErrors, MetricSyntaxError, RtcheckError
+from rtcheck.errors import InputErrors, MetricSyntaxError, RtcheckError, UsageError
 
 
 class ExitCode(IntEnum):
@@ -66,18 +65,12 @@ def _guarded(func: F) -> F:
         )
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, click.ClickException):
+        except typer.Exit:
             raise
         except InputErrors as exc:
             for e in exc.errors:
                 _err(f"error: {e}")
             raise typer.Exit(ExitCode.CANNOT_EVALUATE) from None
-        except InputError as exc:
-            _err(f"error: {exc}")
-            raise typer.Exit(ExitCode.CANNOT_EVALUATE) from None
-        except MetricSyntaxError as exc:
-            _err(f"error: {exc}")
-            raise typer.Exit(ExitCode.USAGE) from None
         except RtcheckError as exc:
             _err(f"error: {exc}")
             raise typer.Exit(
@@ -96,10 +89,10 @@ def _guarded(func: F) -> F:
 
 
 def _is_usage(exc: RtcheckError) -> bool:
-    from rtcheck.analysis import UnknownRoiError
     from rtcheck.dicom_io import AmbiguousExportError
 
-    return isinstance(exc, UnknownRoiError | AmbiguousExportError)
+    # An ambiguous folder (several plans, two doses of one kind) needs the user to choose.
+    return isinstance(exc, UsageError | MetricSyntaxError | AmbiguousExportError)
 
 
 def _version(value: bool) -> None:
@@ -200,12 +193,12 @@ def _load(
 
     if structures is not None or dose:
         if path is not None:
-            raise typer.BadParameter("give either PATH or --structures/--dose, not both")
+            raise UsageError("give either PATH or --structures/--dose, not both")
         if structures is None or not dose:
-            raise typer.BadParameter("explicit mode needs both --structures and --dose")
+            raise UsageError("explicit mode needs both --structures and --dose")
         return dicom_io.load_files(structures, dose if len(dose) > 1 else dose[0], plan)
     if path is None:
-        raise typer.BadParameter("give an export folder, or --structures and --dose")
+        raise UsageError("give an export folder, or --structures and --dose")
     return dicom_io.load_path(path, plan=plan)
 
 
@@ -246,7 +239,7 @@ def demo(
     folder = out if out is not None else Path(tempfile.mkdtemp(prefix="rtcheck-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
-        raise typer.BadParameter(f"{folder} is not empty: choose an empty or new folder")
+        raise UsageError(f"{folder} is not empty: choose an empty or new folder")
     write_demo_export(folder)
     _err(f"sample export written to {folder}")
     dvh(path=folder, json_out=json_out, debug=debug)

@@ -48,10 +48,10 @@ def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
         else {
             "file": str(plan.file),
             "label": plan.label,
-            "name": plan.name,
+            "name": plan.name or None,
             "sop_instance_uid": plan.sop_instance_uid,
-            "intent": plan.intent,
-            "approval": plan.approval,
+            "intent": plan.intent or None,
+            "approval": plan.approval or None,
             "fractions": plan.fractions,
             "dose_per_fraction_gy": _num(plan.dose_per_fraction_gy),
             "total_dose_gy": _num(plan.total_dose_gy),

@@ -61,3 +61,8 @@ class EvaluationError(RtcheckError):
 
     For example a metric relative to the prescription when no prescription is known.
     """
+
+
+class UsageError(RtcheckError):
+    """A command asked for something that cannot work as given (options that conflict,
+    a name that does not exist); the CLI exits with code 2."""
