@@ -147,7 +147,14 @@ def _analyse_roi(
         return StructureResult(roi, None, problems=[f"ROI {name!r}: {exc}"])
     result = StructureResult(roi, dvh)
     result.warnings.extend(f"ROI {name!r}: {n}" for n in (*roi.notes, *dvh.notes))
-    if dvh.volume_outside_cc > 0 and not dvh.complete:
+    if dvh.volume_inside_cc <= 0:
+        result.problems.append(
+            f"ROI {name!r}: all of its {dvh.volume_cc:.3g} cc lies outside the dose grid: "
+            "no DVH and no metrics; check the frame of reference and the dose grid's extent"
+        )
+        result.metrics = {str(m): None for m in metrics}
+        return result
+    if not dvh.complete:
         share = 100.0 * dvh.volume_outside_cc / dvh.volume_cc
         result.warnings.append(
             f"ROI {name!r}: {dvh.volume_outside_cc:.3g} cc ({share:.1f} %) lies outside the "

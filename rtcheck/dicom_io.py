@@ -1410,8 +1410,13 @@ def find_exports(path: str | Path) -> tuple[list[ExportSet], list[str]]:
         warnings_out.append(f"ignored {count} DICOM file(s) of modality {kind}")
     if not any(h.kind != "CT" for h in headers):
         what = "no DICOM files" if not headers and not other_kinds else "no DICOM-RT files"
+        skipped = [w.removeprefix("skipped ") for w in warnings_out if w.startswith("skipped ")]
+        shown = "; ".join(skipped[:5]) + (
+            f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        )
         raise InputError(
-            f"{what} (RTPLAN, RTDOSE, RTSTRUCT) found in the folder ({len(files)} file(s) scanned)",
+            f"{what} (RTPLAN, RTDOSE, RTSTRUCT) found in the folder ({len(files)} file(s) "
+            f"scanned" + (f"; skipped {shown}" if skipped else "") + ")",
             root,
         )
     sets, set_errors = _link(headers, root, warnings_out)
