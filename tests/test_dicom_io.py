@@ -43,8 +43,9 @@ STUDY = synthetic_uid("io", "study")
 
 def linear(x: Any, y: Any, z: Any) -> NDArray[np.float64]:
     """D = 2 + 0.1 x - 0.05 y + 0.2 z (Gy), positive on the test grid."""
-    return np.asarray(2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z),
-                      dtype=np.float64)
+    return np.asarray(
+        2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z), dtype=np.float64
+    )
 
 
 def make_grid(scale: float = 1.0, offset: float = 0.0, x0: float = 0.0) -> DoseGrid:
@@ -57,8 +58,9 @@ def make_grid(scale: float = 1.0, offset: float = 0.0, x0: float = 0.0) -> DoseG
 
 
 def sphere_roi(number: int = 1, name: str = "PTV") -> SyntheticRoi:
-    return SyntheticRoi(number, name, "PTV",
-                        sphere_planes((15.0, -11.0, 4.0), 5.0, [2.0, 4.0, 6.0], n=16))
+    return SyntheticRoi(
+        number, name, "PTV", sphere_planes((15.0, -11.0, 4.0), 5.0, [2.0, 4.0, 6.0], n=16)
+    )
 
 
 @dataclass
@@ -93,19 +95,37 @@ def write_export(
     rs = folder / f"RS_{name}.dcm"
     rs_uid = synthetic_uid("io", name, "rs")
     if write_rs:
-        write_structure_set(rs, [sphere_roi()] if rois is None else rois, patient_id=patient_id,
-                            frame_of_reference_uid=FOR, study_uid=STUDY, sop_instance_uid=rs_uid)
+        write_structure_set(
+            rs,
+            [sphere_roi()] if rois is None else rois,
+            patient_id=patient_id,
+            frame_of_reference_uid=FOR,
+            study_uid=STUDY,
+            sop_instance_uid=rs_uid,
+        )
     rp = folder / f"RP_{name}.dcm"
     plan_uid = write_plan(
-        rp, label=f"PLAN_{name}", fractions=fractions, prescription_gy=prescription_gy,
-        beams=beams, referenced_structure_set_uid=rs_uid, frame_of_reference_uid=FOR,
-        patient_id=patient_id, study_uid=STUDY, sop_instance_uid=synthetic_uid("io", name, "rp"),
+        rp,
+        label=f"PLAN_{name}",
+        fractions=fractions,
+        prescription_gy=prescription_gy,
+        beams=beams,
+        referenced_structure_set_uid=rs_uid,
+        frame_of_reference_uid=FOR,
+        patient_id=patient_id,
+        study_uid=STUDY,
+        sop_instance_uid=synthetic_uid("io", name, "rp"),
     )
     rd = folder / f"RD_{name}.dcm"
     dose_kwargs.setdefault("referenced_plan_uid", plan_uid)
     dose_kwargs.setdefault("frame_of_reference_uid", FOR)
-    write_dose(rd, make_grid() if grid is None else grid, patient_id=patient_id,
-               study_uid=STUDY, **dose_kwargs)
+    write_dose(
+        rd,
+        make_grid() if grid is None else grid,
+        patient_id=patient_id,
+        study_uid=STUDY,
+        **dose_kwargs,
+    )
     return Export(folder, rs, rp, rd, plan_uid, rs_uid)
 
 
@@ -133,18 +153,28 @@ ROUND_TRIPS = (
 )
 
 
-@pytest.mark.parametrize(("orientation", "offsets", "descending", "bits", "compress"),
-                         ROUND_TRIPS)
+@pytest.mark.parametrize(("orientation", "offsets", "descending", "bits", "compress"), ROUND_TRIPS)
 def test_dose_round_trip(
-    tmp_path: Path, orientation: Literal["HFS", "FFS", "HFP", "FFP"],
-    offsets: Literal["relative", "absolute"], descending: bool, bits: Literal[16, 32],
+    tmp_path: Path,
+    orientation: Literal["HFS", "FFS", "HFP", "FFP"],
+    offsets: Literal["relative", "absolute"],
+    descending: bool,
+    bits: Literal[16, 32],
     compress: bool,
 ) -> None:
     grid = make_grid()
     path = tmp_path / "RD.dcm"
-    write_dose(path, grid, referenced_plan_uid=None, frame_of_reference_uid=FOR,
-               orientation=orientation, offsets=offsets, descending=descending, bits=bits,
-               compress=compress)
+    write_dose(
+        path,
+        grid,
+        referenced_plan_uid=None,
+        frame_of_reference_uid=FOR,
+        orientation=orientation,
+        offsets=offsets,
+        descending=descending,
+        bits=bits,
+        compress=compress,
+    )
     step = float(dcmread(path, stop_before_pixels=True).DoseGridScaling)
     dose = dicom_io.read_dose(path)
     got = dose.grid
@@ -194,8 +224,9 @@ def test_dose_read_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_plan_dose_is_used_as_stored(tmp_path: Path) -> None:
     export = write_export(tmp_path, bits=32)
     loaded = load_files(export.rs, export.rd, export.rp)
-    zz, yy, xx = np.meshgrid(loaded.dose.grid.z, loaded.dose.grid.y, loaded.dose.grid.x,
-                             indexing="ij")
+    zz, yy, xx = np.meshgrid(
+        loaded.dose.grid.z, loaded.dose.grid.y, loaded.dose.grid.x, indexing="ij"
+    )
     np.testing.assert_allclose(loaded.dose.grid.dose, linear(xx, yy, zz), atol=1e-6)
     assert loaded.dose.referenced_plan_uid == export.plan_uid
     assert loaded.dose.frame_of_reference_uid == FOR
@@ -205,8 +236,15 @@ def test_plan_dose_is_used_as_stored(tmp_path: Path) -> None:
 def test_beam_doses_are_summed(tmp_path: Path) -> None:
     export = write_export(tmp_path, summation="BEAM", referenced_beam_number=1, bits=32)
     second = tmp_path / "RD_beam2.dcm"
-    write_dose(second, make_grid(scale=0.5, offset=1.0), referenced_plan_uid=export.plan_uid,
-               frame_of_reference_uid=FOR, summation="BEAM", referenced_beam_number=2, bits=32)
+    write_dose(
+        second,
+        make_grid(scale=0.5, offset=1.0),
+        referenced_plan_uid=export.plan_uid,
+        frame_of_reference_uid=FOR,
+        summation="BEAM",
+        referenced_beam_number=2,
+        bits=32,
+    )
     sets, _ = find_exports(tmp_path)
     assert len(sets) == 1 and sets[0].summation == "BEAM"
     loaded = load_export(sets[0])
@@ -228,8 +266,14 @@ def test_beam_dose_missing_for_a_treatment_beam(tmp_path: Path) -> None:
 def test_beam_doses_on_different_grids_are_refused(tmp_path: Path) -> None:
     export = write_export(tmp_path, summation="BEAM", referenced_beam_number=1)
     second = tmp_path / "RD_beam2.dcm"
-    write_dose(second, make_grid(x0=1.0), referenced_plan_uid=export.plan_uid,
-               frame_of_reference_uid=FOR, summation="BEAM", referenced_beam_number=2)
+    write_dose(
+        second,
+        make_grid(x0=1.0),
+        referenced_plan_uid=export.plan_uid,
+        frame_of_reference_uid=FOR,
+        summation="BEAM",
+        referenced_beam_number=2,
+    )
     with pytest.raises(InputError) as info:
         load_files(export.rs, [export.rd, second], export.rp)
     assert_input_error(info.value, second, "different grids")
@@ -238,9 +282,15 @@ def test_beam_doses_on_different_grids_are_refused(tmp_path: Path) -> None:
 def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> None:
     export = write_export(tmp_path, bits=32)
     for number, scale in ((1, 0.6), (2, 0.4)):
-        write_dose(tmp_path / f"RD_beam{number}.dcm", make_grid(scale=scale),
-                   referenced_plan_uid=export.plan_uid, frame_of_reference_uid=FOR,
-                   summation="BEAM", referenced_beam_number=number, bits=32)
+        write_dose(
+            tmp_path / f"RD_beam{number}.dcm",
+            make_grid(scale=scale),
+            referenced_plan_uid=export.plan_uid,
+            frame_of_reference_uid=FOR,
+            summation="BEAM",
+            referenced_beam_number=number,
+            bits=32,
+        )
     sets, _ = find_exports(tmp_path)
     assert len(sets) == 1 and sets[0].summation == "PLAN" and len(sets[0].doses) == 3
     loaded = load_export(sets[0])
@@ -270,19 +320,34 @@ def test_fraction_dose_times_fractions(tmp_path: Path) -> None:
 
 def test_prescription_from_dose_reference_sequence(tmp_path: Path) -> None:
     path = tmp_path / "RP.dcm"
-    write_plan(path, label="P", intent="PALLIATIVE", approval="UNAPPROVED", fractions=5,
-               prescription_gy=None,
-               dose_references=[("PTV_low", "TARGET", 45.0), ("PTV_high", "TARGET", 50.0),
-                                ("Cord", "ORGAN_AT_RISK", 30.0), ("Point", "TARGET", None)],
-               beams=[(1, "A", "TREATMENT", 100.0, 3.0)], referenced_structure_set_uid="1.2.3",
-               frame_of_reference_uid=FOR, patient_position="HFP")
+    write_plan(
+        path,
+        label="P",
+        intent="PALLIATIVE",
+        approval="UNAPPROVED",
+        fractions=5,
+        prescription_gy=None,
+        dose_references=[
+            ("PTV_low", "TARGET", 45.0),
+            ("PTV_high", "TARGET", 50.0),
+            ("Cord", "ORGAN_AT_RISK", 30.0),
+            ("Point", "TARGET", None),
+        ],
+        beams=[(1, "A", "TREATMENT", 100.0, 3.0)],
+        referenced_structure_set_uid="1.2.3",
+        frame_of_reference_uid=FOR,
+        patient_position="HFP",
+    )
     plan = dicom_io.read_plan(path)
     assert plan.total_dose_gy == 50.0
     assert plan.dose_per_fraction_gy == 10.0
     assert plan.prescription_source == "DoseReferenceSequence"
     assert plan.dose_references == [
-        ("PTV_low", "TARGET", 45.0), ("PTV_high", "TARGET", 50.0),
-        ("Cord", "ORGAN_AT_RISK", 30.0), ("Point", "TARGET", None)]
+        ("PTV_low", "TARGET", 45.0),
+        ("PTV_high", "TARGET", 50.0),
+        ("Cord", "ORGAN_AT_RISK", 30.0),
+        ("Point", "TARGET", None),
+    ]
     assert (plan.label, plan.intent, plan.approval) == ("P", "PALLIATIVE", "UNAPPROVED")
     assert plan.patient_position == "HFP"
     assert plan.referenced_structure_set_uid == "1.2.3"
@@ -291,12 +356,21 @@ def test_prescription_from_dose_reference_sequence(tmp_path: Path) -> None:
 
 def test_prescription_derived_from_beam_doses(tmp_path: Path) -> None:
     path = tmp_path / "RP.dcm"
-    write_plan(path, label="P", fractions=4, prescription_gy=None,
-               beams=[(1, "A", "TREATMENT", 100.0, 2.0), (2, "B", "TREATMENT", 120.0, 1.5),
-                      (3, "SETUP", "SETUP", 5.0, 0.7),  # setup: ignored
-                      (4, "ZERO", "TREATMENT", 0.0, 7.0),  # 0 MU: ignored
-                      (5, "NOMU", "TREATMENT", None, 9.0)],  # no MU: ignored
-               referenced_structure_set_uid=None, frame_of_reference_uid=FOR)
+    write_plan(
+        path,
+        label="P",
+        fractions=4,
+        prescription_gy=None,
+        beams=[
+            (1, "A", "TREATMENT", 100.0, 2.0),
+            (2, "B", "TREATMENT", 120.0, 1.5),
+            (3, "SETUP", "SETUP", 5.0, 0.7),  # setup: ignored
+            (4, "ZERO", "TREATMENT", 0.0, 7.0),  # 0 MU: ignored
+            (5, "NOMU", "TREATMENT", None, 9.0),
+        ],  # no MU: ignored
+        referenced_structure_set_uid=None,
+        frame_of_reference_uid=FOR,
+    )
     plan = dicom_io.read_plan(path)
     assert plan.treatment_beams == [1, 2]
     assert plan.total_dose_gy == pytest.approx((2.0 + 1.5) * 4)
@@ -308,9 +382,15 @@ def test_prescription_derived_from_beam_doses(tmp_path: Path) -> None:
 
 def test_no_prescription_at_all(tmp_path: Path) -> None:
     path = tmp_path / "RP.dcm"
-    write_plan(path, label="P", fractions=4, prescription_gy=None,
-               beams=[(1, "A", "TREATMENT", 100.0, None)], referenced_structure_set_uid=None,
-               frame_of_reference_uid=FOR)
+    write_plan(
+        path,
+        label="P",
+        fractions=4,
+        prescription_gy=None,
+        beams=[(1, "A", "TREATMENT", 100.0, None)],
+        referenced_structure_set_uid=None,
+        frame_of_reference_uid=FOR,
+    )
     plan = dicom_io.read_plan(path)
     assert plan.total_dose_gy is None and plan.dose_per_fraction_gy is None
     assert plan.prescription_source is None
@@ -323,14 +403,24 @@ def test_structures_planes_holes_and_notes(tmp_path: Path) -> None:
     outer = circle_polygon(0.0, 0.0, 10.0, 8)
     closed = np.vstack([outer, outer[:1]])  # repeated closing point
     rois = [
-        SyntheticRoi(7, "Ring", "AVOIDANCE", [
-            ContourPlane(1.0, (closed, circle_polygon(0.0, 0.0, 4.0, 8))),
-            ContourPlane(-1.0, (outer,)),
-            ContourPlane(1.004, (circle_polygon(30.0, 0.0, 2.0, 8),)),  # same plane
-        ]),
+        SyntheticRoi(
+            7,
+            "Ring",
+            "AVOIDANCE",
+            [
+                ContourPlane(1.0, (closed, circle_polygon(0.0, 0.0, 4.0, 8))),
+                ContourPlane(-1.0, (outer,)),
+                ContourPlane(1.004, (circle_polygon(30.0, 0.0, 2.0, 8),)),  # same plane
+            ],
+        ),
         SyntheticRoi(8, "Empty", "ORGAN", []),
-        SyntheticRoi(9, "Iso", "MARKER", [ContourPlane(0.0, (np.array([[1.0, 2.0]]),))],
-                     geometric_type="POINT"),
+        SyntheticRoi(
+            9,
+            "Iso",
+            "MARKER",
+            [ContourPlane(0.0, (np.array([[1.0, 2.0]]),))],
+            geometric_type="POINT",
+        ),
     ]
     path = tmp_path / "RS.dcm"
     write_structure_set(path, rois, frame_of_reference_uid=FOR, study_uid=STUDY, label="L")
@@ -338,7 +428,11 @@ def test_structures_planes_holes_and_notes(tmp_path: Path) -> None:
     assert rs.label == "L" and rs.frame_of_reference_uid == FOR and rs.slice_positions is None
     ring, empty, point = rs.rois
     assert (ring.number, ring.name, ring.interpreted_type, ring.geometric_type) == (
-        7, "Ring", "AVOIDANCE", "CLOSED_PLANAR")
+        7,
+        "Ring",
+        "AVOIDANCE",
+        "CLOSED_PLANAR",
+    )
     assert [p.z for p in ring.planes] == pytest.approx([-1.0, 1.0013333], abs=1e-6)
     assert [len(p.polygons) for p in ring.planes] == [1, 3]
     assert all(poly.shape == (8, 2) for poly in ring.planes[1].polygons)  # closing point gone
@@ -350,12 +444,25 @@ def test_structures_planes_holes_and_notes(tmp_path: Path) -> None:
 def test_slice_positions_from_the_referenced_ct(tmp_path: Path) -> None:
     series = synthetic_uid("io", "ct")
     zs = [0.0, 2.0, 4.0, 6.0, 8.0]
-    ct_uids = write_ct_series(tmp_path / "CT", zs, patient_id="P1", frame_of_reference_uid=FOR,
-                              study_uid=STUDY, series_uid=series)
+    ct_uids = write_ct_series(
+        tmp_path / "CT",
+        zs,
+        patient_id="P1",
+        frame_of_reference_uid=FOR,
+        study_uid=STUDY,
+        series_uid=series,
+    )
     rs_uid = synthetic_uid("io", "A", "rs")
-    write_structure_set(tmp_path / "RS_A.dcm", [sphere_roi()], patient_id="P1",
-                        frame_of_reference_uid=FOR, study_uid=STUDY, sop_instance_uid=rs_uid,
-                        ct_series_uid=series, ct_sop_instance_uids=ct_uids)
+    write_structure_set(
+        tmp_path / "RS_A.dcm",
+        [sphere_roi()],
+        patient_id="P1",
+        frame_of_reference_uid=FOR,
+        study_uid=STUDY,
+        sop_instance_uid=rs_uid,
+        ct_series_uid=series,
+        ct_sop_instance_uids=ct_uids,
+    )
     write_export(tmp_path, write_rs=False)
     sets, _ = find_exports(tmp_path)
     assert len(sets[0].ct_files) == 5
@@ -413,8 +520,12 @@ def test_identical_copy_is_used_once(tmp_path: Path) -> None:
 def test_two_plan_doses_for_one_plan_are_ambiguous(tmp_path: Path) -> None:
     export = write_export(tmp_path)
     second = tmp_path / "RD_other.dcm"
-    write_dose(second, make_grid(scale=2.0), referenced_plan_uid=export.plan_uid,
-               frame_of_reference_uid=FOR)
+    write_dose(
+        second,
+        make_grid(scale=2.0),
+        referenced_plan_uid=export.plan_uid,
+        frame_of_reference_uid=FOR,
+    )
     with pytest.raises(AmbiguousExportError) as info:
         find_exports(tmp_path)
     assert_input_error(info.value, second, "two PLAN doses", "--structures")
@@ -442,8 +553,13 @@ def test_folder_of_junk_only(tmp_path: Path) -> None:
 
 
 def test_folder_with_ct_only(tmp_path: Path) -> None:
-    write_ct_series(tmp_path, [0.0, 1.0], frame_of_reference_uid=FOR, study_uid=STUDY,
-                    series_uid=synthetic_uid("ct"))
+    write_ct_series(
+        tmp_path,
+        [0.0, 1.0],
+        frame_of_reference_uid=FOR,
+        study_uid=STUDY,
+        series_uid=synthetic_uid("ct"),
+    )
     with pytest.raises(InputError) as info:
         find_exports(tmp_path)
     assert_input_error(info.value, tmp_path, "no DICOM-RT files")
@@ -472,8 +588,13 @@ def test_missing_referenced_structure_set(tmp_path: Path) -> None:
     export = write_export(tmp_path, write_rs=False)
     with pytest.raises(InputError) as info:
         find_exports(tmp_path)
-    assert_input_error(info.value, export.rp, "missing referenced structure set", export.rs_uid,
-                       "--structures RS.dcm --dose RD.dcm")
+    assert_input_error(
+        info.value,
+        export.rp,
+        "missing referenced structure set",
+        export.rs_uid,
+        "--structures RS.dcm --dose RD.dcm",
+    )
 
 
 def test_dose_whose_plan_is_missing(tmp_path: Path) -> None:
@@ -481,8 +602,9 @@ def test_dose_whose_plan_is_missing(tmp_path: Path) -> None:
     export.rp.unlink()
     with pytest.raises(InputError) as info:
         find_exports(tmp_path)
-    assert_input_error(info.value, export.rd, "missing referenced RT plan", export.plan_uid,
-                       "--structures")
+    assert_input_error(
+        info.value, export.rd, "missing referenced RT plan", export.plan_uid, "--structures"
+    )
 
 
 def test_frames_of_reference_disagree(tmp_path: Path) -> None:
@@ -505,8 +627,10 @@ def test_relative_dose_is_refused(tmp_path: Path) -> None:
 def test_oblique_dose_grid_is_refused(tmp_path: Path) -> None:
     export = write_export(tmp_path)
     c, s = np.cos(0.3), np.sin(0.3)
-    patch(export.rd, ImageOrientationPatient=[f"{c:.8f}", f"{s:.8f}", "0", f"{-s:.8f}",
-                                              f"{c:.8f}", "0"])
+    patch(
+        export.rd,
+        ImageOrientationPatient=[f"{c:.8f}", f"{s:.8f}", "0", f"{-s:.8f}", f"{c:.8f}", "0"],
+    )
     with pytest.raises(InputError) as info:
         load_files(export.rs, export.rd, export.rp)
     assert_input_error(info.value, export.rd, "oblique dose grid", "not supported")
@@ -521,9 +645,15 @@ def test_nearly_axial_cosines_are_accepted(tmp_path: Path) -> None:
 
 def test_contour_with_fewer_than_three_points(tmp_path: Path) -> None:
     two = np.array([[0.0, 0.0], [5.0, 0.0]])
-    rois = [sphere_roi(), SyntheticRoi(2, "Bad ROI", "ORGAN",
-                                       [ContourPlane(2.0, (circle_polygon(0, 0, 3, 8),)),
-                                        ContourPlane(4.0, (two,))])]
+    rois = [
+        sphere_roi(),
+        SyntheticRoi(
+            2,
+            "Bad ROI",
+            "ORGAN",
+            [ContourPlane(2.0, (circle_polygon(0, 0, 3, 8),)), ContourPlane(4.0, (two,))],
+        ),
+    ]
     export = write_export(tmp_path, rois=rois)
     with pytest.raises(InputError) as info:
         load_files(export.rs, export.rd, export.rp)
@@ -544,8 +674,10 @@ def test_nan_in_contour_data(tmp_path: Path) -> None:
 
 def test_several_bad_contours_reported_together(tmp_path: Path) -> None:
     two = np.array([[0.0, 0.0], [5.0, 0.0]])
-    rois = [SyntheticRoi(1, "A", "ORGAN", [ContourPlane(2.0, (two,))]),
-            SyntheticRoi(2, "B", "ORGAN", [ContourPlane(4.0, (two,))])]
+    rois = [
+        SyntheticRoi(1, "A", "ORGAN", [ContourPlane(2.0, (two,))]),
+        SyntheticRoi(2, "B", "ORGAN", [ContourPlane(4.0, (two,))]),
+    ]
     export = write_export(tmp_path, rois=rois)
     with pytest.raises(InputErrors) as info:
         dicom_io.read_structure_set(export.rs)
@@ -709,8 +841,10 @@ def test_breast_dicompyler(shared_data: Path) -> None:
 @pytest.mark.shared_data
 def test_nelms_explicit_mode(shared_data: Path) -> None:
     folder = shared_data / "nelms-dvh"
-    export = load_files(folder / "STRUCTURES" / "Sphere_10_0.dcm",
-                        folder / "DOSE GRIDS" / "Linear_AntPost_1mm_Aligned.dcm")
+    export = load_files(
+        folder / "STRUCTURES" / "Sphere_10_0.dcm",
+        folder / "DOSE GRIDS" / "Linear_AntPost_1mm_Aligned.dcm",
+    )
     assert export.plan is None
     assert export.dose.summation == "FRACTION"
     assert any("FRACTION" in w and "used as stored" in w for w in export.warnings)

@@ -139,8 +139,9 @@ VALID = [
 ]
 
 
-@pytest.mark.parametrize(("text", "kind", "parameter", "parameter_unit", "output", "canonical"),
-                         VALID)
+@pytest.mark.parametrize(
+    ("text", "kind", "parameter", "parameter_unit", "output", "canonical"), VALID
+)
 def test_parse_valid(
     text: str,
     kind: MetricKind,
@@ -301,8 +302,10 @@ def test_kind_groups() -> None:
         ("D95%[Gy]", "minimum dose to the hottest 95 % of the volume, in Gy"),
         ("D0.03cc[cGy]", "minimum dose to the hottest 0.03 cc, in cGy"),
         ("DC2%[Gy]", "maximum dose to the coldest 2 % of the volume, in Gy"),
-        ("D95%[%]", "minimum dose to the hottest 95 % of the volume, "
-                    "in % of the prescription dose"),
+        (
+            "D95%[%]",
+            "minimum dose to the hottest 95 % of the volume, in % of the prescription dose",
+        ),
         ("V20Gy[%]", "volume receiving at least 20 Gy, in % of the structure volume"),
         ("V2000cGy[cc]", "volume receiving at least 2000 cGy, in cc"),
         ("V100%[cc]", "volume receiving at least 100 % of the prescription dose, in cc"),
@@ -459,8 +462,17 @@ def test_volume_larger_than_the_part_inside_the_grid() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["D95%[Gy]", "D0.03cc[Gy]", "DC2%[Gy]", "V20Gy[cc]", "CV20Gy[%]", "Mean[Gy]",
-             "Max[Gy]", "Min[cGy]"],
+    "text",
+    [
+        "D95%[Gy]",
+        "D0.03cc[Gy]",
+        "DC2%[Gy]",
+        "V20Gy[cc]",
+        "CV20Gy[%]",
+        "Mean[Gy]",
+        "Max[Gy]",
+        "Min[cGy]",
+    ],
 )
 @pytest.mark.parametrize("dvh", [empty_dvh(), empty_dvh(volume_cc=0.0)], ids=["outside", "zero"])
 def test_structure_without_volume_in_the_grid(text: str, dvh: DVH) -> None:

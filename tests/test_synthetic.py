@@ -50,8 +50,9 @@ STUDY = synthetic_uid("test", "study")
 
 def linear(x: Any, y: Any, z: Any) -> NDArray[np.float64]:
     """The analytic test dose (Gy), positive on the grids used here."""
-    return np.asarray(2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z),
-                      dtype=np.float64)
+    return np.asarray(
+        2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z), dtype=np.float64
+    )
 
 
 def linear_grid() -> DoseGrid:
@@ -91,8 +92,9 @@ def test_circle_polygon_is_regular_and_counter_clockwise() -> None:
     assert poly.shape == (8, 2)
     np.testing.assert_allclose(np.hypot(poly[:, 0] - 1.0, poly[:, 1] + 2.0), 5.0)
     np.testing.assert_allclose(poly[0], [6.0, -2.0])
-    signed = 0.5 * np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1)
-                          * poly[:, 1])
+    signed = 0.5 * np.sum(
+        poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1]
+    )
     assert signed == pytest.approx(0.5 * 8 * 25 * math.sin(2 * math.pi / 8))
     with pytest.raises(ValueError, match="3 vertices"):
         circle_polygon(0, 0, 1, n=2)
@@ -124,20 +126,35 @@ def test_synthetic_uid_is_deterministic_and_valid() -> None:
 
 # ----------------------------------------------------------------------------- dose
 
-CASES = [(o, off, desc) for o in ORIENTATIONS for off in ("relative", "absolute")
-         for desc in (False, True) if off == "relative" or o == "HFS"]
+CASES = [
+    (o, off, desc)
+    for o in ORIENTATIONS
+    for off in ("relative", "absolute")
+    for desc in (False, True)
+    if off == "relative" or o == "HFS"
+]
 
 
 @pytest.mark.parametrize(("orientation", "offsets", "descending"), CASES)
 def test_dose_encodes_the_physical_dose_per_the_standard(
-    tmp_path: Path, orientation: Literal["HFS", "FFS", "HFP", "FFP"],
-    offsets: Literal["relative", "absolute"], descending: bool, strict_reading: None,
+    tmp_path: Path,
+    orientation: Literal["HFS", "FFS", "HFP", "FFP"],
+    offsets: Literal["relative", "absolute"],
+    descending: bool,
+    strict_reading: None,
 ) -> None:
     grid = linear_grid()
     path = tmp_path / "RD.dcm"
-    write_dose(path, grid, referenced_plan_uid=synthetic_uid("plan"),
-               frame_of_reference_uid=FOR, orientation=orientation, offsets=offsets,
-               descending=descending, bits=32)
+    write_dose(
+        path,
+        grid,
+        referenced_plan_uid=synthetic_uid("plan"),
+        frame_of_reference_uid=FOR,
+        orientation=orientation,
+        offsets=offsets,
+        descending=descending,
+        bits=32,
+    )
     ds = dcmread(path)
     touch_all(ds)
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
@@ -156,11 +173,17 @@ def test_dose_encodes_the_physical_dose_per_the_standard(
         plane_origin = ipp[None, :] + frame_offsets[:, None] * normal[None, :]
     else:
         assert frame_offsets[0] == ipp[2]
-        plane_origin = np.column_stack([np.full_like(frame_offsets, ipp[0]),
-                                        np.full_like(frame_offsets, ipp[1]), frame_offsets])
-    k, i, j = np.meshgrid(np.arange(ds.NumberOfFrames), np.arange(ds.Rows),
-                          np.arange(ds.Columns), indexing="ij")
-    position = (plane_origin[k] + (j * dc)[..., None] * row + (i * dr)[..., None] * col)
+        plane_origin = np.column_stack(
+            [
+                np.full_like(frame_offsets, ipp[0]),
+                np.full_like(frame_offsets, ipp[1]),
+                frame_offsets,
+            ]
+        )
+    k, i, j = np.meshgrid(
+        np.arange(ds.NumberOfFrames), np.arange(ds.Rows), np.arange(ds.Columns), indexing="ij"
+    )
+    position = plane_origin[k] + (j * dc)[..., None] * row + (i * dr)[..., None] * col
     stored = ds.pixel_array.astype(float) * float(ds.DoseGridScaling)
     expected = linear(position[..., 0], position[..., 1], position[..., 2])
     assert np.max(np.abs(stored - expected)) <= float(ds.DoseGridScaling) / 2 + 1e-12
@@ -187,8 +210,14 @@ def test_dose_scaling_uses_the_full_integer_range(tmp_path: Path, bits: Literal[
 def test_dose_rle_compressed(tmp_path: Path, strict_reading: None) -> None:
     grid = linear_grid()
     path = tmp_path / "RD.dcm"
-    write_dose(path, grid, referenced_plan_uid=None, frame_of_reference_uid=FOR,
-               compress=True, sop_instance_uid=synthetic_uid("rle"))
+    write_dose(
+        path,
+        grid,
+        referenced_plan_uid=None,
+        frame_of_reference_uid=FOR,
+        compress=True,
+        sop_instance_uid=synthetic_uid("rle"),
+    )
     ds = dcmread(path)
     touch_all(ds)
     assert ds.file_meta.TransferSyntaxUID == RLELossless
@@ -199,8 +228,14 @@ def test_dose_rle_compressed(tmp_path: Path, strict_reading: None) -> None:
 
 def test_dose_references_plan_and_beam(tmp_path: Path) -> None:
     path = tmp_path / "RD.dcm"
-    write_dose(path, linear_grid(), referenced_plan_uid="1.2.3", frame_of_reference_uid=FOR,
-               summation="BEAM", referenced_beam_number=4)
+    write_dose(
+        path,
+        linear_grid(),
+        referenced_plan_uid="1.2.3",
+        frame_of_reference_uid=FOR,
+        summation="BEAM",
+        referenced_beam_number=4,
+    )
     ds = dcmread(path)
     ref = ds.ReferencedRTPlanSequence[0]
     assert ref.ReferencedSOPClassUID == RT_PLAN_STORAGE
@@ -213,19 +248,32 @@ def test_dose_references_plan_and_beam(tmp_path: Path) -> None:
 def test_dose_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     grid = linear_grid()
     with pytest.raises(ValueError, match="HFS"):
-        write_dose(tmp_path / "a.dcm", grid, referenced_plan_uid=None,
-                   frame_of_reference_uid=FOR, orientation="FFS", offsets="absolute")
+        write_dose(
+            tmp_path / "a.dcm",
+            grid,
+            referenced_plan_uid=None,
+            frame_of_reference_uid=FOR,
+            orientation="FFS",
+            offsets="absolute",
+        )
     with pytest.raises(ValueError, match="16-bit"):
-        write_dose(tmp_path / "b.dcm", grid, referenced_plan_uid=None,
-                   frame_of_reference_uid=FOR, bits=32, compress=True)
+        write_dose(
+            tmp_path / "b.dcm",
+            grid,
+            referenced_plan_uid=None,
+            frame_of_reference_uid=FOR,
+            bits=32,
+            compress=True,
+        )
 
 
 def test_negative_dose_is_stored_signed(tmp_path: Path) -> None:
     grid = linear_grid()
     signed = DoseGrid(grid.x, grid.y, grid.z, grid.dose - 3.0)
     path = tmp_path / "RD.dcm"
-    write_dose(path, signed, referenced_plan_uid=None, frame_of_reference_uid=FOR,
-               dose_type="ERROR")
+    write_dose(
+        path, signed, referenced_plan_uid=None, frame_of_reference_uid=FOR, dose_type="ERROR"
+    )
     ds = dcmread(path)
     assert ds.PixelRepresentation == 1
     stored = ds.pixel_array.astype(float) * float(ds.DoseGridScaling)
@@ -238,11 +286,19 @@ def test_negative_dose_is_stored_signed(tmp_path: Path) -> None:
 def test_plan_contents(tmp_path: Path, strict_reading: None) -> None:
     path = tmp_path / "RP.dcm"
     uid = write_plan(
-        path, label="LUNG", intent="CURATIVE", approval="APPROVED", fractions=5,
-        dose_per_fraction_gy=11.0, prescription_gy=55.0,
-        beams=[SyntheticBeam(1, "A", "TREATMENT", 250.0, 5.5),
-               SyntheticBeam(2, "SETUP", "SETUP", None, None)],
-        referenced_structure_set_uid="1.2.3.4", frame_of_reference_uid=FOR,
+        path,
+        label="LUNG",
+        intent="CURATIVE",
+        approval="APPROVED",
+        fractions=5,
+        dose_per_fraction_gy=11.0,
+        prescription_gy=55.0,
+        beams=[
+            SyntheticBeam(1, "A", "TREATMENT", 250.0, 5.5),
+            SyntheticBeam(2, "SETUP", "SETUP", None, None),
+        ],
+        referenced_structure_set_uid="1.2.3.4",
+        frame_of_reference_uid=FOR,
         patient_position="FFS",
     )
     ds = dcmread(path)
@@ -259,16 +315,29 @@ def test_plan_contents(tmp_path: Path, strict_reading: None) -> None:
     assert ds.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == "1.2.3.4"
     assert ds.PatientSetupSequence[0].PatientPosition == "FFS"
     with pytest.raises(ValueError, match="prescription"):
-        write_plan(tmp_path / "bad.dcm", label="X", fractions=5, dose_per_fraction_gy=10.0,
-                   prescription_gy=55.0, beams=[], referenced_structure_set_uid=None,
-                   frame_of_reference_uid=FOR)
+        write_plan(
+            tmp_path / "bad.dcm",
+            label="X",
+            fractions=5,
+            dose_per_fraction_gy=10.0,
+            prescription_gy=55.0,
+            beams=[],
+            referenced_structure_set_uid=None,
+            frame_of_reference_uid=FOR,
+        )
 
 
 def test_plan_without_prescription_has_no_dose_reference(tmp_path: Path) -> None:
     path = tmp_path / "RP.dcm"
-    write_plan(path, label="X", fractions=2, prescription_gy=None,
-               beams=[(1, "A", "TREATMENT", 100.0, 2.0)], referenced_structure_set_uid=None,
-               frame_of_reference_uid=FOR)
+    write_plan(
+        path,
+        label="X",
+        fractions=2,
+        prescription_gy=None,
+        beams=[(1, "A", "TREATMENT", 100.0, 2.0)],
+        referenced_structure_set_uid=None,
+        frame_of_reference_uid=FOR,
+    )
     ds = dcmread(path)
     assert "DoseReferenceSequence" not in ds
     assert "ReferencedStructureSetSequence" not in ds
@@ -277,8 +346,9 @@ def test_plan_without_prescription_has_no_dose_reference(tmp_path: Path) -> None
 def test_structure_set_and_ct(tmp_path: Path, strict_reading: None) -> None:
     zs = [-2.5, 0.0, 2.5]
     series = synthetic_uid("ct series")
-    ct_uids = write_ct_series(tmp_path, zs, frame_of_reference_uid=FOR, study_uid=STUDY,
-                              series_uid=series)
+    ct_uids = write_ct_series(
+        tmp_path, zs, frame_of_reference_uid=FOR, study_uid=STUDY, series_uid=series
+    )
     assert len(ct_uids) == 3
     ct = dcmread(tmp_path / "CT.002.dcm")
     touch_all(ct)
@@ -287,12 +357,23 @@ def test_structure_set_and_ct(tmp_path: Path, strict_reading: None) -> None:
         SyntheticRoi(1, "PTV", "PTV", sphere_planes((0.0, 0.0, 0.0), 5.0, zs, n=12)),
         SyntheticRoi(2, "Ring", "AVOIDANCE", shell_planes((0.0, 0.0, 0.0), 9.0, 4.0, zs)),
         SyntheticRoi(3, "Empty", "ORGAN", []),
-        SyntheticRoi(4, "Mark", "MARKER", [ContourPlane(0.0, (np.array([[1.0, 2.0]]),))],
-                     geometric_type="POINT"),
+        SyntheticRoi(
+            4,
+            "Mark",
+            "MARKER",
+            [ContourPlane(0.0, (np.array([[1.0, 2.0]]),))],
+            geometric_type="POINT",
+        ),
     ]
     path = tmp_path / "RS.dcm"
-    uid = write_structure_set(path, rois, frame_of_reference_uid=FOR, study_uid=STUDY,
-                              ct_series_uid=series, ct_sop_instance_uids=ct_uids)
+    uid = write_structure_set(
+        path,
+        rois,
+        frame_of_reference_uid=FOR,
+        study_uid=STUDY,
+        ct_series_uid=series,
+        ct_sop_instance_uids=ct_uids,
+    )
     ds = dcmread(path)
     touch_all(ds)
     assert ds.SOPInstanceUID == uid and ds.SOPClassUID == RT_STRUCTURE_SET_STORAGE
@@ -303,8 +384,11 @@ def test_structure_set_and_ct(tmp_path: Path, strict_reading: None) -> None:
     assert "ContourSequence" not in contours[2]
     first = contours[0].ContourSequence[0]
     assert first.NumberOfContourPoints == 12 and len(first.ContourData) == 36
-    series_item = (ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
-                   .RTReferencedSeriesSequence[0])
+    series_item = (
+        ds.ReferencedFrameOfReferenceSequence[0]
+        .RTReferencedStudySequence[0]
+        .RTReferencedSeriesSequence[0]
+    )
     assert series_item.SeriesInstanceUID == series
     assert [c.ReferencedSOPInstanceUID for c in series_item.ContourImageSequence] == ct_uids
 
