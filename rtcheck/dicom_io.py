@@ -672,6 +672,13 @@ def _dose_grid(ds: Dataset, path: Path) -> tuple[DoseGrid, list[str]]:
     first = float(offsets[0])
     if abs(first) <= 1e-6:
         z = ipp[2] + normal_z * offsets
+        if normal_z < 0 and float(offsets[-1]) > 0:
+            notes.append(
+                "feet-first dose grid (ImageOrientationPatient normal along -z): its "
+                "relative GridFrameOffsetVector is read along the normal, row x column, so "
+                "frames run towards -z (PS3.3 C.8.8.3.2); check the dose against the anatomy "
+                "if the planning system writes offsets along +z"
+            )
     elif abs(first - ipp[2]) <= PLANE_TOLERANCE_MM:
         z = offsets.copy()
         if not np.allclose(iop, [1, 0, 0, 0, 1, 0], atol=DIRECTION_TOLERANCE):
