@@ -135,14 +135,8 @@ def _analyse_roi(
             else "no contours"
         )
         return StructureResult(roi, None, warnings=[f"ROI {name!r}: {why}; no DVH"])
-    structures = export.structures
     try:
-        dvh = compute_dvh(
-            roi.planes,
-            export.dose.grid,
-            slice_positions=structures.slice_positions,
-            single_plane_thickness=_fallback_thickness(export),
-        )
+        dvh = roi_dvh(export, roi)
     except ValueError as exc:  # e.g. one plane and no known slice spacing
         return StructureResult(roi, None, problems=[f"ROI {name!r}: {exc}"])
     result = StructureResult(roi, dvh)
@@ -170,7 +164,23 @@ def _analyse_roi(
     return result
 
 
-def _fallback_thickness(export: PlanExport) -> float | None:
+def roi_dvh(export: PlanExport, roi: Roi) -> DVH:
+    """The DVH of one ROI of an export, with the structure set's slice positions.
+
+    Raises
+    ------
+    ValueError
+        When the ROI has no volume to compute (e.g. one plane and no known spacing).
+    """
+    return compute_dvh(
+        roi.planes,
+        export.dose.grid,
+        slice_positions=export.structures.slice_positions,
+        single_plane_thickness=fallback_thickness(export),
+    )
+
+
+def fallback_thickness(export: PlanExport) -> float | None:
     """Slab thickness for an ROI drawn on one plane: the structure set's plane spacing."""
     positions = export.structures.slice_positions
     if positions is None or positions.size < 2:

@@ -66,3 +66,14 @@ class EvaluationError(RtcheckError):
 class UsageError(RtcheckError):
     """A command asked for something that cannot work as given (options that conflict,
     a name that does not exist); the CLI exits with code 2."""
+
+
+class ProtocolError(RtcheckError):
+    """A protocol file that cannot be used, located as ``file:line:column``."""
+
+    def __init__(self, message: str, file: str, line: int, column: int) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.reason = message
+        super().__init__(f"{file}:{line}:{column}: {message}")
