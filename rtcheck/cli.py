@@ -24,7 +24,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rtcheck import __version__
-from rtcheck.errors import InputErrors, MetricSyntaxError, RtcheckError, UsageError
+from rtcheck.errors import InputErrors, MetricSyntaxError, ProtocolError, RtcheckError, UsageError
 
 
 class ExitCode(IntEnum):
@@ -92,7 +92,7 @@ def _is_usage(exc: RtcheckError) -> bool:
     from rtcheck.dicom_io import AmbiguousExportError
 
     # An ambiguous folder (several plans, two doses of one kind) needs the user to choose.
-    return isinstance(exc, UsageError | MetricSyntaxError | AmbiguousExportError)
+    return isinstance(exc, UsageError | MetricSyntaxError | ProtocolError | AmbiguousExportError)
 
 
 def _version(value: bool) -> None:
@@ -223,6 +223,134 @@ def _header(export: Any) -> str:
 
 @app.command()
 @_guarded
+def check(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Export folder (searched recursively)."),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="Shipped protocol id, a protocol YAML file, or "
+            "'auto' to pick by the protocols' select criteria.",
+        ),
+    ] = "auto",
+    aliases: Annotated[
+        Path | None,
+        typer.Option("--aliases", help="Institution alias file (YAML: ROLE: [pattern, ...])."),
+    ] = None,
+    structures: Annotated[
+        Path | None, typer.Option("--structures", help="RTSTRUCT file (explicit mode).")
+    ] = None,
+    dose: Annotated[
+        list[Path] | None, typer.Option("--dose", help="RTDOSE file (explicit mode).")
+    ] = None,
+    plan: Annotated[Path | None, typer.Option("--plan", help="RTPLAN file.")] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report to FILE, or '-'.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Minor deviations fail the plan too.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Check a plan against a protocol: exit 0 pass, 1 fail, 3 cannot evaluate."""
+    from rtcheck.check_report import format_report, to_json
+    from rtcheck.constraints.engine import check_plan
+    from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
+    from rtcheck.constraints.structures import check_alias_roles, load_aliases
+
+    export = _load(path, structures, dose, plan)
+    alias_map = load_aliases(aliases) if aliases is not None else None
+    if protocol == "auto":
+        chosen = select_protocol(export, shipped_protocols(), alias_map)
+        _err(f"protocol {chosen.protocol.id} selected: {'; '.join(chosen.reasons)}")
+        proto = chosen.protocol
+    else:
+        proto = resolve_protocol(protocol)
+    if alias_map is not None and aliases is not None:
+        check_alias_roles(alias_map, proto, str(aliases))
+    result = check_plan(export, proto, alias_map, strict=strict)
+    if json_out != "-":
+        typer.echo(format_report(result))
+    for warning in to_json(result)["warnings"]:
+        _err(f"warning: {warning}")
+    for problem in result.errors:
+        _err(f"error: {problem}")
+    if json_out is not None:
+        text = json.dumps(to_json(result), indent=2)
+        if json_out == "-":
+            typer.echo(text)
+        else:
+            Path(json_out).write_text(text + "\n", encoding="utf-8")
+    code = {"pass": ExitCode.OK, "fail": ExitCode.NON_COMPLIANT, "error": ExitCode.CANNOT_EVALUATE}[
+        result.verdict
+    ]
+    raise typer.Exit(code)
+
+
+protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_is_help=True)
+app.add_typer(protocols_app, name="protocols")
+
+
+@protocols_app.command("list")
+@_guarded
+def protocols_list(debug: DebugOption = False) -> None:
+    """The shipped protocols: id, version, title."""
+    from rtcheck.constraints.registry import shipped_protocols
+
+    for p in shipped_protocols():
+        typer.echo(f"{p.id:<28} {p.version:<10} {p.title}")
+
+
+@protocols_app.command("show")
+@_guarded
+def protocols_show(
+    protocol: Annotated[str, typer.Argument(help="Shipped protocol id or a YAML file.")],
+    debug: DebugOption = False,
+) -> None:
+    """Print a protocol's rules, roles and sources in readable form."""
+    from rtcheck.constraints.describe import describe_protocol
+    from rtcheck.constraints.registry import resolve_protocol
+
+    typer.echo(describe_protocol(resolve_protocol(protocol)))
+
+
+@protocols_app.command("validate")
+@_guarded
+def protocols_validate(
+    files: Annotated[list[Path], typer.Argument(help="Protocol YAML file(s).")],
+    debug: DebugOption = False,
+) -> None:
+    """Validate protocol files: exit 0 when all load, 2 with file:line:column otherwise."""
+    from rtcheck.constraints.protocol import load_protocol
+    from rtcheck.errors import ProtocolError
+
+    failed = False
+    for file in files:
+        try:
+            p = load_protocol(file)
+        except ProtocolError as exc:
+            _err(f"error: {exc}")
+            failed = True
+            continue
+        typer.echo(f"{file}: ok ({p.id} v{p.version}, {len(p.rules)} rules)")
+    if failed:
+        raise typer.Exit(ExitCode.USAGE)
+
+
+@protocols_app.command("schema")
+@_guarded
+def protocols_schema(debug: DebugOption = False) -> None:
+    """Print the JSON Schema of protocol files (for editors)."""
+    from rtcheck.constraints.schema import protocol_json_schema
+
+    typer.echo(json.dumps(protocol_json_schema(), indent=2))
+
+
+@app.command()
+@_guarded
 def demo(
     out: Annotated[
         Path | None,
@@ -245,9 +373,13 @@ def demo(
     dvh(path=folder, json_out=json_out, debug=debug)
 
 
-def main() -> None:
-    """Console entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; ``rtcheck PATH`` means ``rtcheck check PATH --protocol auto``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = {"dvh", "check", "demo", "protocols"}
+    if args and not args[0].startswith("-") and args[0] not in commands and Path(args[0]).exists():
+        args.insert(0, "check")
+    app(args=args, prog_name="rtcheck")
 
 
 if __name__ == "__main__":

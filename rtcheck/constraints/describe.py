@@ -37,16 +37,23 @@ def describe_protocol(protocol: Protocol) -> str:
         criteria.append(f"structures {', '.join(s.requires)}")
     lines += [
         "",
-        "Selected by --protocol auto when: " + ("; ".join(criteria) or "never"),
+        "Selected by --protocol auto when: "
+        + ("; ".join(criteria) or "never")
+        + f" (priority {s.priority})",
         "",
         "Structure roles:",
     ]
     for role in protocol.roles.values():
+        flags = [
+            f for f, on in (("several allowed", role.multiple), ("optional", role.optional)) if on
+        ]
         lines.append(
-            f"  {role.name:<14} {role.type.value:<8} names {', '.join(role.names)}"
+            f"  {role.name:<14} {role.type.value:<8} names {', '.join(role.names) or '-'}"
             + (f"; aliases {', '.join(role.aliases)}" if role.aliases else "")
-            + (" (several allowed)" if role.multiple else "")
+            + (f" ({', '.join(flags)})" if flags else "")
         )
+        if role.description:
+            lines.append(f"      {role.description.strip()}")
     if protocol.facts:
         lines += ["", "Facts:"]
         for f in protocol.facts:
@@ -59,6 +66,8 @@ def describe_protocol(protocol: Protocol) -> str:
         when = f" [when {rule.when}]" if rule.when else ""
         source = f" (source: {rule.source})" if rule.source else ""
         lines.append(f"  {rule.id}: {_what(rule)}{when}{source}")
+        if rule.description:
+            lines.append(f"      {rule.description.strip()}")
     if protocol.decisions:
         lines += ["", "Decisions:"]
         lines += [f"  - {d}" for d in protocol.decisions]
@@ -90,6 +99,8 @@ def _what(rule: Rule) -> str:
             parts.append(f">= {rule.minimum}")
         if rule.minor_maximum is not None:
             parts.append(f"(variation <= {rule.minor_maximum})")
+        if rule.minor_minimum is not None:
+            parts.append(f"(variation >= {rule.minor_minimum})")
         conv = (
             f"; limits in {rule.reference_dose_per_fraction_gy:g} Gy fractions, converted "
             f"with EQD2 a/b {rule.alpha_beta:g}"
@@ -116,9 +127,16 @@ def _what(rule: Rule) -> str:
                 f"every {rule.structure} inside a {rule.inside} "
                 f"(tolerance {rule.tolerance_mm:g} mm)"
             )
-        return f"{rule.structure} {rule.metric} >= {rule.minimum:g}"
+        minor_text = (
+            f" (minor from {rule.minor_minimum:g})" if rule.minor_minimum is not None else ""
+        )
+        return f"{rule.structure} {rule.metric} >= {rule.minimum:g}{minor_text}"
     if isinstance(rule, CountRule):
-        return f"number of {rule.structure} between {rule.minimum} and {rule.maximum}"
+        bounds = [
+            f">= {rule.minimum}" if rule.minimum is not None else "",
+            f"<= {rule.maximum}" if rule.maximum is not None else "",
+        ]
+        return f"number of {rule.structure} " + " and ".join(b for b in bounds if b)
     if isinstance(rule, IntegrityRule):
         return "integrity: " + ", ".join(rule.checks)
     return rule.kind.value

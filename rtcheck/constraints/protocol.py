@@ -111,6 +111,7 @@ class Role:
     names: tuple[str, ...]
     aliases: tuple[str, ...] = ()
     multiple: bool = False
+    optional: bool = False
     description: str = ""
 
 
@@ -501,7 +502,10 @@ def _build(doc: Located, sha256: str) -> Protocol:
         path: PathKey = ("structures", name)
         r.text(name, path, pattern=ROLE_PATTERN, what="role name (letters, digits, _)")
         body = r.mapping(
-            spec, path, ("type", "names", "aliases", "multiple", "description"), ("type", "names")
+            spec,
+            path,
+            ("type", "names", "aliases", "multiple", "optional", "description"),
+            ("type", "names"),
         )
         try:
             role_type = RoleType(r.text(body["type"], (*path, "type")))
@@ -513,6 +517,7 @@ def _build(doc: Located, sha256: str) -> Protocol:
             names=r.texts(body["names"], (*path, "names"), "structure name"),
             aliases=r.texts(body.get("aliases", []), (*path, "aliases"), "alias pattern"),
             multiple=r.boolean(body.get("multiple", False), (*path, "multiple")),
+            optional=r.boolean(body.get("optional", False), (*path, "optional")),
             description=str(body.get("description", "")),
         )
 

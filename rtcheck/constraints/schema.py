@@ -126,6 +126,7 @@ def protocol_json_schema() -> dict[str, Any]:
                     "names": _TEXTS,
                     "aliases": _TEXTS,
                     "multiple": {"type": "boolean"},
+                    "optional": {"type": "boolean"},
                     "description": {"type": "string"},
                 },
             },

@@ -2,10 +2,11 @@
 
 Each role lists TG-263 default names and case-insensitive alias patterns (shell-style:
 ``*`` any text, ``?`` one character). An institution alias file adds patterns per role.
-Exact names win over aliases; within each, the earlier pattern wins. A role that is not
-``multiple`` and matches several ROIs equally well is ambiguous and reported, never
-guessed. ROIs whose name starts with ``z`` (TG-263: not for evaluation) match only when a
-pattern asks for the ``z`` explicitly.
+For a single-ROI role exact names win over institution aliases, which win over protocol
+aliases, and within each the earlier pattern wins; when one pattern matches several ROIs
+the role is ambiguous and reported, never guessed. A ``multiple`` role takes every match.
+ROIs whose name starts with ``z`` (TG-263: not for evaluation) match only when a pattern
+asks for the ``z`` explicitly.
 """
 
 from __future__ import annotations
@@ -92,25 +93,32 @@ def match_roles(
 def _match(
     role: Role, roi_names: Sequence[str], institution: tuple[str, ...]
 ) -> tuple[list[str], str]:
+    """ROIs matching a role, and how (the tier of the first hit).
+
+    A single-ROI role stops at the first pattern that hits, tier by tier (exact names,
+    institution aliases, protocol aliases). A role that may hold several ROIs collects
+    the hits of every pattern of every tier, so an exact ``PTV`` does not hide ``PTV2``.
+    """
     folded = [(n, n.casefold().strip()) for n in roi_names]
-    # 1. exact TG-263 names, 2. institution aliases, 3. protocol aliases.
+    hits: list[str] = []
+    how = ""
     for label, patterns, exact in (
         ("name", role.names, True),
         ("institution alias", institution, False),
         ("alias", role.aliases, False),
     ):
-        hits: list[str] = []
         for pattern in patterns:
             p = pattern.casefold().strip()
-            for original, name in folded:
-                if original in hits:
-                    continue
-                if name.startswith("z") and not p.startswith("z"):
-                    continue
-                if (name == p) if exact else fnmatch.fnmatchcase(name, p):
-                    hits.append(original)
-            if hits and not role.multiple:
-                break
-        if hits:
-            return hits, label
-    return [], ""
+            found = [
+                original
+                for original, name in folded
+                if original not in hits
+                and not (name.startswith("z") and not p.startswith("z"))
+                and ((name == p) if exact else fnmatch.fnmatchcase(name, p))
+            ]
+            if found:
+                hits.extend(found)
+                how = how or label
+                if not role.multiple:
+                    return hits, how
+    return hits, how

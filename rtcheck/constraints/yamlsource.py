@@ -86,11 +86,9 @@ _CONSTRUCTOR = yaml.SafeLoader("")
 
 def _convert(node: yaml.Node, path: PathKey, doc: Located) -> Any:
     doc.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    expected = {
-        yaml.MappingNode: "tag:yaml.org,2002:map",
-        yaml.SequenceNode: "tag:yaml.org,2002:seq",
-    }
-    if type(node) in expected and node.tag != expected[type(node)]:
+    expected = {"MappingNode": "tag:yaml.org,2002:map", "SequenceNode": "tag:yaml.org,2002:seq"}
+    kind = type(node).__name__
+    if kind in expected and node.tag != expected[kind]:
         raise doc.error(path, f"unsupported value: tag {node.tag} is not allowed")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}

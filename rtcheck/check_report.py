@@ -1,0 +1,163 @@
+"""Renderings of a protocol check: versioned JSON (``rtcheck.report/1``) and a table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rtcheck import __version__
+from rtcheck.constraints.engine import CheckResult
+
+SCHEMA = "rtcheck.report/1"
+
+_MARK = {"pass": "PASS", "minor": "MINOR", "major": "MAJOR", "not_evaluated": "N/E"}
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
+        return None
+    return round(float(value), 6)
+
+
+def to_json(result: CheckResult) -> dict[str, Any]:
+    """The check as a JSON-ready dictionary (schema ``rtcheck.report/1``)."""
+    export, protocol, plan = result.export, result.protocol, result.export.plan
+    return {
+        "schema": SCHEMA,
+        "rtcheck_version": __version__,
+        "protocol": {
+            "id": protocol.id,
+            "version": protocol.version,
+            "sha256": protocol.sha256,
+            "title": protocol.title,
+            "file": protocol.file,
+        },
+        "patient_id": export.patient_id,
+        "plan": None
+        if plan is None
+        else {
+            "label": plan.label,
+            "sop_instance_uid": plan.sop_instance_uid,
+            "intent": plan.intent or None,
+            "approval": plan.approval or None,
+            "fractions": plan.fractions,
+            "dose_per_fraction_gy": _num(plan.dose_per_fraction_gy),
+            "total_dose_gy": _num(plan.total_dose_gy),
+            "prescription_source": plan.prescription_source,
+        },
+        "inputs": {
+            "structure_set": {
+                "file": str(export.structures.file),
+                "sop_instance_uid": export.structures.sop_instance_uid,
+            },
+            "dose": {
+                "files": [str(f) for f in export.dose.files],
+                "sop_instance_uids": list(export.dose.sop_instance_uids),
+                "summation": export.dose.summation,
+            },
+            "plan": None
+            if plan is None
+            else {"file": str(plan.file), "sop_instance_uid": plan.sop_instance_uid},
+        },
+        "facts": {
+            **{
+                k: v
+                for k, v in result.facts.items()
+                if k
+                not in (
+                    "distances_mm",
+                    "bed_gy",
+                    "eqd2_gy",
+                    "elective_volumes",
+                    "targets",
+                    "metastasis_count",
+                )
+            },
+            "location": result.facts.get("location"),
+            "distances_mm": result.facts.get("distances_mm", {}),
+            "bed_gy": result.facts.get("bed_gy", {}),
+            "eqd2_gy": result.facts.get("eqd2_gy", {}),
+            "elective_volumes": result.facts.get("elective_volumes", []),
+            "targets": result.facts.get("targets", []),
+            "metastasis_count": result.facts.get("metastasis_count"),
+        },
+        "structures": {
+            role: names[0] if len(names) == 1 else names
+            for role, names in result.roles.matched.items()
+        },
+        "missing_roles": list(result.roles.missing),
+        "ambiguous_roles": dict(result.roles.ambiguous),
+        "results": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "status": r.status,
+                "structure": r.structure,
+                "metric": r.metric,
+                "measured": _num(r.measured),
+                "limit": r.limit,
+                "message": r.message,
+                "source": r.source,
+            }
+            for r in result.results
+        ],
+        "skipped": result.skipped,
+        "verdict": result.verdict,
+        "strict": result.strict,
+        "warnings": list(export.warnings) + list(export.dose.notes) + result.warnings,
+        "errors": result.errors,
+    }
+
+
+def format_report(result: CheckResult) -> str:
+    """A readable verdict, plan facts, role mapping and one row per rule result."""
+    plan, facts = result.export.plan, result.facts
+    lines = [
+        f"Protocol {result.protocol.id} v{result.protocol.version}: {result.protocol.title}",
+        f"Patient {result.export.patient_id}",
+    ]
+    if plan is not None:
+        schedule = (
+            f"{plan.fractions} x {plan.dose_per_fraction_gy:.4g} Gy = {plan.total_dose_gy:.4g} Gy"
+            if plan.total_dose_gy and plan.fractions
+            else "no prescription"
+        )
+        lines.append(
+            f"Plan {plan.label!r} ({plan.intent or 'intent not given'}, "
+            f"{plan.approval or 'approval not given'}): {schedule}"
+        )
+    if facts.get("bed_gy"):
+        lines.append(
+            "BED: " + ", ".join(f"{v:.1f} Gy (a/b {k})" for k, v in facts["bed_gy"].items())
+        )
+    if facts.get("location") is not None or facts.get("distances_mm"):
+        lines.append(
+            f"Location: {facts.get('location') or 'unknown'}; distances: "
+            + ", ".join(f"{k} {v:.1f} mm" for k, v in facts.get("distances_mm", {}).items())
+        )
+    for e in facts.get("elective_volumes", []):
+        lines.append(f"Elective volume suspected: {e['name']} ({'; '.join(e['reasons'])})")
+    mapping = ", ".join(
+        f"{role} = {', '.join(names)}" for role, names in result.roles.matched.items()
+    )
+    lines.append(f"Structures: {mapping or 'none matched'}")
+    if result.roles.missing:
+        lines.append(f"Missing roles: {', '.join(result.roles.missing)}")
+    lines.append("")
+    rows = [("STATUS", "RULE", "STRUCTURE", "MEASURED", "LIMIT")]
+    for r in result.results:
+        measured = "-" if r.measured is None else f"{r.measured:.4g}"
+        rows.append((_MARK[r.status], r.id, r.structure or "-", measured, r.limit or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    details = [f"  {r.id}: {r.message}" for r in result.results if r.status != "pass"]
+    if details:
+        lines.append("")
+        lines.extend(details)
+    lines.append("")
+    lines.append(
+        f"VERDICT: {result.verdict.upper()}"
+        + (" (strict: minor deviations fail)" if result.strict else "")
+    )
+    return "\n".join(lines)

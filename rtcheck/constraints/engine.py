@@ -1,0 +1,798 @@
+"""Evaluating a protocol on a loaded export: facts first, then one result per rule.
+
+Every rule gives a result with a status: ``pass``, ``minor`` (within the acceptable
+variation), ``major`` (beyond it) or ``not_evaluated`` (with the reason). The verdict is
+``fail`` when any result is major (or minor under ``strict``), ``error`` when something
+could not be evaluated (a plan with an unknown part cannot pass), else ``pass``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtcheck.analysis import roi_dvh
+from rtcheck.constraints import radiobiology
+from rtcheck.constraints.metrics import Metric
+from rtcheck.constraints.protocol import (
+    Condition,
+    CountRule,
+    CoverageRule,
+    DoseVolumeRule,
+    FractionationRule,
+    GeometryRule,
+    IntegrityRule,
+    Limit,
+    Protocol,
+    RadiobiologyRule,
+    RoleType,
+    Rule,
+    TargetVolumesRule,
+)
+from rtcheck.constraints.structures import RoleMatch, match_roles
+from rtcheck.constraints.targets import (
+    TargetInfo,
+    find_elective_volumes,
+    parse_target_name,
+)
+from rtcheck.dicom_io import PlanExport, Roi
+from rtcheck.dvh import DVH
+from rtcheck.errors import EvaluationError
+from rtcheck.geometry import Distance, structure_distance
+
+PASS, MINOR, MAJOR, NOT_EVALUATED = "pass", "minor", "major", "not_evaluated"
+
+
+@dataclass
+class RuleResult:
+    """The outcome of one rule (for one structure, when a role matches several)."""
+
+    id: str
+    kind: str
+    status: str
+    message: str
+    structure: str | None = None
+    metric: str | None = None
+    measured: float | None = None
+    limit: str | None = None
+    source: str | None = None
+
+
+@dataclass
+class CheckResult:
+    """Everything a report needs: protocol, plan, facts, role matches and results."""
+
+    protocol: Protocol
+    export: PlanExport
+    roles: RoleMatch
+    facts: dict[str, Any]
+    results: list[RuleResult]
+    skipped: list[dict[str, str]]
+    warnings: list[str]
+    strict: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``fail`` or ``error`` (see the module docstring)."""
+        statuses = {r.status for r in self.results}
+        if MAJOR in statuses or (self.strict and MINOR in statuses):
+            return "fail"
+        if NOT_EVALUATED in statuses:
+            return "error"
+        return "pass"
+
+    @property
+    def errors(self) -> list[str]:
+        """Why the plan could not be fully evaluated, one line per result."""
+        return [f"{r.id}: {r.message}" for r in self.results if r.status == NOT_EVALUATED]
+
+
+@dataclass
+class _Context:
+    export: PlanExport
+    protocol: Protocol
+    roles: RoleMatch
+    rois: dict[str, Roi]
+    facts: dict[str, Any] = field(default_factory=dict)
+    fact_values: dict[str, str | None] = field(default_factory=dict)
+    fact_reasons: dict[str, str] = field(default_factory=dict)
+    dvhs: dict[str, DVH | str] = field(default_factory=dict)
+    distances: dict[tuple[str, str], Distance] = field(default_factory=dict)
+
+    def dvh(self, name: str) -> DVH | str:
+        """The DVH of an ROI, or why there is none (cached)."""
+        if name not in self.dvhs:
+            roi = self.rois[name]
+            if not roi.planes:
+                self.dvhs[name] = f"ROI '{name}' has no contours"
+            else:
+                try:
+                    self.dvhs[name] = roi_dvh(self.export, roi)
+                except ValueError as exc:
+                    self.dvhs[name] = f"ROI '{name}': {exc}"
+        return self.dvhs[name]
+
+    def distance(self, a: str, b: str) -> Distance:
+        key = (a, b) if a <= b else (b, a)
+        if key not in self.distances:
+            sa, sb = self.export.structures.slice_positions, self.export.structures.slice_positions
+            self.distances[key] = structure_distance(
+                self.rois[a].planes,
+                self.rois[b].planes,
+                slice_positions_a=sa,
+                slice_positions_b=sb,
+            )
+        return self.distances[key]
+
+    @property
+    def fractions(self) -> int | None:
+        plan = self.export.plan
+        return plan.fractions if plan is not None and plan.fractions else None
+
+    @property
+    def dose_per_fraction(self) -> float | None:
+        plan = self.export.plan
+        return plan.dose_per_fraction_gy if plan is not None else None
+
+    @property
+    def prescription(self) -> float | None:
+        plan = self.export.plan
+        return plan.total_dose_gy if plan is not None else None
+
+
+def check_plan(
+    export: PlanExport,
+    protocol: Protocol,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    *,
+    strict: bool = False,
+) -> CheckResult:
+    """Evaluate ``protocol`` on ``export``.
+
+    Parameters
+    ----------
+    export
+        A loaded export (plan, dose and structures).
+    protocol
+        A loaded protocol.
+    aliases
+        Institution alias patterns by role, added to the protocol's.
+    strict
+        Minor deviations fail the plan too.
+    """
+    rois = {r.name: r for r in export.structures.rois}
+    roles = match_roles(protocol, list(rois), aliases)
+    ctx = _Context(export, protocol, roles, rois)
+    warnings: list[str] = []
+    for role, names in roles.ambiguous.items():
+        warnings.append(
+            f"role {role}: several ROIs match ({', '.join(names)}); name one with "
+            "an institution alias file (--aliases)"
+        )
+    _facts(ctx)
+    results: list[RuleResult] = []
+    skipped: list[dict[str, str]] = []
+    for rule in protocol.rules:
+        absent = [r for r in _rule_roles(rule) if protocol.roles[r].optional and r in roles.missing]
+        if absent:
+            skipped.append(
+                {"id": rule.id, "reason": f"optional structure {', '.join(absent)} not contoured"}
+            )
+            continue
+        applies, reason = _applies(ctx, rule.when)
+        if applies is False:
+            skipped.append({"id": rule.id, "reason": reason})
+            continue
+        if applies is None:
+            results.append(
+                _result(rule, NOT_EVALUATED, f"cannot tell whether the rule applies: {reason}")
+            )
+            continue
+        results.extend(_evaluate(ctx, rule))
+    return CheckResult(protocol, export, roles, ctx.facts, results, skipped, warnings, strict)
+
+
+def _rule_roles(rule: Rule) -> list[str]:
+    """The structure roles a rule refers to."""
+    if isinstance(rule, DoseVolumeRule | CountRule):
+        return [rule.structure]
+    if isinstance(rule, GeometryRule):
+        return [rule.structure, *rule.others]
+    if isinstance(rule, CoverageRule):
+        return [rule.structure] + ([rule.inside] if rule.inside else [])
+    return []
+
+
+# -- facts -------------------------------------------------------------------------------
+
+
+def _facts(ctx: _Context) -> None:
+    plan = ctx.export.plan
+    intent = (plan.intent or "").upper() if plan is not None else ""
+    ctx.fact_values["intent"] = intent or None
+    if not intent:
+        ctx.fact_reasons["intent"] = "the plan gives no intent (PlanIntent)"
+    ctx.fact_values["fractions"] = str(ctx.fractions) if ctx.fractions else None
+    if ctx.fractions is None:
+        ctx.fact_reasons["fractions"] = "the plan gives no number of fractions"
+
+    distances: dict[str, float] = {}
+    for fact in ctx.protocol.facts:
+        value, reason = _proximity(ctx, fact.source, fact.targets, fact.within_mm, distances)
+        ctx.fact_values[fact.name] = None if value is None else (fact.near if value else fact.far)
+        if value is None:
+            ctx.fact_reasons[fact.name] = reason
+        ctx.facts[fact.name] = ctx.fact_values[fact.name]
+    ctx.facts["distances_mm"] = distances
+
+    bed: dict[str, float] = {}
+    eqd2: dict[str, float] = {}
+    n, d = ctx.fractions, ctx.dose_per_fraction
+    if n and d:
+        alpha_betas = {10.0} | {
+            r.alpha_beta for r in ctx.protocol.rules if isinstance(r, RadiobiologyRule)
+        }
+        for ab in sorted(alpha_betas):
+            key = f"{ab:g}"
+            bed[key] = round(radiobiology.bed(n, d, ab), 3)
+            eqd2[key] = round(radiobiology.eqd2(n, d, ab), 3)
+    ctx.facts["bed_gy"] = bed
+    ctx.facts["eqd2_gy"] = eqd2
+
+    targets = []
+    for name, roi in ctx.rois.items():
+        parsed = parse_target_name(name)
+        if parsed is None or not parsed.is_target or not roi.planes:
+            continue
+        dvh = ctx.dvh(name)
+        median = (
+            dvh.dose_at_volume(dvh.volume_inside_cc / 2)
+            if isinstance(dvh, DVH) and dvh.volume_inside_cc > 0
+            else None
+        )
+        targets.append(TargetInfo(name=name, median_gy=median))
+    ctx.facts["targets"] = [
+        {"name": t.name, "median_gy": None if t.median_gy is None else round(t.median_gy, 3)}
+        for t in targets
+    ]
+    suspects = find_elective_volumes(targets, ctx.prescription)
+    ctx.facts["elective_volumes"] = [{"name": s.name, "reasons": list(s.reasons)} for s in suspects]
+    count_rules = [r for r in ctx.protocol.rules if isinstance(r, CountRule)]
+    if count_rules:
+        ctx.facts["metastasis_count"] = len(ctx.roles.matched.get(count_rules[0].structure, []))
+    else:
+        ctx.facts["metastasis_count"] = None
+
+
+def _proximity(
+    ctx: _Context,
+    source: str,
+    targets: Sequence[str],
+    within_mm: float,
+    distances: dict[str, float],
+) -> tuple[bool | None, str]:
+    """Whether any ROI of ``source`` lies within ``within_mm`` of any ROI of ``targets``."""
+    sources = ctx.roles.matched.get(source, [])
+    if not sources:
+        return None, f"no ROI matches role {source}"
+    near = False
+    missing: list[str] = []
+    for target in targets:
+        names = ctx.roles.matched.get(target, [])
+        if not names:
+            missing.append(target)
+            continue
+        for other in names:
+            best = min(ctx.distance(s, other).mm for s in sources)
+            distances[other] = round(best, 2)
+            near = near or best <= within_mm
+    if near:
+        return True, ""
+    if missing:
+        return None, (
+            f"no ROI for {', '.join(missing)}: the target could still lie within "
+            f"{within_mm:g} mm of it"
+        )
+    return False, ""
+
+
+def _applies(ctx: _Context, when: Condition | None) -> tuple[bool | None, str]:
+    if when is None:
+        return True, ""
+    for fact, allowed in when.required:
+        value = ctx.fact_values.get(fact)
+        if value is None:
+            return None, ctx.fact_reasons.get(fact, f"fact {fact} is unknown")
+        if value not in allowed:
+            return False, f"{fact} is {value}, the rule is for {'/'.join(allowed)}"
+    return True, ""
+
+
+# -- rules -------------------------------------------------------------------------------
+
+
+def _result(rule: Rule, status: str, message: str, **kwargs: Any) -> RuleResult:
+    return RuleResult(
+        id=rule.id,
+        kind=rule.kind.value,
+        status=status,
+        message=message,
+        source=rule.source,
+        **kwargs,
+    )
+
+
+def _evaluate(ctx: _Context, rule: Rule) -> list[RuleResult]:
+    if isinstance(rule, FractionationRule):
+        return [_fractionation(ctx, rule)]
+    if isinstance(rule, RadiobiologyRule):
+        return [_radiobiology(ctx, rule)]
+    if isinstance(rule, DoseVolumeRule):
+        return _dose_volume(ctx, rule)
+    if isinstance(rule, GeometryRule):
+        return _geometry(ctx, rule)
+    if isinstance(rule, TargetVolumesRule):
+        return [_target_volumes(ctx, rule)]
+    if isinstance(rule, CoverageRule):
+        return _coverage(ctx, rule)
+    if isinstance(rule, CountRule):
+        return [_count(ctx, rule)]
+    if isinstance(rule, IntegrityRule):
+        return _integrity(ctx, rule)
+    raise AssertionError(f"unhandled rule kind {rule.kind}")
+
+
+def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
+    n, d, total = ctx.fractions, ctx.dose_per_fraction, ctx.prescription
+    if n is None or d is None or total is None:
+        return _result(rule, NOT_EVALUATED, "the plan gives no fractions or prescription")
+    schedule = f"{n} x {d:g} Gy = {total:g} Gy"
+    for s in rule.schedules:
+        if (
+            s.fractions.contains(n)
+            and (s.dose_per_fraction_gy is None or s.dose_per_fraction_gy.contains(d))
+            and (s.total_gy is None or s.total_gy.contains(total))
+        ):
+            return _result(
+                rule, PASS, f"{schedule} matches the schedule {s}", measured=total, limit=str(s)
+            )
+    allowed = "; ".join(str(s) for s in rule.schedules)
+    return _result(
+        rule,
+        MAJOR,
+        f"{schedule} is not an allowed schedule ({allowed})",
+        measured=total,
+        limit=allowed,
+    )
+
+
+def _radiobiology(ctx: _Context, rule: RadiobiologyRule) -> RuleResult:
+    n, d = ctx.fractions, ctx.dose_per_fraction
+    if n is None or d is None:
+        return _result(rule, NOT_EVALUATED, "the plan gives no fractions or prescription")
+    fn = radiobiology.bed if rule.quantity == "BED" else radiobiology.eqd2
+    value = fn(n, d, rule.alpha_beta)
+    name = f"{rule.quantity}{rule.alpha_beta:g}"
+    status, limit = _compare(
+        value, rule.minimum, rule.maximum, rule.minor_minimum, rule.minor_maximum
+    )
+    what = {PASS: "meets", MINOR: "is within the acceptable variation of", MAJOR: "does not meet"}[
+        status
+    ]
+    return _result(
+        rule,
+        status,
+        f"{name} = {value:.1f} Gy for {n} x {d:g} Gy {what} {limit}",
+        metric=name,
+        measured=round(value, 3),
+        limit=limit,
+    )
+
+
+def _compare(
+    value: float,
+    low: float | None,
+    high: float | None,
+    minor_low: float | None,
+    minor_high: float | None,
+    unit: str = "Gy",
+) -> tuple[str, str]:
+    parts = []
+    if low is not None:
+        parts.append(f">= {low:g} {unit}")
+    if high is not None:
+        parts.append(f"<= {high:g} {unit}")
+    limit = " and ".join(parts)
+    slack = 1e-9 * max(1.0, abs(value))
+    ok_low = low is None or value >= low - slack
+    ok_high = high is None or value <= high + slack
+    if ok_low and ok_high:
+        return PASS, limit
+    minor_ok = (ok_low or (minor_low is not None and value >= minor_low - slack)) and (
+        ok_high or (minor_high is not None and value <= minor_high + slack)
+    )
+    if minor_ok:
+        variation = [f">= {minor_low:g}" for _ in [0] if not ok_low and minor_low is not None]
+        variation += [f"<= {minor_high:g}" for _ in [0] if not ok_high and minor_high is not None]
+        return MINOR, f"{limit} (acceptable variation {' '.join(variation)} {unit})"
+    return MAJOR, limit
+
+
+def _resolve_limit(
+    ctx: _Context, rule: DoseVolumeRule, limit: Limit | None
+) -> tuple[float | None, str]:
+    """The limit for the plan's fractionation, converted with EQD2 where the rule says."""
+    if limit is None:
+        return None, ""
+    n = ctx.fractions
+    if limit.value is not None:
+        if rule.reference_dose_per_fraction_gy is None or rule.alpha_beta is None:
+            return limit.value, ""
+        if n is None:
+            raise EvaluationError(
+                "the plan gives no number of fractions for the EQD2 conversion of the limit"
+            )
+        converted = radiobiology.isoeffective_total_dose(
+            limit.value, rule.reference_dose_per_fraction_gy, n, rule.alpha_beta
+        )
+        return converted, (
+            f" ({limit.value:g} Gy in {rule.reference_dose_per_fraction_gy:g} "
+            f"Gy fractions, converted to {n} fractions with alpha/beta "
+            f"{rule.alpha_beta:g})"
+        )
+    if n is None:
+        raise EvaluationError("the plan gives no number of fractions to pick the limit")
+    table = dict(limit.by_fractions)
+    if n in table:
+        return table[n], f" ({n}-fraction limit)"
+    if rule.alpha_beta is None:
+        raise EvaluationError(
+            f"the protocol has no limit for {n} fractions (it tabulates "
+            f"{', '.join(str(k) for k in table)}) and gives no alpha/beta to convert one"
+        )
+    nearest = min(table, key=lambda k: (abs(k - n), k))
+    ref_total = table[nearest]
+    converted = radiobiology.isoeffective_total_dose(
+        ref_total, ref_total / nearest, n, rule.alpha_beta
+    )
+    return converted, (
+        f" (converted from the {nearest}-fraction limit {ref_total:g} Gy with "
+        f"alpha/beta {rule.alpha_beta:g})"
+    )
+
+
+def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
+    metric = rule.metric
+    assert metric is not None
+    names, problem = _role_rois(ctx, rule.structure)
+    if problem:
+        return [_result(rule, NOT_EVALUATED, problem, metric=str(metric))]
+    out = []
+    for name in names:
+        out.append(_metric_result(ctx, rule, name, metric))
+    return out
+
+
+def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metric) -> RuleResult:
+    dvh = ctx.dvh(name)
+    if isinstance(dvh, str):
+        return _result(rule, NOT_EVALUATED, dvh, structure=name, metric=str(metric))
+    if not dvh.complete:
+        return _result(
+            rule,
+            NOT_EVALUATED,
+            f"{dvh.volume_outside_cc:.3g} cc of {name} lies outside the dose grid: "
+            "the metric would cover only part of it",
+            structure=name,
+            metric=str(metric),
+        )
+    try:
+        value = metric.evaluate(dvh, ctx.prescription)
+        high, note_high = _resolve_limit(ctx, rule, rule.maximum)
+        low, note_low = _resolve_limit(ctx, rule, rule.minimum)
+        minor_high, _ = _resolve_limit(ctx, rule, rule.minor_maximum)
+        minor_low, _ = _resolve_limit(ctx, rule, rule.minor_minimum)
+    except EvaluationError as exc:
+        return _result(rule, NOT_EVALUATED, str(exc), structure=name, metric=str(metric))
+    unit = str(metric.output_unit)
+    status, limit = _compare(value, low, high, minor_low, minor_high, unit)
+    note = note_high or note_low
+    verb = {
+        PASS: "within",
+        MINOR: "outside the goal but within the variation of",
+        MAJOR: "violates",
+    }[status]
+    return _result(
+        rule,
+        status,
+        f"{name} {metric} = {value:.2f} {unit}: {verb} {limit}{note}",
+        structure=name,
+        metric=str(metric),
+        measured=round(value, 4),
+        limit=limit + note,
+    )
+
+
+def _role_rois(ctx: _Context, role: str) -> tuple[list[str], str]:
+    if role in ctx.roles.ambiguous:
+        return [], (
+            f"several ROIs match role {role} ({', '.join(ctx.roles.ambiguous[role])}):"
+            " name the right one with --aliases"
+        )
+    names = ctx.roles.matched.get(role, [])
+    if not names:
+        spec = ctx.protocol.roles[role]
+        patterns = ", ".join((*spec.names, *spec.aliases))
+        return [], f"no ROI matches role {role} (looked for {patterns})"
+    return names, ""
+
+
+def _geometry(ctx: _Context, rule: GeometryRule) -> list[RuleResult]:
+    sources, problem = _role_rois(ctx, rule.structure)
+    if problem:
+        return [_result(rule, NOT_EVALUATED, problem)]
+    out = []
+    for source in sources:
+        for role in rule.others:
+            others, problem = _role_rois(ctx, role)
+            if problem:
+                out.append(_result(rule, NOT_EVALUATED, problem, structure=source))
+                continue
+            for other in others:
+                d = ctx.distance(source, other)
+                status, limit = _compare(d.mm, rule.minimum_mm, rule.maximum_mm, None, None, "mm")
+                out.append(
+                    _result(
+                        rule,
+                        status,
+                        f"{source} to {other}: {d.mm:.1f} mm "
+                        f"({'overlap' if d.overlap else 'apart'}); limit {limit}",
+                        structure=source,
+                        metric=f"distance to {other}",
+                        measured=round(d.mm, 2),
+                        limit=limit,
+                    )
+                )
+    return out
+
+
+def _target_volumes(ctx: _Context, rule: TargetVolumesRule) -> RuleResult:
+    suspects = ctx.facts.get("elective_volumes", [])
+    if not ctx.facts.get("targets"):
+        return _result(rule, NOT_EVALUATED, "no target volumes (GTV/CTV/ITV/PTV) recognised")
+    if not suspects:
+        return _result(
+            rule,
+            PASS,
+            "no elective (prophylactic) nodal volume found among "
+            f"{len(ctx.facts['targets'])} target(s)",
+        )
+    listing = "; ".join(f"{s['name']}: {', '.join(s['reasons'])}" for s in suspects)
+    return _result(
+        rule,
+        MAJOR,
+        f"elective volume(s) suspected: {listing}",
+        structure=", ".join(s["name"] for s in suspects),
+        measured=len(suspects),
+        limit="no elective nodal volume",
+    )
+
+
+def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:
+    names, problem = _role_rois(ctx, rule.structure)
+    if problem:
+        return [_result(rule, NOT_EVALUATED, problem)]
+    if rule.metric is not None:
+        out = []
+        for name in names:
+            dvh = ctx.dvh(name)
+            if isinstance(dvh, str):
+                out.append(_result(rule, NOT_EVALUATED, dvh, structure=name))
+                continue
+            if not dvh.complete:
+                out.append(
+                    _result(
+                        rule,
+                        NOT_EVALUATED,
+                        f"{dvh.volume_outside_cc:.3g} cc of {name} lies outside the dose grid",
+                        structure=name,
+                        metric=str(rule.metric),
+                    )
+                )
+                continue
+            try:
+                value = rule.metric.evaluate(dvh, ctx.prescription)
+            except EvaluationError as exc:
+                out.append(
+                    _result(rule, NOT_EVALUATED, str(exc), structure=name, metric=str(rule.metric))
+                )
+                continue
+            unit = str(rule.metric.output_unit)
+            status, limit = _compare(value, rule.minimum, None, rule.minor_minimum, None, unit)
+            out.append(
+                _result(
+                    rule,
+                    status,
+                    f"{name} {rule.metric} = {value:.2f} {unit} (limit {limit})",
+                    structure=name,
+                    metric=str(rule.metric),
+                    measured=round(value, 4),
+                    limit=limit,
+                )
+            )
+        return out
+    assert rule.inside is not None
+    containers, problem = _role_rois(ctx, rule.inside)
+    if problem:
+        return [_result(rule, NOT_EVALUATED, problem)]
+    out = []
+    for name in names:
+        best = min(
+            (_outside_share(ctx, name, c, rule.tolerance_mm) for c in containers),
+            key=lambda x: x[0],
+        )
+        share, container = best
+        if share <= 0.0:
+            out.append(
+                _result(
+                    rule,
+                    PASS,
+                    f"{name} lies inside {container}",
+                    structure=name,
+                    measured=0.0,
+                    limit=f"inside {rule.inside}",
+                )
+            )
+        else:
+            out.append(
+                _result(
+                    rule,
+                    MAJOR,
+                    f"{100 * share:.0f} % of {name}'s surface lies "
+                    f"more than {rule.tolerance_mm:g} mm outside every "
+                    f"{rule.inside} ({', '.join(containers)}): a visible lesion "
+                    "is not treated",
+                    structure=name,
+                    measured=round(100 * share, 1),
+                    limit=f"inside {rule.inside}",
+                )
+            )
+    return out
+
+
+def _outside_share(ctx: _Context, inner: str, outer: str, tolerance_mm: float) -> tuple[float, str]:
+    from rtcheck.containment import outside_fraction
+
+    share = outside_fraction(
+        ctx.rois[inner].planes,
+        ctx.rois[outer].planes,
+        tolerance_mm=tolerance_mm,
+        slice_positions=ctx.export.structures.slice_positions,
+    )
+    return share, outer
+
+
+def _count(ctx: _Context, rule: CountRule) -> RuleResult:
+    if rule.structure in ctx.roles.ambiguous:
+        count = len(ctx.roles.ambiguous[rule.structure])
+    else:
+        count = len(ctx.roles.matched.get(rule.structure, []))
+    low = float(rule.minimum) if rule.minimum is not None else None
+    high = float(rule.maximum) if rule.maximum is not None else None
+    status, limit = _compare(float(count), low, high, None, None, "")
+    return _result(
+        rule,
+        status,
+        f"{count} {rule.structure} structure(s); limit {limit}".strip(),
+        structure=rule.structure,
+        measured=count,
+        limit=limit.strip(),
+    )
+
+
+def _integrity(ctx: _Context, rule: IntegrityRule) -> list[RuleResult]:
+    out = []
+    plan = ctx.export.plan
+    for check in rule.checks:
+        sub = f"{rule.id}.{check}"
+        if check == "approved":
+            if plan is None:
+                out.append(RuleResult(sub, rule.kind.value, NOT_EVALUATED, "no RTPLAN"))
+            elif (plan.approval or "").upper() == "APPROVED":
+                out.append(RuleResult(sub, rule.kind.value, PASS, "plan approved"))
+            else:
+                out.append(
+                    RuleResult(
+                        sub,
+                        rule.kind.value,
+                        MINOR,
+                        f"plan not approved ({plan.approval or 'no status'}): "
+                        "check again once it is approved",
+                    )
+                )
+        elif check == "prescription":
+            if plan is None or plan.total_dose_gy is None:
+                out.append(
+                    RuleResult(sub, rule.kind.value, NOT_EVALUATED, "no prescription in the plan")
+                )
+            elif plan.prescription_source != "DoseReferenceSequence":
+                out.append(
+                    RuleResult(
+                        sub,
+                        rule.kind.value,
+                        MINOR,
+                        f"prescription {plan.total_dose_gy:g} Gy {plan.prescription_source}",
+                    )
+                )
+            else:
+                out.append(
+                    RuleResult(
+                        sub,
+                        rule.kind.value,
+                        PASS,
+                        f"prescription {plan.total_dose_gy:g} Gy in {plan.fractions} fractions",
+                    )
+                )
+        elif check == "dose_absolute":
+            out.append(
+                RuleResult(
+                    sub,
+                    rule.kind.value,
+                    PASS,
+                    f"dose in {ctx.export.dose.units} ({ctx.export.dose.summation})",
+                )
+            )
+        elif check == "frames_agree":
+            out.append(
+                RuleResult(
+                    sub,
+                    rule.kind.value,
+                    PASS,
+                    "structure set and dose share one frame of reference",
+                )
+            )
+        elif check in ("grid_covers_targets", "grid_covers_constrained"):
+            out.append(_grid_covers(ctx, rule, check))
+        elif check == "no_empty_structures":
+            empty = [
+                n for names in ctx.roles.matched.values() for n in names if not ctx.rois[n].planes
+            ]
+            out.append(
+                RuleResult(
+                    sub,
+                    rule.kind.value,
+                    MAJOR if empty else PASS,
+                    f"empty structure(s): {', '.join(empty)}"
+                    if empty
+                    else "every matched structure has contours",
+                )
+            )
+    return out
+
+
+def _grid_covers(ctx: _Context, rule: IntegrityRule, check: str) -> RuleResult:
+    sub = f"{rule.id}.{check}"
+    if check == "grid_covers_targets":
+        roles = [r.name for r in ctx.protocol.roles.values() if r.type is RoleType.TARGET]
+    else:
+        roles = sorted({r.structure for r in ctx.protocol.rules if isinstance(r, DoseVolumeRule)})
+    missing = []
+    for role in roles:
+        for name in ctx.roles.matched.get(role, []):
+            dvh = ctx.dvh(name)
+            if isinstance(dvh, DVH) and not dvh.complete:
+                share = 100 * dvh.volume_outside_cc / dvh.volume_cc if dvh.volume_cc else 0
+                missing.append(f"{name} ({dvh.volume_outside_cc:.3g} cc, {share:.0f} %)")
+    what = "targets" if check == "grid_covers_targets" else "constrained structures"
+    if missing:
+        return RuleResult(
+            sub, rule.kind.value, MAJOR, f"the dose grid does not cover: {', '.join(missing)}"
+        )
+    return RuleResult(sub, rule.kind.value, PASS, f"the dose grid covers every {what[:-1]}")
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON-safe number."""
+    return None if value is None or not math.isfinite(value) else value

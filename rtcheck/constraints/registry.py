@@ -1,0 +1,134 @@
+"""Shipped protocols, protocol lookup by id or file, and ``--protocol auto`` selection."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from rtcheck.constraints.protocol import Protocol, load_protocol
+from rtcheck.constraints.structures import match_roles
+from rtcheck.dicom_io import PlanExport
+from rtcheck.errors import EvaluationError, UsageError
+
+
+class NoProtocolError(EvaluationError):
+    """``--protocol auto`` found no protocol for the plan (exit 3)."""
+
+
+def shipped_protocol_files() -> dict[str, Path]:
+    """The protocol files that ship with rtcheck, by file stem."""
+    folder = resources.files("rtcheck") / "protocols"
+    out: dict[str, Path] = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".yaml"):
+            out[entry.name.removesuffix(".yaml")] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def shipped_protocols() -> list[Protocol]:
+    """Every shipped protocol, loaded and validated."""
+    return [load_protocol(path) for path in shipped_protocol_files().values()]
+
+
+def resolve_protocol(spec: str) -> Protocol:
+    """A protocol by shipped id, or from a YAML file path.
+
+    Raises
+    ------
+    UsageError
+        When ``spec`` is neither a shipped id nor an existing file.
+    """
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"protocol file {spec} not found")
+        return load_protocol(path)
+    for protocol in shipped_protocols():
+        if protocol.id == spec:
+            return protocol
+    ids = ", ".join(p.id for p in shipped_protocols())
+    raise UsageError(f"no shipped protocol '{spec}' (shipped: {ids}); or give a YAML file")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A protocol considered by auto selection and why it fits or not."""
+
+    protocol: Protocol
+    fits: bool
+    reasons: tuple[str, ...]
+
+
+def consider(
+    protocol: Protocol, export: PlanExport, aliases: Mapping[str, Sequence[str]] | None = None
+) -> Candidate:
+    """Whether ``protocol``'s ``select`` criteria hold for the plan, with the reasons."""
+    select = protocol.select
+    plan = export.plan
+    reasons: list[str] = []
+    fits = True
+    label = plan.label if plan is not None else ""
+    if select.labels:
+        if any(fnmatch.fnmatchcase(label.casefold(), p.casefold()) for p in select.labels):
+            reasons.append(f"label '{label}' matches")
+        else:
+            fits = False
+            reasons.append(f"label '{label}' matches none of {', '.join(select.labels)}")
+    if select.fractions is not None:
+        n = plan.fractions if plan is not None else None
+        if n is not None and select.fractions.contains(n):
+            reasons.append(f"{n} fractions in {select.fractions}")
+        else:
+            fits = False
+            reasons.append(f"{n} fractions not in {select.fractions}")
+    if select.intents:
+        intent = (plan.intent or "").upper() if plan is not None else ""
+        if intent in select.intents:
+            reasons.append(f"intent {intent}")
+        else:
+            fits = False
+            reasons.append(f"intent '{intent or 'none'}' not in {', '.join(select.intents)}")
+    if select.requires:
+        roles = match_roles(protocol, [r.name for r in export.structures.rois], aliases)
+        absent = [r for r in select.requires if r not in roles.matched]
+        if absent:
+            fits = False
+            reasons.append(f"no ROI for {', '.join(absent)}")
+        else:
+            reasons.append(f"ROIs for {', '.join(select.requires)}")
+    if not (select.labels or select.fractions or select.intents or select.requires):
+        fits = False
+        reasons.append("the protocol has no 'select' criteria: name it with --protocol")
+    return Candidate(protocol, fits, tuple(reasons))
+
+
+def select_protocol(
+    export: PlanExport,
+    protocols: Sequence[Protocol],
+    aliases: Mapping[str, Sequence[str]] | None = None,
+) -> Candidate:
+    """The protocol ``--protocol auto`` uses: the fitting one of highest priority.
+
+    Raises
+    ------
+    NoProtocolError
+        When none fits, or two of the same priority fit; the message says why.
+    """
+    candidates = [consider(p, export, aliases) for p in protocols]
+    fitting = [c for c in candidates if c.fits]
+    if not fitting:
+        detail = "; ".join(f"{c.protocol.id}: {', '.join(c.reasons)}" for c in candidates)
+        raise NoProtocolError(
+            f"no protocol matches this plan ({detail}); name one with --protocol ID or FILE"
+        )
+    top = max(c.protocol.select.priority for c in fitting)
+    best = [c for c in fitting if c.protocol.select.priority == top]
+    if len(best) > 1:
+        ids = ", ".join(c.protocol.id for c in best)
+        raise NoProtocolError(
+            f"several protocols match this plan equally ({ids}); name one with --protocol ID"
+        )
+    return best[0]
