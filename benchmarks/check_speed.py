@@ -1,0 +1,88 @@
+"""Whole-process time of ``rtcheck check`` on a 20-structure lung SABR plan (2.5 mm grid).
+
+Target (issue 3): at most 2 s per plan. The plan is generated (tests/fixtures/plans.py):
+three lesions (GTV and PTV each), lungs, both lungs separately, the five mediastinal
+organs, spinal cord, chest wall, both brachial plexuses and the body: 20 ROIs, CT slices
+and dose every 2.5 mm, checked against the shipped ``sabr-lung`` protocol.
+
+Run from the repository root: ``python benchmarks/check_speed.py [--runs 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import measure, rtcheck_command, table
+from tests.fixtures.plans import (
+    PlanSpec,
+    cylinder,
+    ellipsoid,
+    sphere,
+    write_plan_export,
+)
+from tests.test_golden import lung_anatomy
+
+
+def twenty_structure_plan() -> PlanSpec:
+    """Three peripheral lesions in 3 x 18 Gy and 14 organs: 20 ROIs."""
+    lesions = []
+    for i, centre in enumerate(
+        ((80.0, -20.0, 0.0), (-85.0, -15.0, 30.0), (70.0, 30.0, -50.0)), start=1
+    ):
+        lesions += [sphere(f"GTV{i}", centre, 8, "GTV"), sphere(f"PTV{i}", centre, 13, "PTV")]
+    organs = (
+        ellipsoid("Lung_L", (60, 0, 0), (55, 85, 105)),
+        ellipsoid("Lung_R", (-60, 0, 0), (55, 85, 105)),
+        sphere("Chestwall", (115, -20, 0), 10),
+        cylinder("BrachialPlex_L", (60, 20, 100), 6, 40),
+        cylinder("BrachialPlex_R", (-60, 20, 100), 6, 40),
+        ellipsoid("BODY", (0, 0, 0), (160, 120, 130), "EXTERNAL"),
+        sphere("Stomach", (40, -60, -110), 25),
+    )
+    shapes = (*lesions, *lung_anatomy(), *organs)
+    assert len(shapes) == 20
+    return PlanSpec(
+        shapes=shapes,
+        target_levels=tuple((f"PTV{i}", 54.0) for i in range(1, 4)),
+        fractions=3,
+        dose_per_fraction_gy=18.0,
+        label="LUNG_SABR_3LES",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per measurement")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rtcheck-check-speed-") as tmp:
+        folder = write_plan_export(Path(tmp) / "plan", twenty_structure_plan())
+        out = Path(tmp) / "report.json"
+        command = [
+            *rtcheck_command(),
+            "check",
+            str(folder),
+            "--protocol",
+            "sabr-lung",
+            "--json",
+            str(out),
+        ]
+        m = measure("rtcheck check, 20 ROIs", command, args.runs)
+        if m.failed:
+            print(f"measurement failed: {m.failed}", file=sys.stderr)
+            sys.exit(1)
+        print(
+            table(
+                ["task", "runs", "median s", "min s", "peak RSS MB"],
+                [[m.label, len(m.walls), m.median, m.minimum, m.peak_rss_mb]],
+                title="rtcheck check, whole process (target <= 2 s)",
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
