@@ -361,7 +361,11 @@ def demo(
     ] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Write a bundled sample plan (generated, not downloaded) and compute its DVHs."""
+    """Write a bundled sample plan (generated, not downloaded), show its DVHs and check it.
+
+    The sample is a 3 x 18 Gy lung SABR plan with a full lung contour set; it is checked
+    with ``--protocol auto`` (which picks ``sabr-lung``) and passes.
+    """
     from rtcheck.synthetic import write_demo_export
 
     folder = out if out is not None else Path(tempfile.mkdtemp(prefix="rtcheck-demo-"))
@@ -370,7 +374,16 @@ def demo(
         raise UsageError(f"{folder} is not empty: choose an empty or new folder")
     write_demo_export(folder)
     _err(f"sample export written to {folder}")
-    dvh(path=folder, json_out=json_out, debug=debug)
+    dvh(
+        path=folder,
+        json_out=json_out,
+        roi=["PTV", "GTV", "SpinalCord", "Lungs", "Bronchus"],
+        debug=debug,
+    )
+    if json_out == "-":
+        return
+    typer.echo("")
+    check(path=folder, protocol="auto", debug=debug)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -208,10 +208,46 @@ def sphere_planes(
 
 
 def cylinder_planes(
-    cx: float, cy: float, radius: float, zs: Sequence[float], n: int = 64
+    cx: float,
+    cy: float,
+    radius: float,
+    zs: Sequence[float],
+    n: int = 64,
+    z_range: tuple[float, float] | None = None,
 ) -> list[ContourPlane]:
-    """Cross-sections of a cylinder with axis along z, one circle on each plane."""
-    return [ContourPlane(float(z), (circle_polygon(cx, cy, radius, n),)) for z in zs]
+    """Cross-sections of a cylinder with axis along z, one circle on each plane.
+
+    With ``z_range`` only the planes within it (inclusive) carry a contour.
+    """
+    lo, hi = z_range if z_range is not None else (-math.inf, math.inf)
+    return [
+        ContourPlane(float(z), (circle_polygon(cx, cy, radius, n),))
+        for z in zs
+        if lo - 1e-9 <= z <= hi + 1e-9
+    ]
+
+
+def ellipsoid_planes(
+    center: tuple[float, float, float],
+    semi_axes: tuple[float, float, float],
+    zs: Sequence[float],
+    n: int = 96,
+    min_radius: float = 0.5,
+) -> list[ContourPlane]:
+    """Elliptical cross-sections of an axis-aligned ellipsoid on the given planes."""
+    cx, cy, cz = center
+    a, b, c = semi_axes
+    planes = []
+    t = 2.0 * np.pi * np.arange(n) / n
+    for z in zs:
+        k = 1.0 - ((z - cz) / c) ** 2
+        if k <= 0 or min(a, b) * math.sqrt(k) <= min_radius:
+            continue
+        poly = np.column_stack(
+            [cx + a * math.sqrt(k) * np.cos(t), cy + b * math.sqrt(k) * np.sin(t)]
+        )
+        planes.append(ContourPlane(float(z), (poly,)))
+    return planes
 
 
 def shell_planes(
@@ -909,14 +945,16 @@ DEMO_PEAK_GY = 67.5  # prescription to the 80 % isodose at the PTV surface
 
 
 def demo_dose(x: FloatArray, y: FloatArray, z: FloatArray) -> FloatArray:
-    """The demo's analytic dose (Gy): a Gaussian falloff around the PTV at the origin.
+    """The demo's analytic dose (Gy): a steep falloff around the PTV at the origin.
 
-    ``D(r) = 67.5 * 0.8 ** ((r / 15) ** 2)``: 67.5 Gy at the centre, exactly 54 Gy on the
-    PTV surface (r = 15 mm, the 80 % isodose), 27.6 Gy at 30 mm and about 14 Gy at the
-    spinal cord 40 mm away. Arrays broadcast.
+    ``D(r) = 54 * 1.25 ** (1 - (r / 15) ** 4)``: 67.5 Gy at the centre, exactly 54 Gy on the
+    PTV surface (r = 15 mm, the 80 % isodose), 1.9 Gy at 30 mm, as SABR dose falls off.
+    Arrays broadcast.
     """
     r2 = np.asarray(x) ** 2 + np.asarray(y) ** 2 + np.asarray(z) ** 2
-    return np.asarray(DEMO_PEAK_GY * 0.8 ** (r2 / DEMO_PTV_RADIUS**2), dtype=np.float64)
+    fall = 1.0 - (r2 / DEMO_PTV_RADIUS**2) ** 2
+    peak_ratio = DEMO_PEAK_GY / DEMO_PRESCRIPTION_GY
+    return np.asarray(DEMO_PRESCRIPTION_GY * peak_ratio**fall, dtype=np.float64)
 
 
 def write_demo_export(folder: str | Path) -> Path:
@@ -928,12 +966,17 @@ def write_demo_export(folder: str | Path) -> Path:
       every 2.5 mm, giving the slice positions;
     - ``RS.dcm``: PTV (sphere r = 15 mm at the origin), ``Shell_PTV`` (hollow sphere,
       outer r = 30 mm, inner r = 20 mm: two contours per plane), ``SpinalCord``
-      (cylinder r = 6 mm at y = 40 mm, the whole CT length) and ``BODY`` (cylinder
-      r = 80 mm), contoured on the CT slices;
+      (cylinder r = 6 mm at y = 40 mm, the whole CT length), ``BODY`` (cylinder
+      r = 148 mm), and the structures of a lung SABR contour set: ``GTV`` (sphere
+      r = 10 mm inside the PTV), ``Lungs`` (ellipsoid), ``Bronchus``, ``Trachea``,
+      ``Heart``, ``GreatVes`` and ``Esophagus``, the nearest of them (the bronchus) 30 mm
+      from the GTV: a peripheral lesion, contoured on the CT slices;
     - ``RP.dcm``: RT plan ``LUNG_SABR``, CURATIVE, APPROVED, 3 fractions of 18 Gy,
       Target Prescription Dose 54 Gy, two treatment arcs and one setup beam;
-    - ``RD.dcm``: PLAN dose on a 2.5 mm grid (x, y in -90 ... 90 mm, z as the CT),
+    - ``RD.dcm``: PLAN dose on a 2.5 mm grid (x, y in -150 ... 150 mm, z as the CT),
       :func:`demo_dose`, 32-bit.
+
+    The plan follows the shipped ``sabr-lung`` protocol.
 
     Parameters
     ----------
@@ -976,8 +1019,23 @@ def write_demo_export(folder: str | Path) -> Path:
             3, "SpinalCord", "ORGAN", cylinder_planes(0.0, 40.0, 6.0, zs), color=(0, 255, 255)
         ),
         SyntheticRoi(
-            4, "BODY", "EXTERNAL", cylinder_planes(0.0, 0.0, 80.0, zs, n=128), color=(0, 255, 0)
+            4, "BODY", "EXTERNAL", cylinder_planes(0.0, 0.0, 148.0, zs, n=128), color=(0, 255, 0)
         ),
+        SyntheticRoi(5, "GTV", "GTV", sphere_planes((0.0, 0.0, 0.0), 10.0, zs)),
+        SyntheticRoi(6, "Lungs", "ORGAN", ellipsoid_planes((-35.0, 0.0, 0.0), (110, 85, 48), zs)),
+        SyntheticRoi(
+            7, "Bronchus", "ORGAN", cylinder_planes(-45.0, 10.0, 6.0, zs, z_range=(-30, 30))
+        ),
+        SyntheticRoi(
+            8, "Trachea", "ORGAN", cylinder_planes(-45.0, 10.0, 9.0, zs, z_range=(32.5, 50))
+        ),
+        SyntheticRoi(
+            9, "Heart", "ORGAN", ellipsoid_planes((-50.0, -45.0, -25.0), (35, 30, 25), zs)
+        ),
+        SyntheticRoi(
+            10, "GreatVes", "ORGAN", cylinder_planes(-75.0, 15.0, 12.0, zs, z_range=(-30, 50))
+        ),
+        SyntheticRoi(11, "Esophagus", "ORGAN", cylinder_planes(-45.0, 40.0, 7.0, zs)),
     ]
     rs_uid = write_structure_set(
         out / "RS.dcm",
@@ -1012,7 +1070,7 @@ def write_demo_export(folder: str | Path) -> Path:
         sop_instance_uid=synthetic_uid("demo", "plan"),
         series_uid=synthetic_uid("demo", "rtplan series"),
     )
-    axis = DEMO_SPACING * np.arange(-36, 37, dtype=np.float64)
+    axis = DEMO_SPACING * np.arange(-60, 61, dtype=np.float64)
     z = np.asarray(zs, dtype=np.float64)
     zz, yy, xx = np.meshgrid(z, axis, axis, indexing="ij")
     grid = DoseGrid(axis, axis, z, demo_dose(xx, yy, zz))

@@ -422,7 +422,19 @@ def test_demo_export_loads_as_described(tmp_path: Path) -> None:
     assert plan.dose_per_fraction_gy == 18.0
     assert plan.prescription_source == "DoseReferenceSequence"
     assert plan.treatment_beams == [1, 2]
-    assert [r.name for r in export.structures.rois] == ["PTV", "Shell_PTV", "SpinalCord", "BODY"]
+    assert [r.name for r in export.structures.rois] == [
+        "PTV",
+        "Shell_PTV",
+        "SpinalCord",
+        "BODY",
+        "GTV",
+        "Lungs",
+        "Bronchus",
+        "Trachea",
+        "Heart",
+        "GreatVes",
+        "Esophagus",
+    ]
     shell = export.structures.roi("Shell_PTV")
     assert max(len(p.polygons) for p in shell.planes) == 2
     positions = export.structures.slice_positions
