@@ -317,7 +317,9 @@ def _axis_weights(axis: FloatArray, coords: FloatArray) -> tuple[NDArray[np.intp
 def polygon_area(poly: FloatArray) -> float:
     """Unsigned shoelace area (mm²) of one closed polygon given without repeating its start."""
     x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    # Shoelace with the closing edge written out (np.roll is slow for small arrays).
+    twice = float((x[:-1] * y[1:] - x[1:] * y[:-1]).sum()) + float(x[-1] * y[0] - x[0] * y[-1])
+    return 0.5 * abs(twice)
 
 
 def points_in_polygon(px: FloatArray, py: FloatArray, poly: FloatArray) -> NDArray[np.bool_]:
@@ -519,14 +521,15 @@ def lattice_cells_stack(
         zero = np.zeros(shape)
         return CellCoverage(zero, zero, zero, zero, zero)
     polys = [poly for plane in planes for poly in plane]
-    plane_of_vertex = np.repeat(
-        np.repeat(np.arange(n_planes), [len(plane) for plane in planes]),
-        [len(poly) for poly in polys],
-    )
-    x0 = np.concatenate([p[:, 0] for p in polys])
-    y0 = np.concatenate([p[:, 1] for p in polys])
-    x1 = np.concatenate([np.roll(p[:, 0], -1) for p in polys])
-    y1 = np.concatenate([np.roll(p[:, 1], -1) for p in polys])
+    sizes = np.array([len(p) for p in polys])
+    plane_of_vertex = np.repeat(np.repeat(np.arange(n_planes), [len(p) for p in planes]), sizes)
+    vertices = np.concatenate(polys)
+    x0, y0 = vertices[:, 0], vertices[:, 1]
+    # Each vertex's successor in its own polygon (the last one wraps to the first).
+    successor = np.arange(1, x0.size + 1)
+    ends = np.cumsum(sizes) - 1
+    successor[ends] = ends - sizes + 1
+    x1, y1 = x0[successor], y0[successor]
     sloped = y0 != y1
     x0, y0, x1, y1 = x0[sloped], y0[sloped], x1[sloped], y1[sloped]
     edge_plane = plane_of_vertex[sloped]
