@@ -433,7 +433,7 @@ def _kind(value: Any) -> str:
     return {
         dict: "a mapping",
         list: "a list",
-        bool: "true/false",
+        bool: "true/false (YAML reads yes/no/on/off as true/false: quote a word)",
         str: f"'{value}'",
         int: f"the number {value}",
         float: f"the number {value}",
