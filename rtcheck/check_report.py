@@ -86,6 +86,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             for role, names in result.roles.matched.items()
         },
         "missing_roles": list(result.roles.missing),
+        "unmatched_rois": list(result.unmatched_rois),
         "ambiguous_roles": dict(result.roles.ambiguous),
         "results": [
             {
@@ -143,6 +144,8 @@ def format_report(result: CheckResult) -> str:
     lines.append(f"Structures: {mapping or 'none matched'}")
     if result.roles.missing:
         lines.append(f"Missing roles: {', '.join(result.roles.missing)}")
+    if result.unmatched_rois:
+        lines.append(f"ROIs not matched to any role: {', '.join(result.unmatched_rois)}")
     lines.append("")
     rows = [("STATUS", "RULE", "STRUCTURE", "MEASURED", "LIMIT")]
     for r in result.results:

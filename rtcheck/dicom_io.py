@@ -166,6 +166,7 @@ class PlanInfo:
     patient_id: str = ""
     beam_names: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fraction_groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -448,7 +449,8 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
         if number is None or delivery.get(number, "TREATMENT") == "SETUP":
             continue
         meterset = _float(ref, "BeamMeterset")
-        if meterset is None or meterset <= 0:
+        # Only an explicit 0 MU excludes a treatment beam: BeamMeterset is optional.
+        if meterset is not None and meterset <= 0:
             continue
         treatment.append(number)
         beam_dose = _float(ref, "BeamDose")
@@ -493,6 +495,7 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
         patient_id=_text(ds, "PatientID"),
         beam_names=names,
         notes=notes,
+        fraction_groups=max(len(groups), 1),
     )
 
 
@@ -975,6 +978,13 @@ def _select_beam_doses(
             kept.append(f)
         else:
             notes.append(f"BEAM dose {f.info.path} is for a setup or 0 MU beam: not summed")
+    if not kept:
+        raise InputError(
+            f"none of the BEAM doses is for a treatment beam of plan {plan.label} "
+            f"(treatment beams: {plan.treatment_beams or 'none'}): there is no dose to sum; "
+            "export the PLAN dose",
+            files[0].info.path if files else plan.file,
+        )
     return kept
 
 

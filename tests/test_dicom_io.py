@@ -366,15 +366,16 @@ def test_prescription_derived_from_beam_doses(tmp_path: Path) -> None:
             (2, "B", "TREATMENT", 120.0, 1.5),
             (3, "SETUP", "SETUP", 5.0, 0.7),  # setup: ignored
             (4, "ZERO", "TREATMENT", 0.0, 7.0),  # 0 MU: ignored
+            # BeamMeterset is optional (type 3): a treatment beam without it still counts.
             (5, "NOMU", "TREATMENT", None, 9.0),
-        ],  # no MU: ignored
+        ],
         referenced_structure_set_uid=None,
         frame_of_reference_uid=FOR,
     )
     plan = dicom_io.read_plan(path)
-    assert plan.treatment_beams == [1, 2]
-    assert plan.total_dose_gy == pytest.approx((2.0 + 1.5) * 4)
-    assert plan.dose_per_fraction_gy == pytest.approx(3.5)
+    assert plan.treatment_beams == [1, 2, 5]
+    assert plan.total_dose_gy == pytest.approx((2.0 + 1.5 + 9.0) * 4)
+    assert plan.dose_per_fraction_gy == pytest.approx(12.5)
     assert plan.prescription_source == "derived from beam doses (no TargetPrescriptionDose)"
     assert plan.fractions == 4
     assert plan.referenced_structure_set_uid is None

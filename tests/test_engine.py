@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from rtcheck.constraints import radiobiology
 from rtcheck.constraints.engine import CheckResult, RuleResult, check_plan
 from rtcheck.constraints.protocol import load_protocol_text
 from rtcheck.dicom_io import PlanExport, load_path
+from rtcheck.errors import ProtocolError
 from tests.fixtures.plans import PlanSpec, cylinder, sphere, write_plan_export
 
 # PTV r 10 mm at the origin (dose: 1.25 x level at the centre, level at 11.5 mm), an organ
@@ -188,3 +190,91 @@ def test_ambiguous_role_is_not_evaluated(tmp_path: Path) -> None:
     check = check_plan(export(tmp_path / "b"), load_protocol_text(text, "engine.yaml"))
     assert check.roles.ambiguous["Far"] == ["Cord", "Far"]
     assert results(check, "far-max")[0].status == "not_evaluated"
+
+
+# -- review findings: each of these once gave a wrong pass or a crash ---------------------
+
+
+def test_two_rois_with_one_name_are_not_guessed(tmp_path: Path) -> None:
+    # A second ROI named 'GTV' far away: the GTV role cannot tell them apart, so every rule
+    # on it is not evaluated (never silently the last one).
+    shapes = (*SHAPES, sphere("GTV", (0, -60, 0), 5, "GTV"))
+    spec = PlanSpec(
+        shapes=shapes, target_levels=(("PTV", 30.0),), fractions=3, dose_per_fraction_gy=10.0
+    )
+    plan = load_path(write_plan_export(tmp_path / "plan", spec))
+    check = check_plan(plan, load_protocol_text(PROTOCOL, "engine.yaml"))
+    assert "GTV" in check.roles.ambiguous and "GTV" not in check.roles.matched
+    assert results(check, "inside")[0].status == "not_evaluated"
+    assert any("2 ROIs are named 'GTV'" in w for w in check.warnings)
+    assert check.verdict != "pass"
+
+
+def test_a_plan_whose_dose_rules_all_skip_cannot_pass(tmp_path: Path) -> None:
+    text = """\
+id: optional-only
+title: t
+version: "1"
+sources: {s: s}
+structures:
+  PTV: {type: target, names: [PlanningTarget], optional: true}
+rules:
+  - {id: cov, kind: coverage, structure: PTV, metric: "V95%[%]", min: 95}
+  - {id: integ, kind: integrity, checks: [dose_absolute]}
+"""
+    check = check_plan(export(tmp_path), load_protocol_text(text, "o.yaml"))
+    assert {s["id"] for s in check.skipped} == {"cov"}
+    assert "PTV" in check.unmatched_rois
+    assert check.verdict == "error"
+    assert any("no dose rule" in e for e in check.errors)
+
+
+def test_eqd2_conversion_refuses_limits_not_in_gy() -> None:
+    text = PROTOCOL.replace(
+        'metric: "Mean[Gy]",\n     max: {1: 10, 5: 20}',
+        'metric: "Mean[cGy]",\n     max: {1: 1000, 5: 2000}',
+    )
+    assert text != PROTOCOL
+    with pytest.raises(ProtocolError, match="dose metrics in Gy"):
+        load_protocol_text(text, "cgy.yaml")
+
+
+def test_an_empty_roi_in_a_distance_fact_is_reported_not_a_crash(tmp_path: Path) -> None:
+    spec = PlanSpec(
+        shapes=SHAPES, target_levels=(("PTV", 30.0),), fractions=3, dose_per_fraction_gy=10.0
+    )
+    folder = write_plan_export(tmp_path / "plan", spec)
+    plan = load_path(folder)
+    # Drop every contour of 'Cord' (an empty ROI, as real exports have).
+    empty = [replace(r, planes=()) if r.name == "Cord" else r for r in plan.structures.rois]
+    plan = replace(plan, structures=replace(plan.structures, rois=empty))
+    check = check_plan(plan, load_protocol_text(PROTOCOL, "engine.yaml"))
+    gap = results(check, "gap")[0]
+    assert gap.status == "not_evaluated" and "no contour" in gap.message
+    assert check.facts["near_cord"] is None
+
+
+def test_target_volume_rule_uses_its_median_fraction(tmp_path: Path) -> None:
+    # The names carry no levels, so the reference is the 60 Gy prescription. PTV2's bell
+    # (level 40 Gy) has its median at r = 10 * 0.5 ** (1/3) = 7.94 mm, where the dose is
+    # 40 * 1.25 ** (1 - (7.94 / 11.5) ** 4) = 47.5 Gy: 79 % of 60 Gy. Elective with the
+    # default 0.9 threshold, not with 0.75.
+    shapes = (sphere("PTV1", (0, 0, 0), 10, "PTV"), sphere("PTV2", (0, 0, -60), 10, "PTV"))
+    spec = PlanSpec(
+        shapes=shapes,
+        target_levels=(("PTV1", 60.0), ("PTV2", 40.0)),
+        fractions=30,
+        dose_per_fraction_gy=2.0,
+    )
+    plan = load_path(write_plan_export(tmp_path / "plan", spec))
+    for fraction, status in ((0.9, "major"), (0.75, "pass")):
+        text = f"""\
+id: tv
+title: t
+version: "1"
+sources: {{s: s}}
+rules:
+  - {{id: tv, kind: target_volumes, median_fraction: {fraction}}}
+"""
+        check = check_plan(plan, load_protocol_text(text, "tv.yaml"))
+        assert results(check, "tv")[0].status == status, fraction

@@ -8,12 +8,12 @@ could not be evaluated (a plan with an unknown part cannot pass), else ``pass``.
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtcheck.analysis import roi_dvh
+from rtcheck.analysis import fallback_thickness, roi_dvh
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.metrics import Metric
 from rtcheck.constraints.protocol import (
@@ -72,6 +72,27 @@ class CheckResult:
     skipped: list[dict[str, str]]
     warnings: list[str]
     strict: bool = False
+    unmatched_rois: list[str] = field(default_factory=list)
+
+    @property
+    def dose_rules_evaluated(self) -> bool:
+        """True when at least one dose rule (dose-volume or dose coverage) gave a result.
+
+        A protocol with dose rules cannot pass a plan on which none of them could be
+        applied (every structure unmatched, for instance): that is not a checked plan.
+        """
+        has_dose_rules = any(
+            isinstance(r, DoseVolumeRule) or (isinstance(r, CoverageRule) and r.metric)
+            for r in self.protocol.rules
+        )
+        if not has_dose_rules:
+            return True
+        return any(
+            r.kind in ("dose_volume", "coverage")
+            and r.metric is not None
+            and r.status != NOT_EVALUATED
+            for r in self.results
+        )
 
     @property
     def verdict(self) -> str:
@@ -79,14 +100,22 @@ class CheckResult:
         statuses = {r.status for r in self.results}
         if MAJOR in statuses or (self.strict and MINOR in statuses):
             return "fail"
-        if NOT_EVALUATED in statuses:
+        if NOT_EVALUATED in statuses or not self.dose_rules_evaluated:
             return "error"
         return "pass"
 
     @property
     def errors(self) -> list[str]:
-        """Why the plan could not be fully evaluated, one line per result."""
-        return [f"{r.id}: {r.message}" for r in self.results if r.status == NOT_EVALUATED]
+        """Why the plan could not be fully evaluated, one line per problem."""
+        out = [f"{r.id}: {r.message}" for r in self.results if r.status == NOT_EVALUATED]
+        if not self.dose_rules_evaluated:
+            unmatched = ", ".join(self.unmatched_rois) or "none"
+            out.append(
+                "no dose rule of the protocol could be applied (no ROI matched their "
+                f"structures; ROIs not matched to any role: {unmatched}): the plan was not "
+                "checked; name the structures with --aliases"
+            )
+        return out
 
 
 @dataclass
@@ -98,43 +127,75 @@ class _Context:
     facts: dict[str, Any] = field(default_factory=dict)
     fact_values: dict[str, str | None] = field(default_factory=dict)
     fact_reasons: dict[str, str] = field(default_factory=dict)
-    dvhs: dict[str, DVH | str] = field(default_factory=dict)
-    distances: dict[tuple[str, str], Distance] = field(default_factory=dict)
+    dvhs: dict[int, DVH | str] = field(default_factory=dict)
+    distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    targets: list[TargetInfo] = field(default_factory=list)
 
-    def dvh(self, name: str) -> DVH | str:
-        """The DVH of an ROI, or why there is none (cached)."""
-        if name not in self.dvhs:
-            roi = self.rois[name]
+    def dvh_of(self, roi: Roi) -> DVH | str:
+        """The DVH of an ROI, or why there is none (cached by ROI number)."""
+        if roi.number not in self.dvhs:
             if not roi.planes:
-                self.dvhs[name] = f"ROI '{name}' has no contours"
+                self.dvhs[roi.number] = f"ROI '{roi.name}' has no contours"
             else:
                 try:
-                    self.dvhs[name] = roi_dvh(self.export, roi)
+                    dvh = roi_dvh(self.export, roi)
                 except ValueError as exc:
-                    self.dvhs[name] = f"ROI '{name}': {exc}"
-        return self.dvhs[name]
+                    self.dvhs[roi.number] = f"ROI '{roi.name}': {exc}"
+                else:
+                    self.dvhs[roi.number] = dvh
+                    self.notes.extend(f"ROI '{roi.name}': {n}" for n in dvh.notes)
+        return self.dvhs[roi.number]
 
-    def distance(self, a: str, b: str) -> Distance:
+    def dvh(self, name: str) -> DVH | str:
+        """The DVH of the ROI filling a role (names of matched ROIs are unique)."""
+        return self.dvh_of(self.rois[name])
+
+    def distance(self, a: str, b: str) -> Distance | str:
+        """Minimum 3-D distance between two ROIs, or why it cannot be measured."""
         key = (a, b) if a <= b else (b, a)
         if key not in self.distances:
-            sa, sb = self.export.structures.slice_positions, self.export.structures.slice_positions
-            self.distances[key] = structure_distance(
-                self.rois[a].planes,
-                self.rois[b].planes,
-                slice_positions_a=sa,
-                slice_positions_b=sb,
-            )
+            positions = self.export.structures.slice_positions
+            try:
+                self.distances[key] = structure_distance(
+                    self.rois[a].planes,
+                    self.rois[b].planes,
+                    slice_positions_a=positions,
+                    slice_positions_b=positions,
+                    single_plane_thickness=fallback_thickness(self.export),
+                )
+            except ValueError as exc:
+                self.distances[key] = f"distance between {a} and {b} not measurable: {exc}"
         return self.distances[key]
+
+    @property
+    def plan_schedule_problem(self) -> str | None:
+        """Why the plan has no single schedule (fractions x dose per fraction), if so."""
+        plan = self.export.plan
+        if plan is None:
+            return "no RTPLAN"
+        if plan.fraction_groups > 1:
+            return (
+                f"the plan has {plan.fraction_groups} fraction groups (e.g. a sequential "
+                "boost): rtcheck cannot reduce them to one schedule"
+            )
+        if not plan.fractions or plan.total_dose_gy is None:
+            return "the plan gives no fractions or prescription"
+        return None
 
     @property
     def fractions(self) -> int | None:
         plan = self.export.plan
-        return plan.fractions if plan is not None and plan.fractions else None
+        if self.plan_schedule_problem is not None or plan is None:
+            return None
+        return plan.fractions
 
     @property
     def dose_per_fraction(self) -> float | None:
         plan = self.export.plan
-        return plan.dose_per_fraction_gy if plan is not None else None
+        if self.plan_schedule_problem is not None or plan is None:
+            return None
+        return plan.dose_per_fraction_gy
 
     @property
     def prescription(self) -> float | None:
@@ -162,24 +223,41 @@ def check_plan(
     strict
         Minor deviations fail the plan too.
     """
-    rois = {r.name: r for r in export.structures.rois}
-    roles = match_roles(protocol, list(rois), aliases)
-    ctx = _Context(export, protocol, roles, rois)
+    counts = Counter(r.name for r in export.structures.rois)
+    duplicated = {name for name, n in counts.items() if n > 1}
+    rois = {r.name: r for r in export.structures.rois if r.name not in duplicated}
+    roles = match_roles(protocol, [r.name for r in export.structures.rois], aliases)
     warnings: list[str] = []
+    for name in sorted(duplicated):
+        numbers = ", ".join(str(r.number) for r in export.structures.rois if r.name == name)
+        warnings.append(
+            f"{counts[name]} ROIs are named '{name}' (ROI numbers {numbers}): a role matching "
+            "that name cannot tell which is meant, so its rules are not evaluated"
+        )
+    for role, names in list(roles.matched.items()):
+        if any(n in duplicated for n in names):
+            roles.ambiguous[role] = names
+            del roles.matched[role]
+    ctx = _Context(export, protocol, roles, rois)
     for role, names in roles.ambiguous.items():
         warnings.append(
             f"role {role}: several ROIs match ({', '.join(names)}); name one with "
             "an institution alias file (--aliases)"
         )
+    for names in roles.matched.values():
+        for name in names:
+            ctx.notes.extend(f"ROI '{name}': {n}" for n in rois[name].notes)
     _facts(ctx)
     results: list[RuleResult] = []
     skipped: list[dict[str, str]] = []
     for rule in protocol.rules:
         absent = [r for r in _rule_roles(rule) if protocol.roles[r].optional and r in roles.missing]
         if absent:
-            skipped.append(
-                {"id": rule.id, "reason": f"optional structure {', '.join(absent)} not contoured"}
+            patterns = "; ".join(
+                f"{r}: {', '.join((*protocol.roles[r].names, *protocol.roles[r].aliases))}"
+                for r in absent
             )
+            skipped.append({"id": rule.id, "reason": f"no ROI matched optional role(s) {patterns}"})
             continue
         applies, reason = _applies(ctx, rule.when)
         if applies is False:
@@ -191,7 +269,12 @@ def check_plan(
             )
             continue
         results.extend(_evaluate(ctx, rule))
-    return CheckResult(protocol, export, roles, ctx.facts, results, skipped, warnings, strict)
+    matched = {n for names in (*roles.matched.values(), *roles.ambiguous.values()) for n in names}
+    unmatched = [r.name for r in export.structures.rois if r.name not in matched]
+    warnings.extend(dict.fromkeys(ctx.notes))
+    return CheckResult(
+        protocol, export, roles, ctx.facts, results, skipped, warnings, strict, unmatched
+    )
 
 
 def _rule_roles(rule: Rule) -> list[str]:
@@ -216,7 +299,7 @@ def _facts(ctx: _Context) -> None:
         ctx.fact_reasons["intent"] = "the plan gives no intent (PlanIntent)"
     ctx.fact_values["fractions"] = str(ctx.fractions) if ctx.fractions else None
     if ctx.fractions is None:
-        ctx.fact_reasons["fractions"] = "the plan gives no number of fractions"
+        ctx.fact_reasons["fractions"] = ctx.plan_schedule_problem or "no number of fractions"
 
     distances: dict[str, float] = {}
     for fact in ctx.protocol.facts:
@@ -242,23 +325,30 @@ def _facts(ctx: _Context) -> None:
     ctx.facts["eqd2_gy"] = eqd2
 
     targets = []
-    for name, roi in ctx.rois.items():
-        parsed = parse_target_name(name)
+    for roi in ctx.export.structures.rois:
+        parsed = parse_target_name(roi.name)
         if parsed is None or not parsed.is_target or not roi.planes:
             continue
-        dvh = ctx.dvh(name)
-        median = (
-            dvh.dose_at_volume(dvh.volume_inside_cc / 2)
-            if isinstance(dvh, DVH) and dvh.volume_inside_cc > 0
-            else None
-        )
-        targets.append(TargetInfo(name=name, median_gy=median))
+        dvh = ctx.dvh_of(roi)
+        median = None
+        if isinstance(dvh, DVH) and dvh.complete and dvh.volume_inside_cc > 0:
+            median = dvh.dose_at_volume(dvh.volume_inside_cc / 2)
+        elif isinstance(dvh, DVH):
+            ctx.notes.append(
+                f"target '{roi.name}' lies partly outside the dose grid: its measured median "
+                "dose is not used to look for elective volumes"
+            )
+        targets.append(TargetInfo(name=roi.name, median_gy=median))
+    ctx.targets = targets
     ctx.facts["targets"] = [
         {"name": t.name, "median_gy": None if t.median_gy is None else round(t.median_gy, 3)}
         for t in targets
     ]
-    suspects = find_elective_volumes(targets, ctx.prescription)
-    ctx.facts["elective_volumes"] = [{"name": s.name, "reasons": list(s.reasons)} for s in suspects]
+    fraction = next(
+        (r.median_fraction for r in ctx.protocol.rules if isinstance(r, TargetVolumesRule)), 0.9
+    )
+    suspects = find_elective_volumes(targets, ctx.prescription, dose_fraction=fraction)
+    ctx.facts["elective_volumes"] = [dict(s.as_dict()) for s in suspects]
     count_rules = [r for r in ctx.protocol.rules if isinstance(r, CountRule)]
     if count_rules:
         ctx.facts["metastasis_count"] = len(ctx.roles.matched.get(count_rules[0].structure, []))
@@ -279,17 +369,25 @@ def _proximity(
         return None, f"no ROI matches role {source}"
     near = False
     missing: list[str] = []
+    problems: list[str] = []
     for target in targets:
         names = ctx.roles.matched.get(target, [])
         if not names:
             missing.append(target)
             continue
         for other in names:
-            best = min(ctx.distance(s, other).mm for s in sources)
+            measured = [ctx.distance(s, other) for s in sources]
+            problems.extend(m for m in measured if isinstance(m, str))
+            found = [m.mm for m in measured if isinstance(m, Distance)]
+            if not found:
+                continue
+            best = min(found)
             distances[other] = round(best, 2)
             near = near or best <= within_mm
     if near:
         return True, ""
+    if problems:
+        return None, problems[0]
     if missing:
         return None, (
             f"no ROI for {', '.join(missing)}: the target could still lie within "
@@ -347,7 +445,7 @@ def _evaluate(ctx: _Context, rule: Rule) -> list[RuleResult]:
 def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
     n, d, total = ctx.fractions, ctx.dose_per_fraction, ctx.prescription
     if n is None or d is None or total is None:
-        return _result(rule, NOT_EVALUATED, "the plan gives no fractions or prescription")
+        return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule")
     schedule = f"{n} x {d:g} Gy = {total:g} Gy"
     for s in rule.schedules:
         if (
@@ -371,7 +469,7 @@ def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
 def _radiobiology(ctx: _Context, rule: RadiobiologyRule) -> RuleResult:
     n, d = ctx.fractions, ctx.dose_per_fraction
     if n is None or d is None:
-        return _result(rule, NOT_EVALUATED, "the plan gives no fractions or prescription")
+        return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule")
     fn = radiobiology.bed if rule.quantity == "BED" else radiobiology.eqd2
     value = fn(n, d, rule.alpha_beta)
     name = f"{rule.quantity}{rule.alpha_beta:g}"
@@ -542,6 +640,9 @@ def _geometry(ctx: _Context, rule: GeometryRule) -> list[RuleResult]:
                 continue
             for other in others:
                 d = ctx.distance(source, other)
+                if isinstance(d, str):
+                    out.append(_result(rule, NOT_EVALUATED, d, structure=source))
+                    continue
                 status, limit = _compare(d.mm, rule.minimum_mm, rule.maximum_mm, None, None, "mm")
                 out.append(
                     _result(
@@ -559,7 +660,8 @@ def _geometry(ctx: _Context, rule: GeometryRule) -> list[RuleResult]:
 
 
 def _target_volumes(ctx: _Context, rule: TargetVolumesRule) -> RuleResult:
-    suspects = ctx.facts.get("elective_volumes", [])
+    found = find_elective_volumes(ctx.targets, ctx.prescription, dose_fraction=rule.median_fraction)
+    suspects = [(s.name, list(s.reasons)) for s in found]
     if not ctx.facts.get("targets"):
         return _result(rule, NOT_EVALUATED, "no target volumes (GTV/CTV/ITV/PTV) recognised")
     if not suspects:
@@ -569,12 +671,12 @@ def _target_volumes(ctx: _Context, rule: TargetVolumesRule) -> RuleResult:
             "no elective (prophylactic) nodal volume found among "
             f"{len(ctx.facts['targets'])} target(s)",
         )
-    listing = "; ".join(f"{s['name']}: {', '.join(s['reasons'])}" for s in suspects)
+    listing = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in suspects)
     return _result(
         rule,
         MAJOR,
         f"elective volume(s) suspected: {listing}",
-        structure=", ".join(s["name"] for s in suspects),
+        structure=", ".join(name for name, _ in suspects),
         measured=len(suspects),
         limit="no elective nodal volume",
     )
@@ -629,6 +731,9 @@ def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:
         return [_result(rule, NOT_EVALUATED, problem)]
     out = []
     for name in names:
+        if not ctx.rois[name].planes:
+            out.append(_result(rule, NOT_EVALUATED, f"{name} has no contours", structure=name))
+            continue
         best = min(
             (_outside_share(ctx, name, c, rule.tolerance_mm) for c in containers),
             key=lambda x: x[0],
@@ -741,7 +846,8 @@ def _integrity(ctx: _Context, rule: IntegrityRule) -> list[RuleResult]:
                     sub,
                     rule.kind.value,
                     PASS,
-                    f"dose in {ctx.export.dose.units} ({ctx.export.dose.summation})",
+                    f"dose in {ctx.export.dose.units} ({ctx.export.dose.summation}); relative "
+                    "doses are refused when the export is read",
                 )
             )
         elif check == "frames_agree":
@@ -750,7 +856,8 @@ def _integrity(ctx: _Context, rule: IntegrityRule) -> list[RuleResult]:
                     sub,
                     rule.kind.value,
                     PASS,
-                    "structure set and dose share one frame of reference",
+                    "structure set and dose share one frame of reference (checked when the "
+                    "export is read: a mismatch stops the check)",
                 )
             )
         elif check in ("grid_covers_targets", "grid_covers_constrained"):
@@ -791,8 +898,3 @@ def _grid_covers(ctx: _Context, rule: IntegrityRule, check: str) -> RuleResult:
             sub, rule.kind.value, MAJOR, f"the dose grid does not cover: {', '.join(missing)}"
         )
     return RuleResult(sub, rule.kind.value, PASS, f"the dose grid covers every {what[:-1]}")
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """JSON-safe number."""
-    return None if value is None or not math.isfinite(value) else value

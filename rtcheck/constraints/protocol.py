@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from rtcheck.constraints.metrics import Metric, MetricKind, parse_metric
+from rtcheck.constraints.metrics import DoseUnit, Metric, MetricKind, parse_metric
 from rtcheck.constraints.yamlsource import Located, PathKey, load_yaml, load_yaml_file
 from rtcheck.errors import MetricSyntaxError
 
@@ -727,9 +727,11 @@ def _rule(
             raise doc.error(
                 path, "'reference_dose_per_fraction_gy' needs 'alpha_beta' for the EQD2 conversion"
             )
-        if alpha_beta is not None and not _is_dose(metric):
+        if alpha_beta is not None and not (_is_dose(metric) and metric.output_unit is DoseUnit.GY):
             raise doc.error(
-                (*path, "alpha_beta"), f"EQD2 conversion applies to dose metrics, not {metric}"
+                (*path, "alpha_beta"),
+                f"EQD2 conversion applies to dose metrics in Gy (e.g. 'Max[Gy]'), not {metric}: "
+                "write the metric and its limits in Gy",
             )
 
         def lim(key: str) -> Limit | None:
