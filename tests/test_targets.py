@@ -480,3 +480,21 @@ def test_targets_summary() -> None:
     assert ctvn["dose_gy"] == 56.0 and ctvn["median_gy"] == 56.4
     assert [h["name"] for h in summary["helpers"]] == ["zPTV_opt"]
     json.dumps(summary)
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "nodal"),
+    [
+        ("PTV_LowRisk", "low", False),
+        ("PTV_Lymph", None, True),
+        ("PTV_lymphnodes", None, True),
+        ("PTV_SCV", None, True),
+        ("PTV_IMN", None, True),
+    ],
+)
+def test_more_elective_and_nodal_words(name: str, level: str | None, nodal: bool) -> None:
+    # Review finding: these once parsed as plain targets (supraclavicular and internal
+    # mammary node volumes, a 'low risk' volume).
+    parsed = parse_target_name(name)
+    assert parsed is not None and parsed.is_target
+    assert (parsed.level, parsed.nodal) == (level, nodal)

@@ -189,6 +189,9 @@ _LEVELS: dict[str, Level] = {
     "lo": "low",
     "lr": "low",
     "ld": "low",
+    "lowrisk": "low",
+    "midrisk": "mid",
+    "highrisk": "high",
 }
 _LEVEL_RANK: dict[Level | None, int] = {None: 0, "low": 1, "mid": 2, "high": 3}
 _ELECTIVE_EXACT = frozenset({"eni"})
@@ -210,6 +213,11 @@ _NODAL_WORDS = frozenset(
         "levels",
         "lvl",
         "lev",
+        "lymph",
+        "lymphnode",
+        "lymphnodes",
+        "scv",
+        "imn",
     }
 )
 _HELPER_WORDS: dict[str, str] = {
