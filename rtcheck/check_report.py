@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rtcheck import __version__
 from rtcheck.constraints.engine import CheckResult
+from rtcheck.report_common import json_number, plan_summary
 
 SCHEMA = "rtcheck.report/1"
 
 _MARK = {"pass": "PASS", "minor": "MINOR", "major": "MAJOR", "not_evaluated": "N/E"}
-
-
-def _num(value: float | None) -> float | None:
-    if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
-        return None
-    return round(float(value), 6)
 
 
 def to_json(result: CheckResult) -> dict[str, Any]:
@@ -33,18 +27,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             "file": protocol.file,
         },
         "patient_id": export.patient_id,
-        "plan": None
-        if plan is None
-        else {
-            "label": plan.label,
-            "sop_instance_uid": plan.sop_instance_uid,
-            "intent": plan.intent or None,
-            "approval": plan.approval or None,
-            "fractions": plan.fractions,
-            "dose_per_fraction_gy": _num(plan.dose_per_fraction_gy),
-            "total_dose_gy": _num(plan.total_dose_gy),
-            "prescription_source": plan.prescription_source,
-        },
+        "plan": plan_summary(plan),
         "inputs": {
             "structure_set": {
                 "file": str(export.structures.file),
@@ -95,7 +78,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
                 "status": r.status,
                 "structure": r.structure,
                 "metric": r.metric,
-                "measured": _num(r.measured),
+                "measured": json_number(r.measured),
                 "limit": r.limit,
                 "message": r.message,
                 "source": r.source,

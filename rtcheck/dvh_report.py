@@ -13,15 +13,9 @@ from typing import Any
 
 from rtcheck import __version__
 from rtcheck.analysis import DvhAnalysis, StructureResult
+from rtcheck.report_common import json_number, plan_summary
 
 SCHEMA = "rtcheck.dvh/1"
-
-
-def _num(value: float | None, digits: int = 6) -> float | None:
-    """A JSON-safe number: None for missing or non-finite values, rounded for reading."""
-    if value is None or not math.isfinite(value):
-        return None
-    return round(float(value), digits)
 
 
 def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
@@ -43,33 +37,24 @@ def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
         "schema": SCHEMA,
         "rtcheck_version": __version__,
         "patient_id": export.patient_id,
-        "plan": None
-        if plan is None
-        else {
-            "file": str(plan.file),
-            "label": plan.label,
-            "name": plan.name or None,
-            "sop_instance_uid": plan.sop_instance_uid,
-            "intent": plan.intent or None,
-            "approval": plan.approval or None,
-            "fractions": plan.fractions,
-            "dose_per_fraction_gy": _num(plan.dose_per_fraction_gy),
-            "total_dose_gy": _num(plan.total_dose_gy),
-            "prescription_source": plan.prescription_source,
-        },
+        "plan": plan_summary(plan),
         "dose": {
             "file": [str(f) for f in dose.files] if len(dose.files) > 1 else str(dose.files[0]),
             "sop_instance_uids": list(dose.sop_instance_uids),
             "summation": dose.summation,
             "grid": {
                 "size": [int(grid.x.size), int(grid.y.size), int(grid.z.size)],
-                "origin_mm": [_num(grid.x[0]), _num(grid.y[0]), _num(grid.z[0])],
-                "spacing_mm": [
-                    _num(grid.dx),
-                    _num(grid.dy),
-                    _num(z_steps[0]) if max(z_steps) - min(z_steps) < 1e-6 else None,
+                "origin_mm": [
+                    json_number(grid.x[0]),
+                    json_number(grid.y[0]),
+                    json_number(grid.z[0]),
                 ],
-                "max_gy": _num(grid.dose_range[1]),
+                "spacing_mm": [
+                    json_number(grid.dx),
+                    json_number(grid.dy),
+                    json_number(z_steps[0]) if max(z_steps) - min(z_steps) < 1e-6 else None,
+                ],
+                "max_gy": json_number(grid.dose_range[1]),
             },
         },
         "structure_set": {
@@ -94,15 +79,15 @@ def _structure_json(result: StructureResult, curves: bool) -> dict[str, Any]:
         "min_gy": None,
         "mean_gy": None,
         "max_gy": None,
-        "metrics": {k: _num(v) for k, v in result.metrics.items()},
+        "metrics": {k: json_number(v) for k, v in result.metrics.items()},
     }
     if dvh is not None:
         entry.update(
-            volume_cc=_num(dvh.volume_cc),
-            volume_outside_dose_cc=_num(dvh.volume_outside_cc),
-            min_gy=_num(dvh.min_gy),
-            mean_gy=_num(dvh.mean_gy),
-            max_gy=_num(dvh.max_gy),
+            volume_cc=json_number(dvh.volume_cc),
+            volume_outside_dose_cc=json_number(dvh.volume_outside_cc),
+            min_gy=json_number(dvh.min_gy),
+            mean_gy=json_number(dvh.mean_gy),
+            max_gy=json_number(dvh.max_gy),
         )
         if curves:
             doses, volumes = dvh.cumulative()
