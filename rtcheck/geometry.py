@@ -130,7 +130,6 @@ def structure_distance(
     slice_positions_a: FloatArray | None = None,
     slice_positions_b: FloatArray | None = None,
     single_plane_thickness: float | None = None,
-    resolution_mm: float = 0.5,
 ) -> Distance:
     """Minimum 3-D distance between two structures under the slab model.
 
@@ -145,10 +144,6 @@ def structure_distance(
     single_plane_thickness
         Slab thickness (mm) of a plane with no neighbouring slice, e.g. a structure
         contoured on one plane only.
-    resolution_mm
-        Kept for callers written against a point-sampling implementation. The distance
-        here is exact (nothing is sampled), so this value does not change the result;
-        it must be positive.
 
     Returns
     -------
@@ -160,10 +155,8 @@ def structure_distance(
     ------
     ValueError
         When a structure has no planes, two planes at the same z, a malformed polygon,
-        a lone plane without ``single_plane_thickness``, or ``resolution_mm <= 0``.
+        or a lone plane without ``single_plane_thickness``.
     """
-    if not resolution_mm > 0:
-        raise ValueError("resolution_mm must be positive")
     sa = _stack(a, slice_positions_a, single_plane_thickness, "a")
     sb = _stack(b, slice_positions_b, single_plane_thickness, "b")
 

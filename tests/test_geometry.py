@@ -323,7 +323,6 @@ def test_single_plane_structure_uses_the_given_thickness() -> None:
             "distinct",
         ),
         ([ContourPlane(0.0, (np.zeros((2, 2)),))], {"single_plane_thickness": 1.0}, "n >= 3"),
-        (box((0, 1), (0, 1), (0, 2), 1.0), {"resolution_mm": 0.0}, "resolution_mm"),
     ],
 )
 def test_invalid_input(a: Planes, kwargs: dict[str, float], message: str) -> None:

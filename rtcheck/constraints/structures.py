@@ -30,11 +30,6 @@ class RoleMatch:
     missing: list[str] = field(default_factory=list)
     ambiguous: dict[str, list[str]] = field(default_factory=dict)
 
-    def one(self, role: str) -> str | None:
-        """The single ROI of a role, or None when it is missing or ambiguous."""
-        names = self.matched.get(role, [])
-        return names[0] if len(names) == 1 else None
-
 
 def load_aliases(path: Path) -> dict[str, tuple[str, ...]]:
     """Read an institution alias file: ``ROLE: [pattern, ...]`` in YAML.
