@@ -253,6 +253,13 @@ def check(
     strict: Annotated[
         bool, typer.Option("--strict", help="Minor deviations fail the plan too.")
     ] = False,
+    html_out: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write a self-contained HTML report (with DVHs) to FILE."),
+    ] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write a CSV table, one row per rule, to FILE.")
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Check a plan against a protocol: exit 0 pass, 1 fail, 3 cannot evaluate."""
@@ -261,6 +268,13 @@ def check(
     from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
     from rtcheck.constraints.structures import check_alias_roles, load_aliases
 
+    for option, target in (("--html", html_out), ("--csv", csv_out)):
+        if target is None:
+            continue
+        if target.is_dir():
+            raise UsageError(f"{option} {target}: is a folder, give a file name")
+        if not target.parent.is_dir():
+            raise UsageError(f"{option} {target}: folder {target.parent} does not exist")
     export = _load(path, structures, dose, plan)
     alias_map = load_aliases(aliases) if aliases is not None else None
     if protocol == "auto":
@@ -284,6 +298,14 @@ def check(
             typer.echo(text)
         else:
             Path(json_out).write_text(text + "\n", encoding="utf-8")
+    if html_out is not None:
+        from rtcheck.report_html import render_html, report_dvhs
+
+        html_out.write_text(render_html(result, report_dvhs(result)), encoding="utf-8")
+    if csv_out is not None:
+        from rtcheck.report_csv import to_csv
+
+        csv_out.write_text(to_csv(result), encoding="utf-8")
     code = {"pass": ExitCode.OK, "fail": ExitCode.NON_COMPLIANT, "error": ExitCode.CANNOT_EVALUATE}[
         result.verdict
     ]
