@@ -24,6 +24,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rtcheck import __version__
+from rtcheck.batch_cli import batch
 from rtcheck.errors import InputErrors, MetricSyntaxError, ProtocolError, RtcheckError, UsageError
 
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -408,10 +410,14 @@ def demo(
     check(path=folder, protocol="auto", debug=debug)
 
 
+# Registered here, after every other command: batch maps its own errors to exit codes.
+app.command()(batch)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``rtcheck PATH`` means ``rtcheck check PATH --protocol auto``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = {"dvh", "check", "demo", "protocols"}
+    commands = {"dvh", "check", "demo", "protocols", "batch"}
     if args and not args[0].startswith("-") and args[0] not in commands and Path(args[0]).exists():
         args.insert(0, "check")
     app(args=args, prog_name="rtcheck")

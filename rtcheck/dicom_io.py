@@ -314,8 +314,13 @@ def _read(
 
 
 def _text(ds: Dataset, keyword: str) -> str:
+    """A text element as one string; a backslash-separated (multi-valued) one is rejoined."""
     value = ds.get(keyword)
-    return "" if value is None else str(value).strip()
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value).strip()
+    return str(value).strip()
 
 
 def _float(ds: Dataset, keyword: str) -> float | None:

@@ -1,0 +1,210 @@
+"""``rtcheck batch``: the command function, registered in :mod:`rtcheck.cli`.
+
+Kept apart from :mod:`rtcheck.cli` (which imports this module to register it) and free of
+imports from it, so that the two never import each other. The command maps errors to the
+exit codes every rtcheck command uses: 0 all plans pass, 1 a plan fails, 2 usage error
+(bad option, unknown protocol, malformed protocol or alias file, the ``dask`` extra
+missing), 3 a plan or folder could not be evaluated (or ROOT is unusable), 4 internal
+error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from rtcheck.errors import (
+    InputErrors,
+    MetricSyntaxError,
+    MissingExtraError,
+    ProtocolError,
+    RtcheckError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from rtcheck.batch import BatchResult, PlanOutcome
+
+__all__ = ["batch"]
+
+#: Same values as :class:`rtcheck.cli.ExitCode` (not imported: cli imports this module).
+EXIT_OK, EXIT_NON_COMPLIANT, EXIT_USAGE, EXIT_CANNOT_EVALUATE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+_EXIT_BY_VERDICT = {"pass": EXIT_OK, "fail": EXIT_NON_COMPLIANT, "error": EXIT_CANNOT_EVALUATE}
+
+_Start = Callable[[int], None]
+_Done = Callable[["PlanOutcome"], None]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def _progress(enabled: bool, root: Path) -> Iterator[tuple[_Start | None, _Done | None]]:
+    """A rich progress bar on stderr: a spinner while scanning, then one step per plan."""
+    if not enabled:
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    counts = {"pass": 0, "fail": 0, "error": 0}
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(f"scanning {escape(str(root))}", total=None)
+
+        def start(total: int) -> None:
+            bar.update(task, description="checking", total=total, completed=0)
+
+        def done(outcome: PlanOutcome) -> None:
+            counts[outcome.verdict] = counts.get(outcome.verdict, 0) + 1
+            summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+            bar.update(task, advance=1, description=f"checking ({summary})")
+
+        yield start, done
+
+
+def _report(result: BatchResult, debug: bool) -> None:
+    """One line per plan that does not pass (stderr), then the totals (stdout)."""
+    for o in result.outcomes:
+        if o.verdict == "pass":
+            continue
+        who = " / ".join(x for x in (o.patient_id, o.plan_label) if x) or "folder"
+        what = o.message or f"{o.major} major, {o.minor} minor deviation(s)"
+        _err(f"{o.verdict}: {who} ({o.source}): {what}")
+        if debug and o.detail:
+            _err(o.detail.rstrip())
+    for note in sorted({n for o in result.outcomes for n in o.notes}):
+        _err(f"note: {note}")
+    if result.warnings:
+        _err(f"warning: {len(result.warnings)} scan warning(s), listed in the index")
+        if debug:
+            for warning in result.warnings:
+                _err(f"warning: {warning}")
+    counts = result.counts
+    typer.echo(
+        f"{len(result.outcomes)} plan(s): {counts['pass']} pass, {counts['fail']} fail, "
+        f"{counts['error']} error. Reports: {result.out / 'index.html'}, "
+        f"{result.out / 'summary.csv'}"
+    )
+
+
+def batch(
+    root: Annotated[
+        Path,
+        typer.Argument(help="Archive folder: patient folders (any depth), or one export folder."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output folder (outside ROOT) for <patient>/<plan>.json|.html, "
+            "index.html and summary.csv.",
+        ),
+    ],
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="Shipped protocol id, a protocol YAML file, or "
+            "'auto' to pick one per plan by the protocols' select criteria.",
+        ),
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Processes of the local pool (default: one per CPU)."
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="'process': a local process pool; 'dask': a Dask distributed cluster "
+            "(needs the optional extra 'dask' of rtcheck, and --scheduler).",
+        ),
+    ] = "process",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Dask scheduler ADDRESS, e.g. tcp://host:8786 (with --executor dask).",
+        ),
+    ] = None,
+    aliases: Annotated[
+        Path | None,
+        typer.Option("--aliases", help="Institution alias file (YAML: ROLE: list of patterns)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show debug logging and tracebacks of internal errors.")
+    ] = False,
+) -> None:
+    """Check every plan under ROOT: exit 0 all pass, 1 any fails, 3 any cannot be evaluated."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        from rtcheck.batch import run_batch
+
+        with _progress(sys.stderr.isatty(), root) as (on_start, on_done):
+            result = run_batch(
+                root,
+                out,
+                protocol=protocol,
+                workers=workers,
+                executor=executor,
+                scheduler=scheduler,
+                aliases=aliases,
+                strict=strict,
+                on_start=on_start,
+                on_done=on_done,
+            )
+    except (UsageError, ProtocolError, MetricSyntaxError, MissingExtraError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except InputErrors as exc:
+        for e in exc.errors:
+            _err(f"error: {e}")
+        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
+    except RtcheckError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        _err(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in rtcheck. Rerun with --debug and report the output."
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+    _report(result, debug)
+    raise typer.Exit(_EXIT_BY_VERDICT[result.verdict])
