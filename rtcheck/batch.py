@@ -684,9 +684,9 @@ def _validate_executor(executor: str, scheduler: str | None, workers: int | None
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
     if executor == "dask":
-        _import_distributed()
         if not scheduler:
             raise UsageError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+        _import_distributed()
     elif scheduler:
         raise UsageError("--scheduler is only used with --executor dask")
 
