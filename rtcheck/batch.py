@@ -400,13 +400,20 @@ def _scan(folder: Path, root: Path, found: Discovery, depth: int) -> bool:
     try:
         sets, warnings = find_exports(folder)
     except (InputError, InputErrors) as exc:
-        children = [] if _holds_files(folder) or depth >= MAX_SPLIT_DEPTH else _subfolders(folder)
+        # One broken plan folder must not hide its siblings: scan the subfolders one by one.
+        children = [] if depth >= MAX_SPLIT_DEPTH else _subfolders(folder)
         if len(children) > 1:
             trial = Discovery(root)
             if any([_scan(child, root, trial, depth + 1) for child in children]):
                 found.plans.extend(trial.plans)
                 found.errors.extend(trial.errors)
                 found.warnings.extend(trial.warnings)
+                if _holds_files(folder):
+                    loose = sorted(p.name for p in _entries(folder) if p.is_file())
+                    found.warnings.append(
+                        f"{where}: files directly in this folder were not checked (its scan "
+                        f"failed; its subfolders were checked one by one): {', '.join(loose)}"
+                    )
                 return True
         found.errors.append(PlanOutcome("", "", "", where, "error", message=_error_message(exc)))
         return False
