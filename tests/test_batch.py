@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from pydicom import dcmread
 from typer.testing import CliRunner
 
 from rtcheck import batch as batch_module
@@ -491,3 +492,27 @@ def test_dask_cluster_gives_the_process_pool_results(
     assert _reports(result.out) == _reports(expected.out)
     assert (result.out / "summary.csv").read_text() == (expected.out / "summary.csv").read_text()
     assert tree_hashes(root) == before
+
+
+def test_loose_files_beside_export_folders_do_not_hide_them(
+    archive: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    # ROOT holds a README beside the patient folders (like ../shared/data) and P4 holds a
+    # dose whose plan is absent: the scan of ROOT as one export fails, so its subfolders
+    # are checked one by one, every plan still gets its row, P4 is an error row and the
+    # README is named as not checked.
+    root, _ = archive
+    copy = tmp_path / "with-readme"
+    shutil.copytree(root, copy)
+    (copy / "README.md").write_text("an archive\n", encoding="utf-8")
+    orphan = dcmread(copy / "P1" / "peripheral" / "RD.dcm")
+    orphan.SOPInstanceUID = "1.2.3.4.5.6.7.8.9"
+    orphan.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7.8.9"
+    orphan.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID = "1.2.3.4.5.6.7.8.10"
+    (copy / "P4").mkdir()
+    orphan.save_as(copy / "P4" / "RD.dcm")
+    found = discover(copy)
+    labels = sorted(s.plan_label for _, s in found.plans)
+    assert labels == sorted(s.plan_label for _, s in discover(root).plans)
+    assert "P4" in [e.source for e in found.errors]
+    assert any("README.md" in w and "not checked" in w for w in found.warnings), found.warnings
