@@ -332,11 +332,12 @@ def _entries(folder: Path) -> list[Path]:
         return []
 
 
-def _subfolders(folder: Path) -> list[Path]:
+def subfolders(folder: Path) -> list[Path]:
+    """The visible subfolders of ``folder``, sorted."""
     return [p for p in _entries(folder) if p.is_dir()]
 
 
-def _holds_files(folder: Path) -> bool:
+def holds_files(folder: Path) -> bool:
     """Whether the folder holds files itself (hidden files and DICOMDIR do not count)."""
     return any(p.is_file() and p.name.upper() != "DICOMDIR" for p in _entries(folder))
 
@@ -380,19 +381,19 @@ def discover(root: str | Path) -> Discovery:
         reason = "not a folder: give the archive folder" if base.exists() else "folder not found"
         raise InputError(reason, base)
     found = Discovery(base)
-    if _holds_files(base):
+    if holds_files(base):
         units = [base]
     else:
-        units = _subfolders(base)
+        units = subfolders(base)
         if not units:
             raise InputError("the folder is empty: no patient folders or DICOM files", base)
     for unit in units:
-        _scan(unit, base, found, depth=0)
+        scan_folder(unit, base, found, depth=0)
     found.plans.sort(key=lambda p: (p[1].patient_id, p[1].plan_label, p[0], p[1].plan_uid))
     return found
 
 
-def _scan(folder: Path, root: Path, found: Discovery, depth: int) -> bool:
+def scan_folder(folder: Path, root: Path, found: Discovery, depth: int) -> bool:
     """Scan one folder into ``found``; True when it gave at least one plan."""
     from rtcheck.dicom_io import find_exports
 
@@ -401,14 +402,14 @@ def _scan(folder: Path, root: Path, found: Discovery, depth: int) -> bool:
         sets, warnings = find_exports(folder)
     except (InputError, InputErrors) as exc:
         # One broken plan folder must not hide its siblings: scan the subfolders one by one.
-        children = [] if depth >= MAX_SPLIT_DEPTH else _subfolders(folder)
+        children = [] if depth >= MAX_SPLIT_DEPTH else subfolders(folder)
         if len(children) > 1:
             trial = Discovery(root)
-            if any([_scan(child, root, trial, depth + 1) for child in children]):
+            if any([scan_folder(child, root, trial, depth + 1) for child in children]):
                 found.plans.extend(trial.plans)
                 found.errors.extend(trial.errors)
                 found.warnings.extend(trial.warnings)
-                if _holds_files(folder):
+                if holds_files(folder):
                     loose = sorted(p.name for p in _entries(folder) if p.is_file())
                     found.warnings.append(
                         f"{where}: files directly in this folder were not checked (its scan "
@@ -940,7 +941,8 @@ def write_summary_csv(out: str | Path, outcomes: Sequence[PlanOutcome]) -> Path:
 # --------------------------------------------------------------------------------------
 
 
-def _check_out(root: Path, out: Path) -> None:
+def check_out_folder(root: Path, out: Path) -> None:
+    """Refuse an output folder that overlaps the archive, or is a file (UsageError)."""
     if out == root or out.is_relative_to(root) or root.is_relative_to(out):
         raise UsageError(
             f"the output folder {out} and the archive {root} overlap: rtcheck never writes "
@@ -1006,7 +1008,7 @@ def run_batch(
     root_dir = Path(root).resolve()
     out_dir = Path(out).resolve()
     _validate_executor(executor, scheduler, workers)
-    _check_out(root_dir, out_dir)
+    check_out_folder(root_dir, out_dir)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
     alias_map = load_aliases(Path(aliases)) if aliases is not None else None
     if fixed is not None and alias_map is not None:

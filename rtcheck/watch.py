@@ -40,12 +40,12 @@ from rtcheck.batch import (
     Discovery,
     PlanJob,
     PlanOutcome,
-    _check_out,
-    _holds_files,
-    _scan,
-    _subfolders,
     check_one,
+    check_out_folder,
+    holds_files,
     prepare_jobs,
+    scan_folder,
+    subfolders,
     worst_verdict,
 )
 from rtcheck.constraints.protocol import Protocol
@@ -313,9 +313,9 @@ class Watcher:
     def _current_units(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        if _holds_files(self.root):
+        if holds_files(self.root):
             return [self.root]
-        return _subfolders(self.root)
+        return subfolders(self.root)
 
     def rescan(self) -> float | None:
         """Look at every unit; check those settled and changed since last processed.
@@ -360,7 +360,7 @@ class Watcher:
 
     def _process(self, unit: Path) -> None:
         found = Discovery(self.root)
-        _scan(unit, self.root, found, depth=0)
+        scan_folder(unit, self.root, found, depth=0)
         for error in found.errors:
             self._record_scan_error(unit, error)
         fresh = [(src, s) for src, s in found.plans]
@@ -477,7 +477,7 @@ def run_watch(
     root_dir, out_dir = Path(root).resolve(), Path(out).resolve()
     if not root_dir.is_dir():
         raise InputError("not a folder: give the export folder", root_dir)
-    _check_out(root_dir, out_dir)
+    check_out_folder(root_dir, out_dir)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
     observer = None if once else _observer(polling)
     out_dir.mkdir(parents=True, exist_ok=True)
