@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,13 +19,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rtcheck.errors import (
-    InputErrors,
-    MetricSyntaxError,
-    MissingExtraError,
-    ProtocolError,
-    RtcheckError,
-    UsageError,
+from rtcheck.cli_errors import (
+    EXIT_BY_VERDICT,
+    err,
+    exit_codes,
 )
 
 if TYPE_CHECKING:
@@ -34,16 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["batch"]
 
-#: Same values as :class:`rtcheck.cli.ExitCode` (not imported: cli imports this module).
-EXIT_OK, EXIT_NON_COMPLIANT, EXIT_USAGE, EXIT_CANNOT_EVALUATE, EXIT_INTERNAL = 0, 1, 2, 3, 4
-_EXIT_BY_VERDICT = {"pass": EXIT_OK, "fail": EXIT_NON_COMPLIANT, "error": EXIT_CANNOT_EVALUATE}
 
 _Start = Callable[[int], None]
 _Done = Callable[["PlanOutcome"], None]
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 @contextmanager
@@ -95,16 +84,16 @@ def _report(result: BatchResult, debug: bool) -> None:
             continue
         who = " / ".join(x for x in (o.patient_id, o.plan_label) if x) or "folder"
         what = o.message or f"{o.major} major, {o.minor} minor deviation(s)"
-        _err(f"{o.verdict}: {who} ({o.source}): {what}")
+        err(f"{o.verdict}: {who} ({o.source}): {what}")
         if debug and o.detail:
-            _err(o.detail.rstrip())
+            err(o.detail.rstrip())
     for note in sorted({n for o in result.outcomes for n in o.notes}):
-        _err(f"note: {note}")
+        err(f"note: {note}")
     if result.warnings:
-        _err(f"warning: {len(result.warnings)} scan warning(s), listed in the index")
+        err(f"warning: {len(result.warnings)} scan warning(s), listed in the index")
         if debug:
             for warning in result.warnings:
-                _err(f"warning: {warning}")
+                err(f"warning: {warning}")
     counts = result.counts
     typer.echo(
         f"{len(result.outcomes)} plan(s): {counts['pass']} pass, {counts['fail']} fail, "
@@ -172,7 +161,7 @@ def batch(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
+    with exit_codes(debug):
         from rtcheck.batch import run_batch
 
         with _progress(sys.stderr.isatty(), root) as (on_start, on_done):
@@ -188,23 +177,5 @@ def batch(
                 on_start=on_start,
                 on_done=on_done,
             )
-    except (UsageError, ProtocolError, MetricSyntaxError, MissingExtraError) as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    except InputErrors as exc:
-        for e in exc.errors:
-            _err(f"error: {e}")
-        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
-    except RtcheckError as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        _err(
-            f"internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in rtcheck. Rerun with --debug and report the output."
-        )
-        raise typer.Exit(EXIT_INTERNAL) from None
     _report(result, debug)
-    raise typer.Exit(_EXIT_BY_VERDICT[result.verdict])
+    raise typer.Exit(EXIT_BY_VERDICT[result.verdict])

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from enum import IntEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -49,18 +49,19 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _guarded(func: F) -> F:
+def _guarded(func: Callable[P, R]) -> Callable[P, R]:
     """Map rtcheck's errors to exit codes; hide tracebacks unless --debug."""
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         debug = bool(kwargs.get("debug"))
         logging.basicConfig(
             level=logging.DEBUG if debug else logging.WARNING,
@@ -89,7 +90,7 @@ def _guarded(func: F) -> F:
             )
             raise typer.Exit(ExitCode.INTERNAL) from None
 
-    return wrapper  # type: ignore[return-value]  # wraps keeps the signature typer reads
+    return wrapper  # functools.wraps keeps the signature typer reads
 
 
 def _is_usage(exc: RtcheckError) -> bool:

@@ -769,7 +769,7 @@ def _pixels(ds: Dataset, path: Path, frames: int, rows: int, cols: int, bits: in
 
         try:
             decoder = get_decoder(syntax)
-        except NotImplementedError as exc:
+        except NotImplementedError as exc:  # pydicom's answer for a syntax it cannot decode
             raise InputError(
                 f"pixel data in transfer syntax {syntax.name} ({syntax}) "
                 "cannot be decoded; export the dose uncompressed",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import signal
@@ -402,14 +403,12 @@ class Watcher:
 
 
 def _observer(polling: bool) -> Any:
+    # The optional extra 'watch' is imported by name, so the package type-checks and
+    # imports without it (as Dask is in batch.py).
     try:
         if polling:
-            from watchdog.observers.polling import PollingObserver  # type: ignore[import-not-found, unused-ignore]
-
-            return PollingObserver()
-        from watchdog.observers import Observer  # type: ignore[import-not-found, unused-ignore]
-
-        return Observer()
+            return importlib.import_module("watchdog.observers.polling").PollingObserver()
+        return importlib.import_module("watchdog.observers").Observer()
     except ImportError as exc:
         raise MissingExtraError("rtcheck watch", "watch", "watchdog") from exc
 
@@ -518,12 +517,14 @@ def run_watch(
 
 
 def _start_observer(observer: Any, root: Path, wake: threading.Event) -> None:
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler  # type: ignore[import-not-found, unused-ignore]
+    handler_base: Any = importlib.import_module("watchdog.events").FileSystemEventHandler
 
-    class _Wake(FileSystemEventHandler):
-        def on_any_event(self, event: FileSystemEvent) -> None:
-            if event.event_type not in ("opened", "closed_no_write"):  # our own reads
-                wake.set()
+    def on_any_event(self: Any, event: Any) -> None:
+        if event.event_type not in ("opened", "closed_no_write"):  # our own reads
+            wake.set()
 
-    observer.schedule(_Wake(), os.fspath(root), recursive=True)
+    # The handler class is built at run time: its base comes from the optional extra.
+    wake_handler = type("_Wake", (handler_base,), {"on_any_event": on_any_event})
+
+    observer.schedule(wake_handler(), os.fspath(root), recursive=True)
     observer.start()

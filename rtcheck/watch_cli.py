@@ -13,59 +13,19 @@ of the command line (used by the tests).
 from __future__ import annotations
 
 import json
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rtcheck.errors import (
-    InputErrors,
-    MetricSyntaxError,
-    MissingExtraError,
-    ProtocolError,
-    RtcheckError,
-    UsageError,
+from rtcheck.cli_errors import (
+    EXIT_BY_VERDICT,
+    EXIT_OK,
+    exit_codes,
 )
 
 __all__ = ["history", "watch"]
-
-#: Same values as :class:`rtcheck.cli.ExitCode` (not imported: cli imports this module).
-EXIT_OK, EXIT_NON_COMPLIANT, EXIT_USAGE, EXIT_CANNOT_EVALUATE, EXIT_INTERNAL = 0, 1, 2, 3, 4
-_EXIT_BY_VERDICT = {"pass": EXIT_OK, "fail": EXIT_NON_COMPLIANT, "error": EXIT_CANNOT_EVALUATE}
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-@contextmanager
-def _exit_codes(debug: bool) -> Iterator[None]:
-    """Map rtcheck's exceptions to exit codes (``typer.Exit`` passes through)."""
-    try:
-        yield
-    except (UsageError, ProtocolError, MetricSyntaxError, MissingExtraError) as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    except InputErrors as exc:
-        for e in exc.errors:
-            _err(f"error: {e}")
-        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
-    except RtcheckError as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        _err(
-            f"internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in rtcheck. Rerun with --debug and report the output."
-        )
-        raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def watch(
@@ -110,13 +70,13 @@ def watch(
 
     Logs one JSON line per event to stderr (and OUT/watch.log); stop with SIGTERM or Ctrl-C.
     """
-    with _exit_codes(debug):
+    with exit_codes(debug):
         from rtcheck.watch import run_watch
 
         verdict = run_watch(
             export_dir, out, protocol=protocol, settle=settle, polling=polling, once=once
         )
-    raise typer.Exit(_EXIT_BY_VERDICT[verdict] if once else EXIT_OK)
+    raise typer.Exit(EXIT_BY_VERDICT[verdict] if once else EXIT_OK)
 
 
 def history(
@@ -129,7 +89,7 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="JSON list instead of a table.")] = False,
 ) -> None:
     """List past checks of rtcheck watch from OUT/ledger.sqlite, oldest first."""
-    with _exit_codes(False):
+    with exit_codes(False):
         from rtcheck.watch import LEDGER_NAME, Ledger
 
         ledger = Ledger(out / LEDGER_NAME, read_only=True)

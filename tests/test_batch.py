@@ -441,6 +441,7 @@ def test_a_dying_worker_is_one_error_row(
     archive: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     good = _job(archive[0], tmp_path)
+    # Not an ExportSet on purpose: unpickling it in the worker kills the worker process.
     bomb = replace(good, export=_ExitsWhenUnpickled(), stem="bomb")  # type: ignore[arg-type]
     seen: list[PlanOutcome] = []
     outcomes = execute([bomb, good], workers=2, on_done=seen.append)

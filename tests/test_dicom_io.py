@@ -808,7 +808,9 @@ def test_alderson_raystation(shared_data: Path) -> None:
     difference = export.dose.beam_sum_max_difference_gy
     assert difference is not None and difference <= 0.01 * peak
     note = next(n for n in export.dose.notes if "BEAM" in n)
-    percent = float(re.search(r"\(([\d.]+) % of its maximum", note).group(1))  # type: ignore[union-attr]
+    match = re.search(r"\(([\d.]+) % of its maximum", note)
+    assert match is not None, note
+    percent = float(match.group(1))
     assert percent <= 1.0
     names = [r.name for r in export.structures.rois]
     assert names == ["Body", "PTV", "Bladder", "Rectum", "FemoralHead_L", "FemoralHead_R"]

@@ -65,14 +65,13 @@ rules:
 """
 
 
-def export(tmp_path: Path, fractions: int = 3, dose: float = 10.0, **kw: object) -> PlanExport:
+def export(tmp_path: Path, fractions: int = 3, dose: float = 10.0) -> PlanExport:
     spec = PlanSpec(
         shapes=SHAPES,
         target_levels=(("PTV", fractions * dose),),
         fractions=fractions,
         dose_per_fraction_gy=dose,
-        **kw,
-    )  # type: ignore[arg-type]
+    )
     return load_path(write_plan_export(tmp_path / "plan", spec))
 
 

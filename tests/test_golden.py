@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -43,16 +44,16 @@ CENTRAL = lesion(26, 10)
 PERIPHERAL = lesion(80, -20)
 
 
-def lung(lesion_shapes: tuple[Shape, ...], fractions: int, dose: float, **kw: object) -> PlanSpec:
-    shapes = lesion_shapes + lung_anatomy(str(kw.pop("bronchus", "Bronchus")))
+def lung(
+    lesion_shapes: tuple[Shape, ...], fractions: int, dose: float, bronchus: str = "Bronchus"
+) -> PlanSpec:
     return PlanSpec(
-        shapes=shapes,
+        shapes=lesion_shapes + lung_anatomy(bronchus),
         target_levels=(("PTV", fractions * dose),),
         fractions=fractions,
         dose_per_fraction_gy=dose,
         label="LUNG_SABR",
-        **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def liver(fractions: int, dose: float) -> PlanSpec:
@@ -253,7 +254,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {c.name: write_plan_export(root / c.name, c.spec) for c in CASES}
 
 
-def run_check(folder: Path, *args: str) -> tuple[int, dict[str, object]]:
+def run_check(folder: Path, *args: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(app, ["check", str(folder), "--json", "-", *args])
     return result.exit_code, json.loads(result.stdout)
 
@@ -284,7 +285,7 @@ def test_central_distance_is_the_analytic_one(exports: dict[str, Path]) -> None:
     distances = facts["distances_mm"]
     # GTV (r 8) centre 26 mm from the axis of the PBT (r 6): 12 mm between the surfaces.
     assert distances["PBT"] == pytest.approx(12.0, abs=0.5)
-    assert report["structures"]["Bronchus"] == "PBT"  # type: ignore[index]
+    assert report["structures"]["Bronchus"] == "PBT"
 
 
 def test_auto_selection_picks_the_site_protocol(exports: dict[str, Path]) -> None:
@@ -294,5 +295,5 @@ def test_auto_selection_picks_the_site_protocol(exports: dict[str, Path]) -> Non
         ("hn-35x2-no-elective", "hn-locoregional-metastatic"),
     ):
         code, report = run_check(exports[name])
-        assert report["protocol"]["id"] == expected, name  # type: ignore[index]
+        assert report["protocol"]["id"] == expected, name
         assert code == 0

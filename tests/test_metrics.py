@@ -239,7 +239,7 @@ def test_syntax_error_is_a_value_error() -> None:
 
 def test_parse_rejects_non_strings() -> None:
     with pytest.raises(TypeError):
-        parse_metric(95)  # type: ignore[arg-type]
+        parse_metric(95)  # type: ignore[arg-type]  # the wrong type is the point of the test
 
 
 # --------------------------------------------------------------------------- the objects
@@ -248,7 +248,7 @@ def test_parse_rejects_non_strings() -> None:
 def test_metrics_are_frozen_and_hashable() -> None:
     metric = parse_metric("D95%[Gy]")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        metric.parameter = 90.0  # type: ignore[misc]
+        metric.parameter = 90.0  # type: ignore[misc]  # assigning to a frozen field on purpose
     same = {parse_metric("D95%[Gy]"), parse_metric(" D 95.0 % [gy] "), parse_metric("D95%[cGy]")}
     assert len(same) == 2
     assert {metric: "x"}[parse_metric("D95 %[Gy]")] == "x"

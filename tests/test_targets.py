@@ -260,7 +260,7 @@ def test_target_name_is_frozen_and_labelled() -> None:
     assert isinstance(t, TargetName)
     assert t.label == "CTVn"
     with pytest.raises(AttributeError):
-        t.dose_gy = 70.0  # type: ignore[misc]
+        t.dose_gy = 70.0  # type: ignore[misc]  # assigning to a frozen field on purpose
 
 
 # --------------------------------------------------------------------------- elective volumes

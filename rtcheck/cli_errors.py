@@ -1,0 +1,57 @@
+"""Exit codes and error reporting shared by the self-contained commands (batch, watch).
+
+Kept apart from :mod:`rtcheck.cli`, which imports those commands, so that none of them
+imports another.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from rtcheck.errors import (
+    InputErrors,
+    MetricSyntaxError,
+    MissingExtraError,
+    ProtocolError,
+    RtcheckError,
+    UsageError,
+)
+
+#: Same values as :class:`rtcheck.cli.ExitCode` (not imported: cli imports this module).
+EXIT_OK, EXIT_NON_COMPLIANT, EXIT_USAGE, EXIT_CANNOT_EVALUATE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_BY_VERDICT = {"pass": EXIT_OK, "fail": EXIT_NON_COMPLIANT, "error": EXIT_CANNOT_EVALUATE}
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def exit_codes(debug: bool) -> Iterator[None]:
+    """Map rtcheck's exceptions to exit codes (``typer.Exit`` passes through)."""
+    try:
+        yield
+    except (UsageError, ProtocolError, MetricSyntaxError, MissingExtraError) as exc:
+        err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except InputErrors as exc:
+        for e in exc.errors:
+            err(f"error: {e}")
+        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
+    except RtcheckError as exc:
+        err(f"error: {exc}")
+        raise typer.Exit(EXIT_CANNOT_EVALUATE) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        err(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in rtcheck. Rerun with --debug and report the output."
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
