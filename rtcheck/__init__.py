@@ -1,10 +1,7 @@
 """rtcheck: DICOM-RT plan compliance checking with accurate dose-volume histograms."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("rtcheck")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written: pyproject.toml reads it from here (a literal,
+# not importlib.metadata, whose import costs ~30 ms on every command).
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
