@@ -54,6 +54,7 @@ class DvhAnalysis:
     export: PlanExport
     metrics: tuple[Metric, ...]
     structures: list[StructureResult]
+    between_planes: str = "slab"
 
     @property
     def warnings(self) -> list[str]:
@@ -99,6 +100,7 @@ def analyse(
     export: PlanExport,
     roi_names: Sequence[str] = (),
     metric_texts: Sequence[str] = DEFAULT_METRICS,
+    between_planes: str = "slab",
 ) -> DvhAnalysis:
     """Compute DVHs and metrics for the chosen structures of an export.
 
@@ -110,6 +112,9 @@ def analyse(
         ROI names to analyse; all ROIs when empty.
     metric_texts
         TG-263 metric strings; parsed first, so a malformed one fails before any work.
+    between_planes
+        Structure model between contour planes: ``"slab"`` or ``"shape"`` (see
+        :func:`rtcheck.dvh.compute_dvh`).
 
     Returns
     -------
@@ -120,12 +125,20 @@ def analyse(
     prescription = export.plan.total_dose_gy if export.plan is not None else None
     # Threads do not help here (the sampler is memory-bound and holds the GIL between
     # NumPy calls); one structure at a time also bounds memory.
-    results = [_analyse_roi(export, roi, metrics, prescription) for roi in rois]
-    return DvhAnalysis(export=export, metrics=metrics, structures=results)
+    results = [
+        _analyse_roi(export, roi, metrics, prescription, between_planes) for roi in rois
+    ]
+    return DvhAnalysis(
+        export=export, metrics=metrics, structures=results, between_planes=between_planes
+    )
 
 
 def _analyse_roi(
-    export: PlanExport, roi: Roi, metrics: Sequence[Metric], prescription: float | None
+    export: PlanExport,
+    roi: Roi,
+    metrics: Sequence[Metric],
+    prescription: float | None,
+    between_planes: str = "slab",
 ) -> StructureResult:
     name = roi.name
     if not roi.planes:
@@ -136,7 +149,7 @@ def _analyse_roi(
         )
         return StructureResult(roi, None, warnings=[f"ROI {name!r}: {why}; no DVH"])
     try:
-        dvh = roi_dvh(export, roi)
+        dvh = roi_dvh(export, roi, between_planes)
     except ValueError as exc:  # e.g. one plane and no known slice spacing
         return StructureResult(roi, None, problems=[f"ROI {name!r}: {exc}"])
     result = StructureResult(roi, dvh)
@@ -164,8 +177,11 @@ def _analyse_roi(
     return result
 
 
-def roi_dvh(export: PlanExport, roi: Roi) -> DVH:
+def roi_dvh(export: PlanExport, roi: Roi, between_planes: str = "slab") -> DVH:
     """The DVH of one ROI of an export, with the structure set's slice positions.
+
+    ``between_planes`` chooses the structure model between contour planes (see
+    :func:`rtcheck.dvh.compute_dvh`).
 
     Raises
     ------
@@ -177,6 +193,7 @@ def roi_dvh(export: PlanExport, roi: Roi) -> DVH:
         export.dose.grid,
         slice_positions=export.structures.slice_positions,
         single_plane_thickness=fallback_thickness(export),
+        between_planes=between_planes,
     )
 
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -28,6 +28,13 @@ from rtcheck import __version__
 from rtcheck.batch_cli import batch
 from rtcheck.errors import InputErrors, MetricSyntaxError, ProtocolError, RtcheckError, UsageError
 from rtcheck.watch_cli import history, watch
+
+
+class BetweenPlanes(StrEnum):
+    """Structure models between contour planes (``rtcheck.dvh.BETWEEN_PLANES``)."""
+
+    SLAB = "slab"
+    SHAPE = "shape"
 
 
 class ExitCode(IntEnum):
@@ -162,6 +169,15 @@ def dvh(
     no_curves: Annotated[
         bool, typer.Option("--no-curves", help="Leave the DVH curves out of the JSON.")
     ] = False,
+    between_planes: Annotated[
+        BetweenPlanes,
+        typer.Option(
+            "--between-planes",
+            help="Structure model between contour planes: 'slab' extrudes each contour "
+            "halfway to its neighbours; 'shape' changes the outline smoothly from one "
+            "plane to the next (slower; see docs/dvh.md). Both end with flat caps.",
+        ),
+    ] = BetweenPlanes.SLAB,
     debug: DebugOption = False,
 ) -> None:
     """Dose-volume histograms and TG-263 metrics of every structure of a plan."""
@@ -169,7 +185,7 @@ def dvh(
     from rtcheck.dvh_report import format_table, to_csv, to_json
 
     export = _load(path, structures, dose, plan)
-    result = analyse(export, roi or (), metric or DEFAULT_METRICS)
+    result = analyse(export, roi or (), metric or DEFAULT_METRICS, between_planes.value)
     to_stdout = json_out == "-"
     if not to_stdout:
         typer.echo(_header(export))

@@ -172,6 +172,55 @@ class ContourPlane:
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One prism of a structure model: closed outlines extruded from ``lo`` to ``hi``.
+
+    The outlines are given as edges (any order, any orientation) of closed curves that
+    combine by the even-odd rule, so both polygons read from a structure set and
+    outlines traced from an interpolated shape fit.
+
+    Parameters
+    ----------
+    lo, hi
+        Lower and upper z of the prism (mm).
+    edges
+        ``(n, 4)`` array of edges ``(x0, y0, x1, y1)`` in mm.
+    area
+        Area (mm²) enclosed by the outlines.
+    """
+
+    lo: float
+    hi: float
+    edges: FloatArray
+    area: float
+
+    @classmethod
+    def from_polygons(
+        cls, polygons: Sequence[FloatArray], lo: float, hi: float, area: float | None = None
+    ) -> Layer:
+        """The layer of closed polygons (vertices not repeating the first at the end)."""
+        edges = polygon_edges(polygons)
+        return cls(lo, hi, edges, even_odd_area(polygons) if area is None else area)
+
+    @property
+    def vertices(self) -> FloatArray:
+        """Start points of the edges, ``(n, 2)``: every vertex of the outlines."""
+        return self.edges[:, :2]
+
+
+def polygon_edges(polygons: Sequence[FloatArray]) -> FloatArray:
+    """Edges ``(x0, y0, x1, y1)`` of closed polygons, each vertex to its successor."""
+    if not polygons:
+        return np.zeros((0, 4))
+    start = np.concatenate([np.asarray(p, dtype=np.float64) for p in polygons])
+    sizes = np.array([len(p) for p in polygons])
+    successor = np.arange(1, start.shape[0] + 1)
+    ends = np.cumsum(sizes) - 1
+    successor[ends] = ends - sizes + 1
+    return np.column_stack([start, start[successor]])
+
+
+@dataclass(frozen=True)
 class DVH:
     """Differential dose-volume histogram of one structure, with exact summary values.
 
@@ -511,7 +560,14 @@ def lattice_cells_stack(
     Returns arrays of shape ``(len(planes), len(ys), len(xs))``; each plane's polygons
     cover only that plane's layer.
     """
-    n_planes = len(planes)
+    return _edge_cells([polygon_edges(plane) for plane in planes], xs, ys, hx, hy)
+
+
+def _edge_cells(
+    edge_sets: Sequence[FloatArray], xs: FloatArray, ys: FloatArray, hx: float, hy: float
+) -> CellCoverage:
+    """Cell coverage of several layers given as edges of closed curves (even-odd)."""
+    n_planes = len(edge_sets)
     shape = (n_planes, ys.size, xs.size)
     fraction = np.zeros(shape)
     moment_x = np.zeros(shape)
@@ -520,19 +576,12 @@ def lattice_cells_stack(
     if xs.size == 0 or ys.size == 0 or n_planes == 0:
         zero = np.zeros(shape)
         return CellCoverage(zero, zero, zero, zero, zero)
-    polys = [poly for plane in planes for poly in plane]
-    sizes = np.array([len(p) for p in polys])
-    plane_of_vertex = np.repeat(np.repeat(np.arange(n_planes), [len(p) for p in planes]), sizes)
-    vertices = np.concatenate(polys)
-    x0, y0 = vertices[:, 0], vertices[:, 1]
-    # Each vertex's successor in its own polygon (the last one wraps to the first).
-    successor = np.arange(1, x0.size + 1)
-    ends = np.cumsum(sizes) - 1
-    successor[ends] = ends - sizes + 1
-    x1, y1 = x0[successor], y0[successor]
+    edges = np.concatenate(edge_sets)
+    plane_of_edge = np.repeat(np.arange(n_planes), [len(e) for e in edge_sets])
+    x0, y0, x1, y1 = edges[:, 0], edges[:, 1], edges[:, 2], edges[:, 3]
     sloped = y0 != y1
     x0, y0, x1, y1 = x0[sloped], y0[sloped], x1[sloped], y1[sloped]
-    edge_plane = plane_of_vertex[sloped]
+    edge_plane = plane_of_edge[sloped]
     ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
     n_rows = ys.size
     n_cols = xs.size
@@ -601,17 +650,17 @@ def _lattice_axis(start: float, step: float, lo: float, hi: float) -> FloatArray
     return start + (np.arange(j0, j1 + 1, dtype=np.float64) + 0.5) * step
 
 
-def _centroid(polygons: Sequence[FloatArray]) -> tuple[float, float]:
-    """Area centroid of the largest polygon (a fallback sample for tiny contours)."""
-    poly = max(polygons, key=polygon_area)
-    x, y = poly[:, 0], poly[:, 1]
-    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+def _centroid(edges: FloatArray) -> tuple[float, float]:
+    """Area centroid of closed outlines given as edges (a fallback sample for tiny ones)."""
+    x0, y0, x1, y1 = edges[:, 0], edges[:, 1], edges[:, 2], edges[:, 3]
+    cross = x0 * y1 - x1 * y0
     a = cross.sum() / 2
     if abs(a) < 1e-12:
-        return float(x.mean()), float(y.mean())
-    cx = float(((x + np.roll(x, -1)) * cross).sum() / (6 * a))
-    cy = float(((y + np.roll(y, -1)) * cross).sum() / (6 * a))
-    return cx, cy
+        return float(x0.mean()), float(y0.mean())
+    return (
+        float(((x0 + x1) * cross).sum() / (6 * a)),
+        float(((y0 + y1) * cross).sum() / (6 * a)),
+    )
 
 
 class _SpreadHistogram:
@@ -682,29 +731,27 @@ class _SpreadHistogram:
 _CHUNK_CELLS = 100_000
 
 
-def _plane_chunks(
-    planes: Sequence[ContourPlane], areas: FloatArray, hx: float, hy: float
-) -> list[NDArray[np.intp]]:
-    """Consecutive planes grouped so that each group's shared lattice stays small."""
-    chunks: list[NDArray[np.intp]] = []
+def _layer_chunks(layers: Sequence[Layer], hx: float, hy: float) -> list[list[int]]:
+    """Indices of consecutive layers grouped so that each group's lattice stays small."""
+    chunks: list[list[int]] = []
     current: list[int] = []
     box = [math.inf, math.inf, -math.inf, -math.inf]
-    for i, plane in enumerate(planes):
-        if areas[i] <= 0:
+    for i, layer in enumerate(layers):
+        if layer.area <= 0 or layer.hi <= layer.lo:
             continue
-        verts = np.concatenate(plane.polygons)
+        verts = layer.vertices
         lo_x, lo_y = verts.min(axis=0)
         hi_x, hi_y = verts.max(axis=0)
         grown = [min(box[0], lo_x), min(box[1], lo_y), max(box[2], hi_x), max(box[3], hi_y)]
         cells = ((grown[2] - grown[0]) / hx + 2) * ((grown[3] - grown[1]) / hy + 2)
         if current and cells * (len(current) + 1) > _CHUNK_CELLS:
-            chunks.append(np.array(current, dtype=np.intp))
+            chunks.append(current)
             current = []
             grown = [lo_x, lo_y, hi_x, hi_y]
         current.append(i)
         box = grown
     if current:
-        chunks.append(np.array(current, dtype=np.intp))
+        chunks.append(current)
     return chunks
 
 
@@ -716,11 +763,8 @@ class _Samples:
     outside_mm3: float
 
 
-def _sample_planes(
-    planes: Sequence[ContourPlane],
-    areas: FloatArray,
-    lo: FloatArray,
-    hi: FloatArray,
+def _sample_layers(
+    layers: Sequence[Layer],
     n_subs: NDArray[np.int_],
     grid: DoseGrid,
     xstart: float,
@@ -728,25 +772,28 @@ def _sample_planes(
     hx: float,
     hy: float,
 ) -> _Samples:
-    """Dose samples of a stack of planes: one per covered lattice cell and sub-slice."""
-    verts = np.concatenate([np.concatenate(p.polygons) for p in planes])
-    # Every cell that touches the planes' bounding box.
+    """Dose samples of a stack of layers: one per covered lattice cell and sub-slice."""
+    verts = np.concatenate([layer.vertices for layer in layers])
+    areas = np.array([layer.area for layer in layers])
+    lo = np.array([layer.lo for layer in layers])
+    hi = np.array([layer.hi for layer in layers])
+    # Every cell that touches the layers' bounding box.
     xs = _lattice_axis(
         xstart, hx, float(verts[:, 0].min()) - hx / 2, float(verts[:, 0].max()) + hx / 2
     )
     ys = _lattice_axis(
         ystart, hy, float(verts[:, 1].min()) - hy / 2, float(verts[:, 1].max()) + hy / 2
     )
-    cells = lattice_cells_stack([p.polygons for p in planes], xs, ys, hx, hy)
+    cells = _edge_cells([layer.edges for layer in layers], xs, ys, hx, hy)
     plane, rows, cols = np.nonzero(cells.fraction)
     px, py = cells.cx[plane, rows, cols], cells.cy[plane, rows, cols]
     share = cells.fraction[plane, rows, cols]
     wx = hx * cells.extent_x[plane, rows, cols]
     wy = hy * cells.extent_y[plane, rows, cols]
-    covered = np.bincount(plane, share, minlength=len(planes))
+    covered = np.bincount(plane, share, minlength=len(layers))
     tiny = np.flatnonzero(covered <= 0)
-    if tiny.size:  # contours thinner than the scan lines: one sample at the centroid
-        centroids = np.array([_centroid(planes[int(i)].polygons) for i in tiny])
+    if tiny.size:  # outlines thinner than the scan lines: one sample at the centroid
+        centroids = np.array([_centroid(layers[int(i)].edges) for i in tiny])
         plane = np.concatenate([plane, tiny])
         px = np.concatenate([px, centroids[:, 0]])
         py = np.concatenate([py, centroids[:, 1]])
@@ -755,9 +802,9 @@ def _sample_planes(
         wy = np.concatenate([wy, np.zeros(tiny.size)])
         covered[tiny] = 1.0
     slab_dz = (hi - lo) / n_subs
-    # mm³ per cell and sub-slice: each plane's exact area shared by coverage.
+    # mm³ per cell and sub-slice: each layer's exact area shared by coverage.
     weight = share * (areas * slab_dz / covered)[plane]
-    # Every in-plane sample repeated over its plane's sub-slices.
+    # Every in-plane sample repeated over its layer's sub-slices.
     reps = n_subs[plane]
     sample = np.repeat(np.arange(plane.size), reps)
     sub = np.arange(sample.size) - np.repeat(np.cumsum(reps) - reps, reps)
@@ -818,6 +865,10 @@ def _trilinear_with_gradient(
     return dose, gx, gy, gz
 
 
+#: How a structure is modelled between its contour planes (see :func:`compute_dvh`).
+BETWEEN_PLANES = ("slab", "shape")
+
+
 def compute_dvh(
     planes: Sequence[ContourPlane],
     grid: DoseGrid,
@@ -826,6 +877,7 @@ def compute_dvh(
     single_plane_thickness: float | None = None,
     target_samples: int = DEFAULT_TARGET_SAMPLES,
     bins: int = DEFAULT_BINS,
+    between_planes: str = "slab",
 ) -> DVH:
     """Dose-volume histogram of one structure.
 
@@ -845,13 +897,22 @@ def compute_dvh(
         dose grid cut into equal sub-cells (at most ``MAX_SUBDIVISION`` per voxel).
     bins
         Number of bins of the differential histogram over the grid's dose range.
+    between_planes
+        ``"slab"`` (default): each plane's contour is extruded halfway to its
+        neighbours. ``"shape"``: between two neighbouring planes the contour changes
+        smoothly from one to the other (:mod:`rtcheck.interpolation`). Both end every
+        stack with a flat cap of half a spacing.
 
     Returns
     -------
     DVH
-        Histogram of the part inside the dose grid, exact slab volume, the volume
+        Histogram of the part inside the dose grid, the model's volume, the volume
         outside the grid, and minimum, mean and maximum dose.
     """
+    if between_planes not in BETWEEN_PLANES:
+        raise ValueError(
+            f"between_planes must be one of {', '.join(BETWEEN_PLANES)}, not {between_planes!r}"
+        )
     ordered = sorted(planes, key=lambda p: p.z)
     if not ordered:
         raise ValueError("a DVH needs at least one contour plane")
@@ -859,8 +920,42 @@ def compute_dvh(
     if np.any(np.diff(zs) <= PLANE_TOLERANCE_MM):
         raise ValueError("contour planes must have distinct z; merge polygons of one plane first")
     lo, hi, notes = slab_bounds(zs, slice_positions, single_plane_thickness)
-    areas = np.array([p.area for p in ordered])
-    thickness = hi - lo
+    if between_planes == "shape":
+        from rtcheck.interpolation import shape_layers
+
+        layers = shape_layers(ordered, lo, hi)
+    else:
+        layers = [
+            Layer.from_polygons(p.polygons, float(a), float(b), p.area)
+            for p, a, b in zip(ordered, lo, hi, strict=True)
+        ]
+    return dvh_of_layers(layers, grid, notes, target_samples=target_samples, bins=bins)
+
+
+def dvh_of_layers(
+    layers: Sequence[Layer],
+    grid: DoseGrid,
+    notes: Sequence[str] = (),
+    *,
+    target_samples: int = DEFAULT_TARGET_SAMPLES,
+    bins: int = DEFAULT_BINS,
+) -> DVH:
+    """Dose-volume histogram of a structure model given as prisms (see :class:`Layer`).
+
+    Parameters
+    ----------
+    layers
+        The prisms, not overlapping in z.
+    grid
+        The dose grid.
+    notes
+        Notes on how the model was built, carried into the result.
+    target_samples, bins
+        As for :func:`compute_dvh`.
+    """
+    notes = list(notes)
+    areas = np.array([layer.area for layer in layers])
+    thickness = np.array([layer.hi - layer.lo for layer in layers])
     volume_mm3 = float(np.sum(areas * thickness))
 
     dose_min, dose_max = grid.dose_range
@@ -874,7 +969,7 @@ def compute_dvh(
 
     h = (volume_mm3 / target_samples) ** (1.0 / 3.0)
     n_subs = np.maximum(1, np.round(thickness / h)).astype(int)
-    # In-plane spacing chosen so that planes times sub-slices hold about target_samples.
+    # In-plane spacing chosen so that layers times sub-slices hold about target_samples.
     h_xy = math.sqrt(float(np.sum(areas * n_subs)) / target_samples)
     hx = grid.dx / min(max(math.ceil(grid.dx / h_xy), 1), MAX_SUBDIVISION)
     hy = grid.dy / min(max(math.ceil(grid.dy / h_xy), 1), MAX_SUBDIVISION)
@@ -888,12 +983,9 @@ def compute_dvh(
     d_min, d_max = math.inf, -math.inf
     n_samples = 0
 
-    for chunk in _plane_chunks(ordered, areas, hx, hy):
-        sampled = _sample_planes(
-            [ordered[i] for i in chunk],
-            areas[chunk],
-            lo[chunk],
-            hi[chunk],
+    for chunk in _layer_chunks(layers, hx, hy):
+        sampled = _sample_layers(
+            [layers[i] for i in chunk],
             n_subs[chunk],
             grid,
             xstart,
@@ -914,12 +1006,14 @@ def compute_dvh(
 
     if inside_mm3 > 0:
         # Extremes of a smooth field over a prism lie on its vertices: look at the
-        # polygon vertices on both slab faces.
-        faces = [
-            (np.concatenate(p.polygons), (a, b)) for p, a, b in zip(ordered, lo, hi, strict=True)
-        ]
+        # outline vertices on both faces of every layer.
+        solid = [layer for layer in layers if layer.area > 0 and layer.hi > layer.lo]
         vertices = np.concatenate(
-            [np.column_stack([xy, np.full(len(xy), z)]) for xy, zz in faces for z in zz]
+            [
+                np.column_stack([layer.vertices, np.full(len(layer.vertices), z)])
+                for layer in solid
+                for z in (layer.lo, layer.hi)
+            ]
         )
         vd = grid.interpolate(vertices)
         vd = vd[np.isfinite(vd)]
@@ -931,7 +1025,7 @@ def compute_dvh(
         d_min = d_max = mean = math.nan
         notes.append("no part of the structure lies inside the dose grid")
 
-    # Volumes: the exact slab volume, split by what the samples found outside the grid.
+    # Volumes: the model's exact volume, split by what the samples found outside the grid.
     return DVH(
         bin_edges=edges,
         differential_cc=hist.counts() / MM3_PER_CC,

@@ -37,6 +37,7 @@ def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
         "schema": SCHEMA,
         "rtcheck_version": __version__,
         "patient_id": export.patient_id,
+        "between_planes": analysis.between_planes,
         "plan": plan_summary(plan),
         "dose": {
             "file": [str(f) for f in dose.files] if len(dose.files) > 1 else str(dose.files[0]),

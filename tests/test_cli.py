@@ -342,6 +342,26 @@ def test_csv_file(export: Export, tmp_path: Path) -> None:
     assert all(float(r["V100%[%]"]) == pytest.approx(100.0, abs=1e-3) for r in rows)
 
 
+def test_dvh_between_planes_shape(export: Export) -> None:
+    result = run("dvh", export.folder, "--between-planes", "shape", "--json", "-")
+    assert result.exit_code == 0, result.output
+    doc = report(result)
+    assert doc["between_planes"] == "shape"
+    structures = by_name(doc)
+    # The PTV's contours are all the same square: nothing changes between planes.
+    assert structures["PTV"]["volume_cc"] == pytest.approx(8.0, rel=1e-9)
+    # The sphere's 64-gons (area k r^2) change smoothly: between the end planes the
+    # model follows k (R^2 - z^2); flat 1.25 mm caps beyond them.
+    k = 0.5 * SPHERE_N * math.sin(2 * math.pi / SPHERE_N)
+    z0, z1 = PLANES_Z[0], PLANES_Z[-1]
+    between = SPHERE_R**2 * (z1 - z0) - (z1**3 - z0**3) / 3
+    caps = 1.25 * ((SPHERE_R**2 - z0**2) + (SPHERE_R**2 - z1**2))
+    expected = k * (between + caps) / 1000.0
+    assert structures["Sphere"]["volume_cc"] == pytest.approx(expected, rel=5e-3)
+    assert abs(expected - sphere_volume_cc()) > 0.01 * expected  # the slab model differs
+    assert run("dvh", export.folder, "--json", "-").stdout.count('"between_planes": "slab"') == 1
+
+
 def test_json_file_and_table_together(export: Export, tmp_path: Path) -> None:
     target = tmp_path / "report.json"
     result = run("dvh", export.folder, "--json", target)

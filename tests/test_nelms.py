@@ -106,3 +106,42 @@ def test_coarse_contours_match_the_slab_model_and_published_values(
 
 def test_benchmark_is_complete() -> None:
     assert len(TEST1) == 270 and len(TEST2) == 270
+
+
+@cache
+def _shape_case(structure: str, dose: str) -> DVH:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export = load_files(NELMS / "STRUCTURES" / structure, NELMS / "DOSE GRIDS" / dose)
+    (roi,) = [r for r in export.structures.rois if r.planes]
+    return compute_dvh(roi.planes, export.dose.grid, between_planes="shape")
+
+
+#: Known misses of the shape model (docs/dvh.md): the "Rt" cone's cross-sections shrink
+#: towards a pole that lies on their flat base edge, where the interpolated outline
+#: pinches, so the volume just above the pole plane is too small.
+SHAPE_MISSES = {
+    ("RtCone_20_0.dcm", "Linear_SupInf_2mm_Aligned.dcm", "D99"),
+    ("RtCone_30_0.dcm", "Linear_SupInf_3mm_Aligned.dcm", "D99"),
+}
+TEST2_SHAPE = [
+    pytest.param(
+        *point,
+        marks=[pytest.mark.xfail(reason="shape model pinches at a pole on a flat face")]
+        if point[:3] in SHAPE_MISSES
+        else [],
+    )
+    for point in TEST2
+]
+
+
+@pytest.mark.parametrize(("structure", "dose", "metric", "expected"), TEST2_SHAPE, ids=_ids(TEST2))
+def test_coarse_contours_with_the_shape_model_within_three_percent_of_published(
+    structure: str, dose: str, metric: str, expected: float
+) -> None:
+    assert _value(_shape_case(structure, dose), metric) == pytest.approx(expected, rel=0.03)
+
+
+def test_shape_model_puts_at_least_95_percent_of_test2_within_one_percent() -> None:
+    within = sum(abs(_value(_shape_case(s, d), m) - e) <= 0.01 * abs(e) for s, d, m, e in TEST2)
+    assert within >= 0.95 * len(TEST2)

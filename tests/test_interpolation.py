@@ -1,0 +1,185 @@
+"""The shape-interpolated structure model (rtcheck.interpolation), against closed forms."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from rtcheck.dvh import ContourPlane, DoseGrid, compute_dvh, points_in_polygon, slab_bounds
+from rtcheck.interpolation import (
+    SUB_LAYER_MM,
+    inside_raster,
+    marching_squares,
+    outline_area,
+    shape_layers,
+    signed_distance,
+)
+
+
+def circle(r: float, n: int = 720, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
+    a = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    return np.column_stack([cx + r * np.cos(a), cy + r * np.sin(a)])
+
+
+def square(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+
+
+def edges_of(*polygons: np.ndarray) -> np.ndarray:
+    from rtcheck.dvh import polygon_edges
+
+    return polygon_edges(list(polygons))
+
+
+def sphere_planes(radius: float, zs: np.ndarray) -> list[ContourPlane]:
+    return [ContourPlane(float(z), (circle(math.sqrt(radius**2 - z * z)),)) for z in zs]
+
+
+def polygon_area_of(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def test_marching_squares_traces_a_disc_and_an_annulus_with_inside_on_the_left() -> None:
+    xs = ys = np.arange(-12.0, 12.01, 0.2)
+    gx, gy = np.meshgrid(xs, ys)
+    rho2 = gx**2 + gy**2
+    disc = 64.0 - rho2  # r = 8
+    ring = np.minimum(64.0 - rho2, rho2 - 16.0)  # 4 < r < 8
+    outlines = marching_squares(np.stack([disc, ring]), xs, ys)
+    assert outline_area(outlines[0]) == pytest.approx(math.pi * 64, rel=2e-3)
+    assert outline_area(outlines[1]) == pytest.approx(math.pi * (64 - 16), rel=2e-3)
+    # Closed curves: every end point is the start point of exactly one other edge.
+    for edges in outlines:
+        starts = {(round(a, 9), round(b, 9)) for a, b in edges[:, :2]}
+        ends = {(round(a, 9), round(b, 9)) for a, b in edges[:, 2:]}
+        assert starts == ends
+
+
+def test_inside_raster_agrees_with_the_point_in_polygon_test() -> None:
+    outer = np.array([[0, 0], [10, 1], [12, 9], [5, 12], [-1, 7]], dtype=np.float64)
+    hole = square(3, 3, 7, 6)
+    # Nodes off the edges (the two tests break ties on an edge differently).
+    xs = np.linspace(-2, 13, 61) + 0.0123
+    ys = np.linspace(-1, 13, 57) + 0.0071
+    got = inside_raster(edges_of(outer, hole), xs, ys)
+    gx, gy = np.meshgrid(xs, ys)
+    expected = points_in_polygon(gx.ravel(), gy.ravel(), outer) ^ points_in_polygon(
+        gx.ravel(), gy.ravel(), hole
+    )
+    assert np.array_equal(got.ravel(), expected)
+
+
+def test_signed_distance_to_a_square_is_exact_where_known() -> None:
+    xs = np.array([-3.0, 0.5, 2.0, 5.0, 7.0])
+    ys = np.array([2.0])
+    phi = signed_distance(edges_of(square(0, 0, 4, 4)), xs, ys, spacing=0.01)
+    # outside 3 mm left; inside 0.5 from the left edge; centre 2; 1 outside; 3 outside
+    assert phi[0] == pytest.approx([-3.0, 0.5, 2.0, -1.0, -3.0], abs=1e-6)
+
+
+def test_sphere_from_its_contours_gets_the_sphere_volume_between_the_end_planes() -> None:
+    # Circles of a sphere r = 10 mm on planes -9 ... 9 mm (3 mm apart). The shape model
+    # reproduces cross-sections quadratic in z, so between the end planes it is the
+    # sphere itself: pi * integral(100 - z^2) over [-9, 9] = 1314 pi, plus flat caps of
+    # 1.5 mm with the end circles (r^2 = 19): 2 * 1.5 * 19 pi = 57 pi.
+    zs = np.arange(-9.0, 9.01, 3.0)
+    planes = sphere_planes(10.0, zs)
+    grid = DoseGrid(
+        np.arange(-15, 15.01, 2.0),
+        np.arange(-15, 15.01, 2.0),
+        np.arange(-15, 15.01, 2.0),
+        np.ones((16, 16, 16)),
+    )
+    shape = compute_dvh(planes, grid, between_planes="shape")
+    slab = compute_dvh(planes, grid, between_planes="slab")
+    assert shape.volume_cc == pytest.approx(1371 * math.pi / 1000, rel=2e-3)
+    # The slab model of the same contours: sum of pi r_i^2 * 3 mm = 1344 pi (2 % less).
+    # (720-gons: 1.3e-5 less than circles)
+    assert slab.volume_cc == pytest.approx(1344 * math.pi / 1000, rel=5e-5)
+
+
+def test_shape_model_dvh_in_a_z_gradient_follows_the_sphere() -> None:
+    # Dose = z + 20 Gy (1 Gy/mm along z): the volume receiving at least D is the part
+    # of the model above z = D - 20, known in closed form for the sphere plus caps.
+    zs = np.arange(-9.0, 9.01, 3.0)
+    planes = sphere_planes(10.0, zs)
+    x = np.arange(-15, 15.01, 2.5)
+    z = np.arange(-15, 15.01, 2.5)
+    dose = np.broadcast_to((z + 20.0)[:, None, None], (z.size, x.size, x.size)).copy()
+    dvh = compute_dvh(planes, DoseGrid(x, x, z, dose), between_planes="shape")
+
+    def above(z0: float) -> float:  # mm^3 of the model above z0, for -9 <= z0 <= 9
+        return math.pi * ((100 * 9 - 9**3 / 3) - (100 * z0 - z0**3 / 3)) + 1.5 * 19 * math.pi
+
+    for z0 in (-7.0, -3.0, 0.0, 4.0, 8.0):
+        assert dvh.volume_at_dose(z0 + 20.0) * 1000 == pytest.approx(above(z0), rel=5e-3)
+    assert dvh.min_gy == pytest.approx(20 - 10.5, abs=1e-6)
+    assert dvh.max_gy == pytest.approx(20 + 10.5, abs=1e-6)
+
+
+def test_identical_contours_and_close_planes_give_the_slab_model() -> None:
+    grid = DoseGrid(
+        np.arange(-20, 20.01, 2.0),
+        np.arange(-20, 20.01, 2.0),
+        np.arange(-10, 30.01, 2.0),
+        np.ones((21, 21, 21)),
+    )
+    extruded = [ContourPlane(float(z), (circle(8.0, 90),)) for z in (0.0, 3.0, 6.0, 9.0)]
+    a = compute_dvh(extruded, grid, between_planes="shape")
+    b = compute_dvh(extruded, grid, between_planes="slab")
+    assert a.volume_cc == pytest.approx(b.volume_cc, rel=1e-12)
+    # Planes no farther apart than one sub-layer: nothing to interpolate.
+    close = [
+        ContourPlane(float(z), (circle(5.0 + z, 90),)) for z in np.arange(0.0, 2.01, SUB_LAYER_MM)
+    ]
+    a = compute_dvh(close, grid, between_planes="shape")
+    b = compute_dvh(close, grid, between_planes="slab")
+    assert a.volume_cc == pytest.approx(b.volume_cc, rel=1e-12)
+
+
+def test_outline_between_two_planes_stays_between_their_union_and_their_overlap() -> None:
+    a = ContourPlane(0.0, (square(0, 0, 10, 10),))
+    b = ContourPlane(3.0, (square(4, 0, 14, 10),))
+    zs = np.array([0.0, 3.0])
+    lo, hi, _ = slab_bounds(zs)
+    layers = shape_layers([a, b], lo, hi)
+    assert layers[0].lo == pytest.approx(-1.5) and layers[-1].hi == pytest.approx(4.5)
+    inner = layers[2:-2]
+    assert len(inner) == math.ceil(3.0 / SUB_LAYER_MM) - 1
+    tol = 0.05  # the outlines are traced on a raster of about 0.1 mm
+    for layer in inner:
+        v = layer.vertices
+        assert v[:, 0].min() >= -tol and v[:, 0].max() <= 14 + tol
+        assert v[:, 1].min() >= -tol and v[:, 1].max() <= 10 + tol
+        assert layer.area >= 60.0 - 0.5  # the 6 x 10 overlap stays inside
+        assert layer.area <= 140.0 + 1e-9
+    # Total thickness is the slab model's: caps plus the interval.
+    assert sum(layer.hi - layer.lo for layer in layers) == pytest.approx(6.0)
+
+
+def test_a_hole_that_opens_between_planes_is_interpolated_too() -> None:
+    # A disc on one plane, a ring (same outer circle, 4 mm hole) on the next: the hole
+    # grows from nothing, and the outer wall stays put.
+    a = ContourPlane(0.0, (circle(10.0, 360),))
+    b = ContourPlane(3.0, (circle(10.0, 360), circle(4.0, 360)))
+    lo, hi, _ = slab_bounds(np.array([0.0, 3.0]))
+    layers = shape_layers([a, b], lo, hi)
+    areas = [layer.area for layer in layers[1:-1]]
+    assert all(x >= y - 1e-6 for x, y in itertools.pairwise(areas))
+    outer, ring = (
+        polygon_area_of(circle(10.0, 360)),
+        polygon_area_of(circle(10.0, 360)) - (polygon_area_of(circle(4.0, 360))),
+    )
+    assert areas[0] == pytest.approx(outer, rel=1e-9)
+    assert areas[-1] == pytest.approx(ring, rel=1e-9)
+    assert ring < areas[len(areas) // 2] < outer
+
+
+def test_unknown_model_is_refused() -> None:
+    grid = DoseGrid(np.arange(3.0), np.arange(3.0), np.arange(3.0), np.ones((3, 3, 3)))
+    with pytest.raises(ValueError, match="between_planes"):
+        compute_dvh([ContourPlane(1.0, (square(0, 0, 1, 1),))], grid, between_planes="spline")
