@@ -146,7 +146,7 @@ def shape_roi(rois: Sequence[Roi], structure_file: str) -> Roi:
 
 
 def rtcheck_pair(
-    folder: Path, structure: str, dose: str, slab_truth: bool
+    folder: Path, structure: str, dose: str, slab_truth: bool, between_planes: str = "slab"
 ) -> tuple[Metrics, Metrics | None, float, str]:
     """rtcheck's metrics for one pair, and (optionally) the exact slab-model metrics."""
     from rtcheck.dicom_io import load_files
@@ -156,7 +156,10 @@ def rtcheck_pair(
     export = load_files(folder / "STRUCTURES" / structure, folder / "DOSE GRIDS" / dose)
     roi = shape_roi(export.structures.rois, structure)
     dvh = compute_dvh(
-        roi.planes, export.dose.grid, slice_positions=export.structures.slice_positions
+        roi.planes,
+        export.dose.grid,
+        slice_positions=export.structures.slice_positions,
+        between_planes=between_planes,
     )
     if not dvh.complete:
         print(f"warning: {structure} is partly outside {dose}", file=sys.stderr)
@@ -320,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         "engine's error from the slab convention's",
     )
     parser.add_argument(
+        "--between-planes",
+        choices=("slab", "shape"),
+        default="slab",
+        help="rtcheck's structure model between contour planes (default: slab)",
+    )
+    parser.add_argument(
         "--dicompyler-python",
         metavar="PY",
         help="a Python interpreter with dicompyler-core (and pydicom < 3) installed: compute "
@@ -356,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     engine_seconds = 0.0
     roi_names: dict[str, str] = {}
     for structure, dose in pairs:
-        values, truth, seconds, roi_name = rtcheck_pair(folder, structure, dose, args.slab_truth)
+        values, truth, seconds, roi_name = rtcheck_pair(
+            folder, structure, dose, args.slab_truth, args.between_planes
+        )
         roi_names[structure] = roi_name
         engine_seconds += seconds
         ours[(structure, dose)] = values
