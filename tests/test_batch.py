@@ -442,7 +442,7 @@ def test_a_dying_worker_is_one_error_row(
 ) -> None:
     good = _job(archive[0], tmp_path)
     # Not an ExportSet on purpose: unpickling it in the worker kills the worker process.
-    bomb = replace(good, export=_ExitsWhenUnpickled(), stem="bomb")  # type: ignore[arg-type]
+    bomb = replace(good, export=_ExitsWhenUnpickled(), stem="bomb")  # type: ignore[arg-type]  # a non-export on purpose
     seen: list[PlanOutcome] = []
     outcomes = execute([bomb, good], workers=2, on_done=seen.append)
     assert outcomes[0].verdict == "error" and "died" in outcomes[0].message

@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +40,9 @@ from rtcheck.synthetic import (
     circle_polygon,
     sphere_planes,
     synthetic_uid,
-    write_dose,
-    write_plan,
-    write_structure_set,
 )
+from tests.fixtures.exports import Export, patch
+from tests.fixtures.exports import write_export as write_shared_export
 
 FOR = synthetic_uid("cli", "frame")
 STUDY = synthetic_uid("cli", "study")
@@ -89,16 +87,6 @@ def uniform_grid(value: float = RX_GY, x: Any = AXIS) -> DoseGrid:
     return DoseGrid(x, AXIS, AXIS, np.full((AXIS.size, AXIS.size, x.size), value))
 
 
-@dataclass
-class Export:
-    folder: Path
-    rs: Path
-    rp: Path
-    rd: Path
-    plan_uid: str
-    rs_uid: str
-
-
 def write_export(
     folder: Path,
     *,
@@ -109,22 +97,14 @@ def write_export(
     **dose_kwargs: Any,
 ) -> Export:
     """RS, RP (3 x 18 Gy = 54 Gy) and RD (PLAN, 32 bits) of one plan in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rs = folder / f"RS_{name}.dcm"
-    rs_uid = synthetic_uid("cli", name, "rs")
-    if write_rs:
-        write_structure_set(
-            rs,
-            [box_roi(), sphere_roi()] if rois is None else rois,
-            patient_id=PATIENT,
-            frame_of_reference_uid=FOR,
-            study_uid=STUDY,
-            sop_instance_uid=rs_uid,
-        )
-    rp = folder / f"RP_{name}.dcm"
-    plan_uid = write_plan(
-        rp,
-        label=f"PLAN_{name}",
+    dose_kwargs.setdefault("bits", 32)
+    dose_kwargs.setdefault("sop_instance_uid", synthetic_uid("cli", name, "rd"))
+    return write_shared_export(
+        folder,
+        tag="cli",
+        name=name,
+        rois=[box_roi(), sphere_roi()] if rois is None else rois,
+        grid=uniform_grid() if grid is None else grid,
         fractions=FRACTIONS,
         dose_per_fraction_gy=RX_GY / FRACTIONS,
         prescription_gy=RX_GY,
@@ -133,33 +113,12 @@ def write_export(
             SyntheticBeam(2, "ARC2", "TREATMENT", 280.0, 9.0),
             SyntheticBeam(3, "SETUP", "SETUP", 0.0, None),
         ],
-        referenced_structure_set_uid=rs_uid,
-        frame_of_reference_uid=FOR,
-        patient_id=PATIENT,
+        frame_uid=FOR,
         study_uid=STUDY,
-        sop_instance_uid=synthetic_uid("cli", name, "rp"),
-    )
-    rd = folder / f"RD_{name}.dcm"
-    dose_kwargs.setdefault("referenced_plan_uid", plan_uid)
-    dose_kwargs.setdefault("frame_of_reference_uid", FOR)
-    dose_kwargs.setdefault("bits", 32)
-    write_dose(
-        rd,
-        uniform_grid() if grid is None else grid,
         patient_id=PATIENT,
-        study_uid=STUDY,
-        sop_instance_uid=synthetic_uid("cli", name, "rd"),
+        write_rs=write_rs,
         **dose_kwargs,
     )
-    return Export(folder, rs, rp, rd, plan_uid, rs_uid)
-
-
-def patch(path: Path, **values: Any) -> None:
-    """Rewrite a DICOM file with some top-level attributes changed."""
-    ds = dcmread(path)
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
 
 
 # ----------------------------------------------------------------------------- running

@@ -9,13 +9,11 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 from pydicom import dcmread, examples
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless
@@ -36,41 +34,21 @@ from rtcheck.synthetic import (
     write_plan,
     write_structure_set,
 )
+from tests.fixtures.exports import Export, linear, linear_grid, patch
+from tests.fixtures.exports import write_export as write_shared_export
 
 FOR = synthetic_uid("io", "frame")
 STUDY = synthetic_uid("io", "study")
 
 
-def linear(x: Any, y: Any, z: Any) -> NDArray[np.float64]:
-    """D = 2 + 0.1 x - 0.05 y + 0.2 z (Gy), positive on the test grid."""
-    return np.asarray(
-        2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z), dtype=np.float64
-    )
-
-
 def make_grid(scale: float = 1.0, offset: float = 0.0, x0: float = 0.0) -> DoseGrid:
-    # In-plane spacings differ, so a transposition would show.
-    x = x0 + 2.5 * np.arange(13, dtype=np.float64)
-    y = -20.0 + 3.0 * np.arange(7, dtype=np.float64)
-    z = np.array([0.0, 2.0, 4.0, 7.0, 10.0])  # uneven frame spacing
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
-    return DoseGrid(x, y, z, scale * linear(xx, yy, zz) + offset)
+    return linear_grid(scale, offset, x0)
 
 
 def sphere_roi(number: int = 1, name: str = "PTV") -> SyntheticRoi:
     return SyntheticRoi(
         number, name, "PTV", sphere_planes((15.0, -11.0, 4.0), 5.0, [2.0, 4.0, 6.0], n=16)
     )
-
-
-@dataclass
-class Export:
-    folder: Path
-    rs: Path
-    rp: Path
-    rd: Path
-    plan_uid: str
-    rs_uid: str
 
 
 def write_export(
@@ -90,51 +68,22 @@ def write_export(
     patient_id: str = "P1",
     **dose_kwargs: Any,
 ) -> Export:
-    """RS, RP and RD of one plan in ``folder`` (file names prefixed by ``name``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rs = folder / f"RS_{name}.dcm"
-    rs_uid = synthetic_uid("io", name, "rs")
-    if write_rs:
-        write_structure_set(
-            rs,
-            [sphere_roi()] if rois is None else rois,
-            patient_id=patient_id,
-            frame_of_reference_uid=FOR,
-            study_uid=STUDY,
-            sop_instance_uid=rs_uid,
-        )
-    rp = folder / f"RP_{name}.dcm"
-    plan_uid = write_plan(
-        rp,
-        label=f"PLAN_{name}",
+    """RS, RP (5 fractions, 50 Gy) and RD of one plan in ``folder``."""
+    return write_shared_export(
+        folder,
+        tag="io",
+        name=name,
+        rois=[sphere_roi()] if rois is None else rois,
+        grid=make_grid() if grid is None else grid,
         fractions=fractions,
         prescription_gy=prescription_gy,
         beams=beams,
-        referenced_structure_set_uid=rs_uid,
-        frame_of_reference_uid=FOR,
-        patient_id=patient_id,
+        frame_uid=FOR,
         study_uid=STUDY,
-        sop_instance_uid=synthetic_uid("io", name, "rp"),
-    )
-    rd = folder / f"RD_{name}.dcm"
-    dose_kwargs.setdefault("referenced_plan_uid", plan_uid)
-    dose_kwargs.setdefault("frame_of_reference_uid", FOR)
-    write_dose(
-        rd,
-        make_grid() if grid is None else grid,
         patient_id=patient_id,
-        study_uid=STUDY,
+        write_rs=write_rs,
         **dose_kwargs,
     )
-    return Export(folder, rs, rp, rd, plan_uid, rs_uid)
-
-
-def patch(path: Path, **values: Any) -> None:
-    """Rewrite a file with some top-level attributes changed."""
-    ds = dcmread(path)
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
 
 
 def assert_input_error(exc: BaseException, path: Path, *words: str) -> None:

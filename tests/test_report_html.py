@@ -411,6 +411,8 @@ def require_chromium(found: str | None) -> str:
     )
     if os.environ.get("CI"):
         pytest.fail(f"CI is set but {message}")
+    # A developer machine without Chromium: the browser test cannot run there, and says
+    # why; CI (which installs Chromium in .ci/run) fails above instead of skipping.
     pytest.skip(message)
 
 

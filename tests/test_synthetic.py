@@ -13,11 +13,10 @@ import filecmp
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 from pydicom import config, dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
@@ -43,24 +42,10 @@ from rtcheck.synthetic import (
     write_plan,
     write_structure_set,
 )
+from tests.fixtures.exports import linear, linear_grid
 
 FOR = synthetic_uid("test", "frame")
 STUDY = synthetic_uid("test", "study")
-
-
-def linear(x: Any, y: Any, z: Any) -> NDArray[np.float64]:
-    """The analytic test dose (Gy), positive on the grids used here."""
-    return np.asarray(
-        2.0 + 0.1 * np.asarray(x) - 0.05 * np.asarray(y) + 0.2 * np.asarray(z), dtype=np.float64
-    )
-
-
-def linear_grid() -> DoseGrid:
-    x = 2.5 * np.arange(13, dtype=np.float64)  # 0 ... 30
-    y = -20.0 + 3.0 * np.arange(7, dtype=np.float64)  # -20 ... -2
-    z = np.array([0.0, 2.0, 4.0, 7.0, 10.0])  # uneven on purpose
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
-    return DoseGrid(x, y, z, linear(xx, yy, zz))
 
 
 @pytest.fixture
