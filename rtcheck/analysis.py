@@ -125,9 +125,7 @@ def analyse(
     prescription = export.plan.total_dose_gy if export.plan is not None else None
     # Threads do not help here (the sampler is memory-bound and holds the GIL between
     # NumPy calls); one structure at a time also bounds memory.
-    results = [
-        _analyse_roi(export, roi, metrics, prescription, between_planes) for roi in rois
-    ]
+    results = [_analyse_roi(export, roi, metrics, prescription, between_planes) for roi in rois]
     return DvhAnalysis(
         export=export, metrics=metrics, structures=results, between_planes=between_planes
     )

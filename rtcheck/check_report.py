@@ -10,6 +10,16 @@ from rtcheck.report_common import json_number, plan_summary
 
 SCHEMA = "rtcheck.report/1"
 
+#: Facts with a structure of their own in the report; every other fact is a plain value.
+STRUCTURED_FACTS = (
+    "distances_mm",
+    "bed_gy",
+    "eqd2_gy",
+    "elective_volumes",
+    "targets",
+    "metastasis_count",
+)
+
 _MARK = {"pass": "PASS", "minor": "MINOR", "major": "MAJOR", "not_evaluated": "N/E"}
 
 
@@ -43,19 +53,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             else {"file": str(plan.file), "sop_instance_uid": plan.sop_instance_uid},
         },
         "facts": {
-            **{
-                k: v
-                for k, v in result.facts.items()
-                if k
-                not in (
-                    "distances_mm",
-                    "bed_gy",
-                    "eqd2_gy",
-                    "elective_volumes",
-                    "targets",
-                    "metastasis_count",
-                )
-            },
+            **{k: v for k, v in result.facts.items() if k not in STRUCTURED_FACTS},
             "location": result.facts.get("location"),
             "distances_mm": result.facts.get("distances_mm", {}),
             "bed_gy": result.facts.get("bed_gy", {}),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtcheck.analysis import roi_dvh
-from rtcheck.check_report import to_json
+from rtcheck.check_report import STRUCTURED_FACTS, to_json
 from rtcheck.constraints.engine import CheckResult, RuleResult
 from rtcheck.constraints.metrics import DoseUnit, Metric, MetricKind, VolumeUnit, parse_metric
 from rtcheck.dvh import DVH
@@ -501,16 +501,8 @@ def _protocol_section(doc: Mapping[str, Any]) -> str:
 def _facts_section(doc: Mapping[str, Any]) -> str:
     facts = doc["facts"]
     rows: list[tuple[str, str]] = []
-    known = {
-        "distances_mm",
-        "bed_gy",
-        "eqd2_gy",
-        "elective_volumes",
-        "targets",
-        "metastasis_count",
-    }
     for key, value in facts.items():
-        if key in known:
+        if key in STRUCTURED_FACTS:
             continue
         rows.append((key.replace("_", " ").capitalize(), _e(value if value else "unknown")))
     distances = facts.get("distances_mm") or {}
