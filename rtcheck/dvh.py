@@ -117,6 +117,12 @@ class DoseGrid:
         )
 
     @cached_property
+    def inverse_z_steps(self) -> FloatArray:
+        """``1 / (z[k + 1] - z[k])`` for every pair of neighbouring planes (1/mm)."""
+        steps: FloatArray = 1.0 / np.diff(self.z)
+        return steps
+
+    @cached_property
     def dose_range(self) -> tuple[float, float]:
         """Lowest and highest dose of the grid (Gy)."""
         return float(np.min(self.dose)), float(np.max(self.dose))
@@ -848,20 +854,19 @@ def _trilinear_with_gradient(
         b = base + offset
         d00, d01 = flat[b], flat[b + 1]
         d10, d11 = flat[b + nx], flat[b + nx + 1]
-        lower_row = d00 + (d01 - d00) * fx
-        upper_row = d10 + (d11 - d10) * fx
+        step_lower = d01 - d00
+        step_upper = d11 - d10
+        lower_row = d00 + step_lower * fx
+        across = d10 + step_upper * fx - lower_row
         values.append(
-            (
-                lower_row + (upper_row - lower_row) * fy,
-                (d01 - d00) * (1 - fy) + (d11 - d10) * fy,
-                upper_row - lower_row,
-            )
+            (lower_row + across * fy, step_lower + (step_upper - step_lower) * fy, across)
         )
     (v0, gx0, gy0), (v1, gx1, gy1) = values
-    dose = v0 + (v1 - v0) * fz
-    gx = (gx0 + (gx1 - gx0) * fz) / grid.dx
-    gy = (gy0 + (gy1 - gy0) * fz) / grid.dy
-    gz = (v1 - v0) / (grid.z[iz + 1] - grid.z[iz])
+    rise = v1 - v0
+    dose = v0 + rise * fz
+    gx = (gx0 + (gx1 - gx0) * fz) * (1.0 / grid.dx)
+    gy = (gy0 + (gy1 - gy0) * fz) * (1.0 / grid.dy)
+    gz = rise * grid.inverse_z_steps[iz]
     return dose, gx, gy, gz
 
 
@@ -900,7 +905,9 @@ def compute_dvh(
     between_planes
         ``"slab"`` (default): each plane's contour is extruded halfway to its
         neighbours. ``"shape"``: between two neighbouring planes the contour changes
-        smoothly from one to the other (:mod:`rtcheck.interpolation`). Both end every
+        smoothly from one to the other (:mod:`rtcheck.interpolation`), in sub-layers as
+        thick as the sampling step along z (at least 0.25 mm), so a structure large
+        enough to get a step of a full plane spacing is modelled as slabs. Both end every
         stack with a flat cap of half a spacing.
 
     Returns
@@ -923,7 +930,10 @@ def compute_dvh(
     if between_planes == "shape":
         from rtcheck.interpolation import shape_layers
 
-        layers = shape_layers(ordered, lo, hi)
+        # Sub-layers no thinner than the step the sampler takes along z anyway.
+        slab_volume = sum(p.area * float(b - a) for p, a, b in zip(ordered, lo, hi, strict=True))
+        step = (slab_volume / target_samples) ** (1.0 / 3.0) if slab_volume > 0 else 0.0
+        layers = shape_layers(ordered, lo, hi, step)
     else:
         layers = [
             Layer.from_polygons(p.polygons, float(a), float(b), p.area)

@@ -27,7 +27,8 @@ the slab model (the Nelms convention).
 
 Numerics
 --------
-Each interval is cut into sub-layers at most :data:`SUB_LAYER_MM` thick; a sub-layer is
+Each interval is cut into sub-layers no thicker than the sampling step the structure gets
+along z anyway (``sub_layer_mm``, at least :data:`SUB_LAYER_MM`); a sub-layer is
 a prism whose outline is the zero set at its middle ``t``. ``phi`` is sampled on a
 raster over the two outlines (at most :data:`MAX_RASTER_POINTS` points, spacing at least
 :data:`MIN_RASTER_MM`): the sign from an even-odd scan-line test, the distance from a
@@ -48,7 +49,7 @@ from scipy.spatial import cKDTree
 
 from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, FloatArray, Layer, polygon_edges
 
-#: Thickest sub-layer (mm) an interval between two planes is cut into.
+#: Thinnest sub-layer (mm) an interval between two planes is cut into.
 SUB_LAYER_MM = 0.25
 #: Most raster points per interval for the signed distance.
 MAX_RASTER_POINTS = 20_000
@@ -56,7 +57,12 @@ MAX_RASTER_POINTS = 20_000
 MIN_RASTER_MM = 0.05
 
 
-def shape_layers(planes: Sequence[ContourPlane], lo: FloatArray, hi: FloatArray) -> list[Layer]:
+def shape_layers(
+    planes: Sequence[ContourPlane],
+    lo: FloatArray,
+    hi: FloatArray,
+    sub_layer_mm: float = SUB_LAYER_MM,
+) -> list[Layer]:
     """The prisms of the shape-interpolated model of one structure.
 
     Parameters
@@ -67,102 +73,135 @@ def shape_layers(planes: Sequence[ContourPlane], lo: FloatArray, hi: FloatArray)
         Their slab bounds (:func:`rtcheck.dvh.slab_bounds`): two neighbouring planes
         belong to one stack when the upper bound of one is the lower bound of the next;
         otherwise both end a stack and keep their flat caps.
+    sub_layer_mm
+        Thickest sub-layer (mm); values below :data:`SUB_LAYER_MM` count as that. Planes
+        no farther apart keep their own outlines halfway, as slabs.
 
     Returns
     -------
     list of Layer
         Flat caps, the planes' own outlines, interpolated sub-layers and unchanged
-        stretches, in ascending z.
+        stretches, in ascending z; neighbouring pieces of one plane's outline are one
+        layer.
     """
-    layers: list[Layer] = []
     n = len(planes)
+    edges = [polygon_edges(p.polygons) for p in planes]
     joined = [abs(float(hi[i]) - float(lo[i + 1])) <= PLANE_TOLERANCE_MM for i in range(n - 1)]
+    thickest = max(sub_layer_mm, SUB_LAYER_MM)
+    subs = [
+        max(1, math.ceil((planes[i + 1].z - planes[i].z) / thickest - 1e-9))
+        if joined[i] and not _same_outline(planes[i], planes[i + 1])
+        else 1
+        for i in range(n - 1)
+    ]
+    fields = _Fields(planes, edges, [i for i in range(n - 1) if subs[i] > 1], joined)
+    layers: list[Layer] = []
+
+    def own(i: int, z0: float, z1: float) -> None:
+        """Plane i's own outline from z0 to z1, merged with the layer below if it is i's."""
+        if layers and layers[-1].edges is edges[i] and abs(layers[-1].hi - z0) < 1e-9:
+            last = layers.pop()
+            z0 = last.lo
+        layers.append(Layer(z0, z1, edges[i], planes[i].area))
+
     for i, plane in enumerate(planes):
-        z = plane.z
         if i == 0 or not joined[i - 1]:
-            layers.append(Layer.from_polygons(plane.polygons, float(lo[i]), z, plane.area))
+            own(i, float(lo[i]), plane.z)
         if i == n - 1 or not joined[i]:
-            layers.append(Layer.from_polygons(plane.polygons, z, float(hi[i]), plane.area))
+            own(i, plane.z, float(hi[i]))
+            continue
+        nxt = planes[i + 1]
+        gap = nxt.z - plane.z
+        m = subs[i]
+        # Outlines at t = k/m, each the middle of its layer; the planes' own at both ends.
+        bounds = plane.z + gap * np.clip((np.arange(m + 2) - 0.5) / m, 0.0, 1.0)
+        own(i, plane.z, float(bounds[1]))
+        if m > 1:
+            for k, outline in enumerate(fields.between(i, m), start=1):
+                area = outline_area(outline)
+                if area > 0:
+                    layers.append(Layer(float(bounds[k]), float(bounds[k + 1]), outline, area))
+        own(i + 1, float(bounds[m]), nxt.z)
+    return layers
+
+
+class _Fields:
+    """The field F of the planes next to interpolated intervals, on one raster.
+
+    The raster spans those planes' outlines (at most :data:`MAX_RASTER_POINTS` nodes),
+    so each plane's field is computed once however many intervals use it.
+    """
+
+    def __init__(
+        self,
+        planes: Sequence[ContourPlane],
+        edges: Sequence[FloatArray],
+        intervals: Sequence[int],
+        joined: Sequence[bool],
+    ) -> None:
+        self.planes, self.edges, self.joined = planes, edges, joined
+        self.cache: dict[int, FloatArray] = {}
+        needed = sorted({j for i in intervals for j in (i - 1, i, i + 1, i + 2)})
+        needed = [j for j in needed if 0 <= j < len(planes)]
+        if not needed:
+            self.xs = self.ys = np.zeros(0)
+            self.step = 0.0
+            return
+        verts = np.concatenate([edges[j][:, :2] for j in needed])
+        (x_lo, y_lo), (x_hi, y_hi) = verts.min(axis=0), verts.max(axis=0)
+        side = math.isqrt(MAX_RASTER_POINTS) - 4
+        self.step = max(
+            math.sqrt((x_hi - x_lo) * (y_hi - y_lo) / MAX_RASTER_POINTS),
+            (x_hi - x_lo) / side,
+            (y_hi - y_lo) / side,
+            MIN_RASTER_MM,
+        )
+        # Two empty raster steps around the outlines, so every traced curve closes.
+        self.xs = np.arange(x_lo - 2 * self.step, x_hi + 2.5 * self.step, self.step)
+        self.ys = np.arange(y_lo - 2 * self.step, y_hi + 2.5 * self.step, self.step)
+
+    def field(self, j: int) -> FloatArray:
+        if j not in self.cache:
+            self.cache[j] = _quadratic_distance(self.edges[j], self.xs, self.ys, self.step)
+        return self.cache[j]
+
+    def between(self, i: int, m: int) -> list[FloatArray]:
+        """Outlines at t = k/m, k = 1 ... m-1, between planes i and i + 1."""
+        planes, joined = self.planes, self.joined
+        z = [p.z for p in planes]
+        f_a, f_b = self.field(i), self.field(i + 1)
+        gap = z[i + 1] - z[i]
+        before = i > 0 and joined[i - 1]
+        after = i + 2 < len(planes) and joined[i + 1]
+        # Slopes dF/dz at both planes: centred differences inside a stack, the slope of
+        # the parabola through three planes at its ends (exact for F quadratic in z).
+        if before:
+            slope_a = (f_b - self.field(i - 1)) / (z[i + 1] - z[i - 1])
+        elif after:
+            slope_a = _end_slope(z[i], z[i + 1], z[i + 2], f_a, f_b, self.field(i + 2))
         else:
-            before = planes[i - 1] if i > 0 and joined[i - 1] else None
-            after = planes[i + 2] if i + 2 < n and joined[i + 1] else None
-            layers.extend(_between(before, plane, planes[i + 1], after))
-    return layers
+            slope_a = (f_b - f_a) / gap
+        if after:
+            slope_b = (self.field(i + 2) - f_a) / (z[i + 2] - z[i])
+        elif before:
+            slope_b = _end_slope(z[i + 1], z[i], z[i - 1], f_b, f_a, self.field(i - 1))
+        else:
+            slope_b = (f_b - f_a) / gap
+        t = (np.arange(1, m) / m)[:, None, None]
+        h00, h10 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t
+        h01, h11 = -2 * t**3 + 3 * t**2, t**3 - t**2
+        stack = h00 * f_a + h10 * gap * slope_a + h01 * f_b + h11 * gap * slope_b
+        # Limiter: between the two planes the field stays within their values, so the
+        # outline never leaves the union of the two outlines nor cuts into their overlap.
+        stack = np.clip(stack, np.minimum(f_a, f_b), np.maximum(f_a, f_b))
+        return marching_squares(stack, self.xs, self.ys)
 
 
-def _between(
-    before: ContourPlane | None, a: ContourPlane, b: ContourPlane, after: ContourPlane | None
-) -> list[Layer]:
-    """Layers from plane ``a`` up to plane ``b`` (``before`` and ``after``: their
-    neighbours in the same stack, for the slopes)."""
-    gap = b.z - a.z
-    m = max(1, math.ceil(gap / SUB_LAYER_MM - 1e-9))
-    if m == 1 or _same_outline(a, b):
-        return [
-            Layer.from_polygons(a.polygons, a.z, a.z + gap / 2, a.area),
-            Layer.from_polygons(b.polygons, a.z + gap / 2, b.z, b.area),
-        ]
-    # Outlines at t = k/m, each the middle of its layer; the planes' own at both ends.
-    bounds = a.z + gap * np.clip((np.arange(m + 2) - 0.5) / m, 0.0, 1.0)
-    layers = [Layer.from_polygons(a.polygons, float(bounds[0]), float(bounds[1]), a.area)]
-    known = [p for p in (before, a, b, after) if p is not None]
-    edge_sets = [polygon_edges(p.polygons) for p in known]
-    verts = np.concatenate([e[:, :2] for e in edge_sets])
-    (x_lo, y_lo), (x_hi, y_hi) = verts.min(axis=0), verts.max(axis=0)
-    step = max(
-        math.sqrt((x_hi - x_lo) * (y_hi - y_lo) / MAX_RASTER_POINTS),
-        (x_hi - x_lo) / (math.isqrt(MAX_RASTER_POINTS) - 4),
-        (y_hi - y_lo) / (math.isqrt(MAX_RASTER_POINTS) - 4),
-        MIN_RASTER_MM,
+def _same_outline(a: ContourPlane, b: ContourPlane) -> bool:
+    return len(a.polygons) == len(b.polygons) and all(
+        p.shape == q.shape and np.array_equal(p, q)
+        for p, q in zip(a.polygons, b.polygons, strict=True)
     )
-    # Two empty raster steps around the outlines, so every traced curve closes.
-    xs = np.arange(x_lo - 2 * step, x_hi + 2.5 * step, step)
-    ys = np.arange(y_lo - 2 * step, y_hi + 2.5 * step, step)
-    fields = {
-        id(p): _quadratic_distance(e, xs, ys, step) for p, e in zip(known, edge_sets, strict=True)
-    }
-    f_a, f_b = fields[id(a)], fields[id(b)]
-    # Slopes dF/dz at both planes: centred differences inside a stack, the slope of the
-    # parabola through three planes at its ends (exact for F quadratic in z).
-    slope_a, slope_b = _slopes(before, a, b, after, fields)
-    t = (np.arange(1, m) / m)[:, None, None]
-    h00, h10 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t
-    h01, h11 = -2 * t**3 + 3 * t**2, t**3 - t**2
-    stack = h00 * f_a + h10 * gap * slope_a + h01 * f_b + h11 * gap * slope_b
-    # Limiter: between the two planes the field stays within their values, so the
-    # outline never leaves the union of the two outlines nor cuts into their overlap.
-    stack = np.clip(stack, np.minimum(f_a, f_b), np.maximum(f_a, f_b))
-    for k, edges in enumerate(marching_squares(stack, xs, ys), start=1):
-        area = outline_area(edges)
-        if area > 0:
-            layers.append(Layer(float(bounds[k]), float(bounds[k + 1]), edges, area))
-    layers.append(Layer.from_polygons(b.polygons, float(bounds[m]), float(bounds[m + 1]), b.area))
-    return layers
-
-
-def _slopes(
-    before: ContourPlane | None,
-    a: ContourPlane,
-    b: ContourPlane,
-    after: ContourPlane | None,
-    fields: dict[int, FloatArray],
-) -> tuple[FloatArray, FloatArray]:
-    """dF/dz at planes ``a`` and ``b`` from the planes around them."""
-    f_a, f_b = fields[id(a)], fields[id(b)]
-    h = b.z - a.z
-    if before is not None:
-        slope_a = (f_b - fields[id(before)]) / (b.z - before.z)
-    elif after is not None:
-        slope_a = _end_slope(a.z, b.z, after.z, f_a, f_b, fields[id(after)])
-    else:
-        slope_a = (f_b - f_a) / h
-    if after is not None:
-        slope_b = (fields[id(after)] - f_a) / (after.z - a.z)
-    elif before is not None:
-        slope_b = _end_slope(b.z, a.z, before.z, f_b, f_a, fields[id(before)])
-    else:
-        slope_b = (f_b - f_a) / h
-    return slope_a, slope_b
 
 
 def _end_slope(
@@ -174,13 +213,6 @@ def _end_slope(
         d1 * d2 * (d2 - d1)
     )
     return result
-
-
-def _same_outline(a: ContourPlane, b: ContourPlane) -> bool:
-    return len(a.polygons) == len(b.polygons) and all(
-        p.shape == q.shape and np.array_equal(p, q)
-        for p, q in zip(a.polygons, b.polygons, strict=True)
-    )
 
 
 def _quadratic_distance(

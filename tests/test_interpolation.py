@@ -148,7 +148,10 @@ def test_outline_between_two_planes_stays_between_their_union_and_their_overlap(
     lo, hi, _ = slab_bounds(zs)
     layers = shape_layers([a, b], lo, hi)
     assert layers[0].lo == pytest.approx(-1.5) and layers[-1].hi == pytest.approx(4.5)
-    inner = layers[2:-2]
+    # Each plane's own outline (cap and its half sub-layer) is one layer.
+    assert layers[0].hi == pytest.approx(SUB_LAYER_MM / 2)
+    assert layers[-1].lo == pytest.approx(3.0 - SUB_LAYER_MM / 2)
+    inner = layers[1:-1]
     assert len(inner) == math.ceil(3.0 / SUB_LAYER_MM) - 1
     tol = 0.05  # the outlines are traced on a raster of about 0.1 mm
     for layer in inner:
@@ -168,7 +171,7 @@ def test_a_hole_that_opens_between_planes_is_interpolated_too() -> None:
     b = ContourPlane(3.0, (circle(10.0, 360), circle(4.0, 360)))
     lo, hi, _ = slab_bounds(np.array([0.0, 3.0]))
     layers = shape_layers([a, b], lo, hi)
-    areas = [layer.area for layer in layers[1:-1]]
+    areas = [layer.area for layer in layers]
     assert all(x >= y - 1e-6 for x, y in itertools.pairwise(areas))
     outer, ring = (
         polygon_area_of(circle(10.0, 360)),
