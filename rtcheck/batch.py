@@ -147,6 +147,8 @@ class PlanJob:
         The alias file's name, for error messages.
     strict
         Minor deviations fail the plan too.
+    between_planes
+        Structure model between contour planes (``"slab"`` or ``"shape"``).
     """
 
     export: ExportSet
@@ -158,6 +160,7 @@ class PlanJob:
     aliases: Mapping[str, tuple[str, ...]] | None = None
     aliases_file: str | None = None
     strict: bool = False
+    between_planes: str = "slab"
 
 
 @dataclass(frozen=True)
@@ -430,6 +433,7 @@ def prepare_jobs(
     aliases: Mapping[str, tuple[str, ...]] | None = None,
     aliases_file: str | None = None,
     strict: bool = False,
+    between_planes: str = "slab",
 ) -> list[PlanJob]:
     """One job per plan, with sanitised, collision-free report names.
 
@@ -439,7 +443,7 @@ def prepare_jobs(
         ``(source folder, export set)`` pairs, e.g. :attr:`Discovery.plans`.
     out
         The output folder.
-    protocol, aliases, aliases_file, strict
+    protocol, aliases, aliases_file, strict, between_planes
         As :class:`PlanJob`.
 
     Returns
@@ -472,6 +476,7 @@ def prepare_jobs(
             aliases=aliases,
             aliases_file=aliases_file,
             strict=strict,
+            between_planes=between_planes,
         )
         for i, (source, s) in enumerate(plans)
     ]
@@ -526,7 +531,7 @@ def _html_dvhs(result: CheckResult) -> dict[str, DVH]:
             if roi is None or name in dvhs or not roi.planes:
                 continue
             try:
-                dvhs[name] = roi_dvh(result.export, roi)
+                dvhs[name] = roi_dvh(result.export, roi, result.between_planes)
             except ValueError:
                 continue
     return dvhs
@@ -571,7 +576,9 @@ def check_one(job: PlanJob) -> PlanOutcome:
             protocol_id = protocol.id
             if job.aliases is not None:
                 check_alias_roles(job.aliases, protocol, job.aliases_file or "aliases")
-        result = check_plan(export, protocol, job.aliases, strict=job.strict)
+        result = check_plan(
+            export, protocol, job.aliases, strict=job.strict, between_planes=job.between_planes
+        )
         json_path = _report_path(job, ".json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
         _write_text(json_path, json.dumps(to_json(result), indent=2) + "\n")
@@ -961,6 +968,7 @@ def run_batch(
     scheduler: str | None = None,
     aliases: str | Path | None = None,
     strict: bool = False,
+    between_planes: str = "slab",
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[PlanOutcome], None] | None = None,
 ) -> BatchResult:
@@ -982,6 +990,8 @@ def run_batch(
         An institution alias file (YAML ``ROLE: [pattern, ...]``).
     strict
         Minor deviations fail a plan too.
+    between_planes
+        Structure model between contour planes for every DVH (``"slab"`` or ``"shape"``).
     on_start
         Called once, before checking starts, with the number of outcomes to come (plans
         found and folders that could not be scanned).
@@ -1021,6 +1031,7 @@ def run_batch(
         alias_map,
         None if aliases is None else str(aliases),
         strict,
+        between_planes,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if on_start is not None:

@@ -24,6 +24,7 @@ from rtcheck.cli_errors import (
     err,
     exit_codes,
 )
+from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
 
 if TYPE_CHECKING:
     from rtcheck.batch import BatchResult, PlanOutcome
@@ -151,6 +152,7 @@ def batch(
     strict: Annotated[
         bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
     ] = False,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show debug logging and tracebacks of internal errors.")
     ] = False,
@@ -174,6 +176,7 @@ def batch(
                 scheduler=scheduler,
                 aliases=aliases,
                 strict=strict,
+                between_planes=between_planes.value,
                 on_start=on_start,
                 on_done=on_done,
             )

@@ -86,6 +86,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "skipped": result.skipped,
         "verdict": result.verdict,
         "strict": result.strict,
+        "between_planes": result.between_planes,
         "warnings": list(export.warnings) + list(export.dose.notes) + result.warnings,
         "errors": result.errors,
     }
@@ -143,5 +144,6 @@ def format_report(result: CheckResult) -> str:
     lines.append(
         f"VERDICT: {result.verdict.upper()}"
         + (" (strict: minor deviations fail)" if result.strict else "")
+        + (" (DVHs: shape model between planes)" if result.between_planes == "shape" else "")
     )
     return "\n".join(lines)

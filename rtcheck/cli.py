@@ -17,7 +17,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -26,15 +26,9 @@ import typer
 
 from rtcheck import __version__
 from rtcheck.batch_cli import batch
+from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
 from rtcheck.errors import InputErrors, MetricSyntaxError, ProtocolError, RtcheckError, UsageError
 from rtcheck.watch_cli import history, watch
-
-
-class BetweenPlanes(StrEnum):
-    """Structure models between contour planes (``rtcheck.dvh.BETWEEN_PLANES``)."""
-
-    SLAB = "slab"
-    SHAPE = "shape"
 
 
 class ExitCode(IntEnum):
@@ -169,15 +163,7 @@ def dvh(
     no_curves: Annotated[
         bool, typer.Option("--no-curves", help="Leave the DVH curves out of the JSON.")
     ] = False,
-    between_planes: Annotated[
-        BetweenPlanes,
-        typer.Option(
-            "--between-planes",
-            help="Structure model between contour planes: 'slab' extrudes each contour "
-            "halfway to its neighbours; 'shape' changes the outline smoothly from one "
-            "plane to the next (slower; see docs/dvh.md). Both end with flat caps.",
-        ),
-    ] = BetweenPlanes.SLAB,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
     debug: DebugOption = False,
 ) -> None:
     """Dose-volume histograms and TG-263 metrics of every structure of a plan."""
@@ -281,6 +267,7 @@ def check(
     csv_out: Annotated[
         Path | None, typer.Option("--csv", help="Write a CSV table, one row per rule, to FILE.")
     ] = None,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
     debug: DebugOption = False,
 ) -> None:
     """Check a plan against a protocol: exit 0 pass, 1 fail, 3 cannot evaluate."""
@@ -306,7 +293,9 @@ def check(
         proto = resolve_protocol(protocol)
     if alias_map is not None and aliases is not None:
         check_alias_roles(alias_map, proto, str(aliases))
-    result = check_plan(export, proto, alias_map, strict=strict)
+    result = check_plan(
+        export, proto, alias_map, strict=strict, between_planes=between_planes.value
+    )
     if json_out != "-":
         typer.echo(format_report(result))
     for warning in to_json(result)["warnings"]:

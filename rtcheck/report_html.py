@@ -160,7 +160,7 @@ def report_dvhs(result: CheckResult) -> dict[str, DVH]:
         if roi is None or not roi.planes:
             continue
         try:
-            out[name] = roi_dvh(result.export, roi)
+            out[name] = roi_dvh(result.export, roi, result.between_planes)
         except ValueError:
             continue
     return out
@@ -494,6 +494,12 @@ def _protocol_section(doc: Mapping[str, Any]) -> str:
         ("SHA-256", f'<span class="mono sha256">{_e(p["sha256"])}</span>'),
         ("File", f'<span class="mono">{_e(p["file"])}</span>'),
         ("Strict", "yes: minor deviations fail" if doc["strict"] else "no"),
+        (
+            "Between planes",
+            "shape model (outlines interpolated)"
+            if doc["between_planes"] == "shape"
+            else "slab model (contours extruded halfway)",
+        ),
     ]
     return "<div><h2>Protocol</h2>" + _kv(rows) + "</div>"
 

@@ -354,6 +354,20 @@ def test_cli_fail_only_exits_1(archive: tuple[Path, dict[str, str]], tmp_path: P
     assert tree_hashes(root) == before
 
 
+def test_cli_between_planes_reaches_every_report(
+    archive: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, before = archive
+    out = tmp_path / "o"
+    code, _, _ = run_cli(root / "P1", "--out", out, "--workers", "1", "--between-planes", "shape")
+    assert code == 1  # as without the option: one plan of P1 fails
+    reports = sorted(out.glob("*/*.json"))
+    assert reports
+    for path in reports:
+        assert json.loads(path.read_text("utf-8"))["between_planes"] == "shape"
+    assert tree_hashes(root) == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -6,11 +6,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from rtcheck.cli import app, main
+from rtcheck.dvh import DVH
 from tests.fixtures.plans import write_plan_export
 from tests.test_golden import CENTRAL, PERIPHERAL, lung
 
@@ -184,3 +186,28 @@ def test_alderson_against_its_protocol(shared_data: Path) -> None:
     assert doc["plan"]["fractions"] == 20 and doc["plan"]["total_dose_gy"] == pytest.approx(60)
     code, _, _ = run("check", folder, "--protocol", protocol, "--strict")
     assert code == 1
+
+
+def test_between_planes_shape_reaches_the_rules(
+    peripheral: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rtcheck.analysis
+
+    models: list[str] = []
+    real = rtcheck.analysis.compute_dvh
+
+    def spy(*args: Any, **kwargs: Any) -> DVH:
+        models.append(kwargs["between_planes"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rtcheck.analysis, "compute_dvh", spy)
+    base = ("check", peripheral, "--protocol", "sabr-lung")
+    code, out, _ = run(*base, "--json", "-")
+    assert code == 0 and json.loads(out)["between_planes"] == "slab"
+    assert models and set(models) == {"slab"}
+    models.clear()
+    code, out, _ = run(*base, "--between-planes", "shape", "--json", "-")
+    assert code == 0 and json.loads(out)["between_planes"] == "shape"
+    assert models and set(models) == {"shape"}
+    _, table, _ = run(*base, "--between-planes", "shape")
+    assert "VERDICT: PASS (DVHs: shape model between planes)" in table

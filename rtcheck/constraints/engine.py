@@ -73,6 +73,7 @@ class CheckResult:
     warnings: list[str]
     strict: bool = False
     unmatched_rois: list[str] = field(default_factory=list)
+    between_planes: str = "slab"
 
     @property
     def dose_rules_evaluated(self) -> bool:
@@ -131,6 +132,7 @@ class _Context:
     distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     targets: list[TargetInfo] = field(default_factory=list)
+    between_planes: str = "slab"
 
     def dvh_of(self, roi: Roi) -> DVH | str:
         """The DVH of an ROI, or why there is none (cached by ROI number)."""
@@ -139,7 +141,7 @@ class _Context:
                 self.dvhs[roi.number] = f"ROI '{roi.name}' has no contours"
             else:
                 try:
-                    dvh = roi_dvh(self.export, roi)
+                    dvh = roi_dvh(self.export, roi, self.between_planes)
                 except ValueError as exc:
                     self.dvhs[roi.number] = f"ROI '{roi.name}': {exc}"
                 else:
@@ -209,6 +211,7 @@ def check_plan(
     aliases: Mapping[str, Sequence[str]] | None = None,
     *,
     strict: bool = False,
+    between_planes: str = "slab",
 ) -> CheckResult:
     """Evaluate ``protocol`` on ``export``.
 
@@ -222,6 +225,9 @@ def check_plan(
         Institution alias patterns by role, added to the protocol's.
     strict
         Minor deviations fail the plan too.
+    between_planes
+        Structure model between contour planes for the DVHs, ``"slab"`` or ``"shape"``
+        (see :func:`rtcheck.dvh.compute_dvh`).
     """
     counts = Counter(r.name for r in export.structures.rois)
     duplicated = {name for name, n in counts.items() if n > 1}
@@ -238,7 +244,7 @@ def check_plan(
         if any(n in duplicated for n in names):
             roles.ambiguous[role] = names
             del roles.matched[role]
-    ctx = _Context(export, protocol, roles, rois)
+    ctx = _Context(export, protocol, roles, rois, between_planes=between_planes)
     for role, names in roles.ambiguous.items():
         warnings.append(
             f"role {role}: several ROIs match ({', '.join(names)}); name one with "
@@ -273,7 +279,16 @@ def check_plan(
     unmatched = [r.name for r in export.structures.rois if r.name not in matched]
     warnings.extend(dict.fromkeys(ctx.notes))
     return CheckResult(
-        protocol, export, roles, ctx.facts, results, skipped, warnings, strict, unmatched
+        protocol,
+        export,
+        roles,
+        ctx.facts,
+        results,
+        skipped,
+        warnings,
+        strict,
+        unmatched,
+        between_planes,
     )
 
 

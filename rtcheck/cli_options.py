@@ -1,0 +1,26 @@
+"""Command-line options shared by several commands (``dvh``, ``check``, ``batch``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+
+class BetweenPlanes(StrEnum):
+    """Structure models between contour planes (``rtcheck.dvh.BETWEEN_PLANES``)."""
+
+    SLAB = "slab"
+    SHAPE = "shape"
+
+
+BetweenPlanesOption = Annotated[
+    BetweenPlanes,
+    typer.Option(
+        "--between-planes",
+        help="Structure model between contour planes: 'slab' extrudes each contour "
+        "halfway to its neighbours; 'shape' changes the outline smoothly from one "
+        "plane to the next (slower; see docs/dvh.md). Both end with flat caps.",
+    ),
+]
