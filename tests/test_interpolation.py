@@ -186,3 +186,50 @@ def test_unknown_model_is_refused() -> None:
     grid = DoseGrid(np.arange(3.0), np.arange(3.0), np.arange(3.0), np.ones((3, 3, 3)))
     with pytest.raises(ValueError, match="between_planes"):
         compute_dvh([ContourPlane(1.0, (square(0, 0, 1, 1),))], grid, between_planes="spline")
+
+
+def pole() -> np.ndarray:
+    """A contour as planning systems draw it at the very tip of a rounded structure."""
+    return square(-0.05, -0.01, 0.05, 0.01)
+
+
+def test_a_sphere_ending_in_pole_contours_is_the_sphere() -> None:
+    # Circles every 3 mm from -12 to 12 mm, tiny pole contours at +-12: F = r^2 - rho^2
+    # is quadratic in z and -rho^2 at the poles, so the model is the sphere,
+    # 4/3 pi 12^3 (the poles' caps hold ~0.003 mm^3).
+    planes = [
+        ContourPlane(float(z), (pole() if abs(z) == 12 else circle(math.sqrt(144 - z * z)),))
+        for z in np.arange(-12.0, 12.01, 3.0)
+    ]
+    ax = np.arange(-20, 20.01, 2.0)
+    grid = DoseGrid(ax, ax, ax, np.ones((ax.size,) * 3))
+    dvh = compute_dvh(planes, grid, between_planes="shape")
+    assert dvh.volume_cc * 1000 == pytest.approx(4 / 3 * math.pi * 12**3, rel=3e-3)
+
+
+def test_a_pole_on_a_flat_face_closes_within_the_next_outline() -> None:
+    # Half-discs (flat face y = 0) of a half-ball r 12 mm, tiny poles on the flat face at
+    # +-12 mm. Truth between the poles: 2/3 pi 12^3 = 3619 mm^3. The in-plane distance is
+    # zero along the flat face on every plane, so next to a pole the outline pinches
+    # there: the model is 2.2 % short (the slab model 1.6 %; docs/dvh.md), and every
+    # outline between a pole and the next plane stays inside that plane's half-disc.
+    def half_disc(r: float) -> np.ndarray:
+        a = np.linspace(0, math.pi, 360)
+        return np.column_stack([r * np.cos(a), r * np.sin(a)])
+
+    zs = np.arange(-12.0, 12.01, 3.0)
+    planes = [
+        ContourPlane(float(z), (pole() if abs(z) == 12 else half_disc(math.sqrt(144 - z * z)),))
+        for z in zs
+    ]
+    ax = np.arange(-20, 20.01, 2.0)
+    grid = DoseGrid(ax, ax, ax, np.ones((ax.size,) * 3))
+    dvh = compute_dvh(planes, grid, between_planes="shape")
+    truth = 2 / 3 * math.pi * 12**3
+    assert 0.97 * truth < dvh.volume_cc * 1000 < truth
+    lo, hi, _ = slab_bounds(zs)
+    r9 = math.sqrt(144 - 81)
+    for layer in shape_layers(planes, lo, hi, 0.25):
+        if layer.lo > -12 and layer.hi <= -9:  # between the lower pole and z = -9
+            v = layer.vertices
+            assert v[:, 1].min() >= -0.05 and np.hypot(v[:, 0], v[:, 1]).max() <= r9 + 0.05
