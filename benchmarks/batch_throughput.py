@@ -38,8 +38,17 @@ def main() -> None:
             write_plan_export(root / f"BENCH{i:03d}", spec)
         generated = time.perf_counter() - t0
         print(f"generated {args.plans} plans in {generated:.1f} s", file=sys.stderr)
-        command = [*rtcheck_command(), "batch", str(root), "--out", str(Path(tmp) / "out"),
-                   "--protocol", "sabr-lung", "--workers", str(args.workers)]
+        command = [
+            *rtcheck_command(),
+            "batch",
+            str(root),
+            "--out",
+            str(Path(tmp) / "out"),
+            "--protocol",
+            "sabr-lung",
+            "--workers",
+            str(args.workers),
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
@@ -47,11 +56,13 @@ def main() -> None:
             print(proc.stderr[-2000:], file=sys.stderr)
             sys.exit(1)
         rows = (Path(tmp) / "out" / "summary.csv").read_text().splitlines()[1:]
-        print(table(
-            ["plans", "workers", "wall s", "plans per minute", "rows in summary.csv"],
-            [[args.plans, args.workers, wall, args.plans / wall * 60.0, len(rows)]],
-            title="rtcheck batch throughput (target >= 60 plans per minute on 2 cores)",
-        ))
+        print(
+            table(
+                ["plans", "workers", "wall s", "plans per minute", "rows in summary.csv"],
+                [[args.plans, args.workers, wall, args.plans / wall * 60.0, len(rows)]],
+                title="rtcheck batch throughput (target >= 60 plans per minute on 2 cores)",
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,17 @@ def main() -> None:
         for i in range(args.runs):
             spec = replace(lung(PERIPHERAL, 3, 18), patient_id=f"WATCH{i}")
             sources.append(write_plan_export(staging / f"WATCH{i}", spec))
-        command = [*rtcheck_command(), "watch", str(watched), "--out", str(out),
-                   "--protocol", "sabr-lung", "--settle", str(args.settle)]
+        command = [
+            *rtcheck_command(),
+            "watch",
+            str(watched),
+            "--out",
+            str(out),
+            "--protocol",
+            "sabr-lung",
+            "--settle",
+            str(args.settle),
+        ]
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(2.0)  # let the watcher start
@@ -70,8 +79,13 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(table(["export", "files", "settle s", "latency s", "beyond settle s"], rows,
-                title="rtcheck watch: last file written -> report (target <= settle + 2 s)"))
+    print(
+        table(
+            ["export", "files", "settle s", "latency s", "beyond settle s"],
+            rows,
+            title="rtcheck watch: last file written -> report (target <= settle + 2 s)",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from rtcheck.area_profile import AreaProfile
 from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, FloatArray, Layer, polygon_edges
 
 #: Thinnest sub-layer (mm) an interval between two planes is cut into.
@@ -95,33 +96,44 @@ def shape_layers(
         for i in range(n - 1)
     ]
     fields = _Fields(planes, edges, [i for i in range(n - 1) if subs[i] > 1], joined)
+    profile = AreaProfile([p.z for p in planes], [p.area for p in planes], joined)
     layers: list[Layer] = []
 
-    def own(i: int, z0: float, z1: float) -> None:
+    def own(i: int, z0: float, z1: float, area: float) -> None:
         """Plane i's own outline from z0 to z1, merged with the layer below if it is i's."""
         if layers and layers[-1].edges is edges[i] and abs(layers[-1].hi - z0) < 1e-9:
             last = layers.pop()
+            area = (last.area * (last.hi - last.lo) + area * (z1 - z0)) / (z1 - last.lo)
             z0 = last.lo
-        layers.append(Layer(z0, z1, edges[i], planes[i].area))
+        layers.append(Layer(z0, z1, edges[i], area))
 
     for i, plane in enumerate(planes):
         if i == 0 or not joined[i - 1]:
-            own(i, float(lo[i]), plane.z)
+            own(i, float(lo[i]), plane.z, plane.area)
         if i == n - 1 or not joined[i]:
-            own(i, plane.z, float(hi[i]))
+            own(i, plane.z, float(hi[i]), plane.area)
             continue
         nxt = planes[i + 1]
-        gap = nxt.z - plane.z
         m = subs[i]
-        # Outlines at t = k/m, each the middle of its layer; the planes' own at both ends.
-        bounds = plane.z + gap * np.clip((np.arange(m + 2) - 0.5) / m, 0.0, 1.0)
-        own(i, plane.z, float(bounds[1]))
-        if m > 1:
-            for k, outline in enumerate(fields.between(i, m), start=1):
-                area = outline_area(outline)
-                if area > 0:
-                    layers.append(Layer(float(bounds[k]), float(bounds[k + 1]), outline, area))
-        own(i + 1, float(bounds[m]), nxt.z)
+        if m == 1:  # identical outlines or close planes: slabs
+            own(i, plane.z, 0.5 * (plane.z + nxt.z), plane.area)
+            own(i + 1, 0.5 * (plane.z + nxt.z), nxt.z, nxt.area)
+            continue
+        # Outlines at t = k/m, each the middle of its layer, the planes' own at both ends;
+        # each layer holds the mean area of the profile over its thickness.
+        t = np.clip((np.arange(m + 2) - 0.5) / m, 0.0, 1.0)
+        bounds = plane.z + (nxt.z - plane.z) * t
+        areas = profile.means(i, t)
+        own(i, plane.z, float(bounds[1]), float(areas[0]))
+        for k, outline in enumerate(fields.between(i, m, profile.between(i, np.arange(1, m) / m))):
+            if areas[k + 1] <= 0:
+                continue
+            if outline.shape[0] == 0:  # thinner than the raster: the nearer plane's
+                outline = edges[i] if 2 * (k + 1) <= m else edges[i + 1]
+            layers.append(
+                Layer(float(bounds[k + 1]), float(bounds[k + 2]), outline, float(areas[k + 1]))
+            )
+        own(i + 1, float(bounds[m]), nxt.z, float(areas[m]))
     return layers
 
 
@@ -165,8 +177,8 @@ class _Fields:
             self.cache[j] = _quadratic_distance(self.edges[j], self.xs, self.ys, self.step)
         return self.cache[j]
 
-    def between(self, i: int, m: int) -> list[FloatArray]:
-        """Outlines at t = k/m, k = 1 ... m-1, between planes i and i + 1."""
+    def between(self, i: int, m: int, areas: FloatArray) -> list[FloatArray]:
+        """Outlines at t = k/m, k = 1 ... m-1, between planes i and i + 1, enclosing ``areas``."""
         planes, joined = self.planes, self.joined
         z = [p.z for p in planes]
         f_a, f_b = self.field(i), self.field(i + 1)
@@ -193,8 +205,22 @@ class _Fields:
         stack = h00 * f_a + h10 * gap * slope_a + h01 * f_b + h11 * gap * slope_b
         # Limiter: between the two planes the field stays within their values, so the
         # outline never leaves the union of the two outlines nor cuts into their overlap.
-        stack = np.clip(stack, np.minimum(f_a, f_b), np.maximum(f_a, f_b))
-        return marching_squares(stack, self.xs, self.ys)
+        low, high = np.minimum(f_a, f_b), np.maximum(f_a, f_b)
+        # The level of the Hermite field enclosing the wanted area (as many raster cells
+        # as the area holds), the outline kept between the overlap and the union.
+        values = np.where(low > 0, np.inf, np.where(high > 0, stack, -np.inf))
+        values = -np.sort(-values.reshape(m - 1, -1), axis=1)
+        finite = np.isfinite(values)
+        counts = np.asarray(areas) / self.step**2
+        ranks = np.arange(values.shape[1]) + 0.5
+        levels = np.array(
+            [
+                np.interp(c, ranks[ok], v[ok]) if ok.any() else 0.0
+                for c, v, ok in zip(counts, values, finite, strict=True)
+            ]
+        )
+        limited = np.clip(stack - levels[:, None, None], low, high)
+        return marching_squares(limited, self.xs, self.ys)
 
 
 def _same_outline(a: ContourPlane, b: ContourPlane) -> bool:

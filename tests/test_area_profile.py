@@ -1,0 +1,89 @@
+"""The area of a structure between its planes (rtcheck.area_profile), against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rtcheck.area_profile import AreaProfile, fit_pole
+
+
+def test_pole_fit_of_a_sphere_is_exact() -> None:
+    # Sphere r 12: A(s) = pi (24 s - s^2) from its pole, i.e. p = 1, a = 24 pi, b = -pi.
+    s = [3.0, 6.0, 9.0]
+    fit = fit_pole(0.0, s, [math.pi * (24 * x - x * x) for x in s])
+    assert fit.p == pytest.approx(1.0, abs=1e-6)
+    assert fit.a == pytest.approx(24 * math.pi, rel=1e-6)
+    assert fit.b == pytest.approx(-math.pi, rel=1e-5)
+    assert fit.slope(3.0) == pytest.approx(math.pi * (24 - 6), rel=1e-6)
+
+
+def test_pole_fit_of_a_cone_apex_is_exact() -> None:
+    # Cone with its axis across the planes, apex at the pole: A(s) = pi (s / 2)^2.
+    s = [2.0, 4.0, 6.0]
+    fit = fit_pole(0.0, s, [math.pi * x * x / 4 for x in s])
+    assert fit.p == pytest.approx(2.0, abs=1e-6)
+    assert fit.a == pytest.approx(math.sqrt(math.pi) / 2, rel=1e-6)
+    assert fit.b == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pole_fit_of_a_cylinder_lying_across_the_planes_is_close() -> None:
+    # Cylinder r 12, length 24, axis in the plane: A(s) = 48 sqrt(s (24 - s)), i.e.
+    # p = 1/2, a = 48^2 * 24, b = -48^2.
+    s = [3.0, 6.0, 9.0]
+    fit = fit_pole(0.0, s, [48 * math.sqrt(x * (24 - x)) for x in s])
+    assert fit.p == pytest.approx(0.5, abs=1e-6)
+    assert (fit.a, fit.b) == pytest.approx((48**2 * 24, -(48**2)), rel=1e-5)
+
+
+def test_pole_fit_falls_back_to_fewer_planes() -> None:
+    # Two planes: a power law through both (here A = (4 s)^1.5).
+    fit = fit_pole(0.0, [1.0, 4.0], [8.0, 64.0])
+    assert (fit.p, fit.a, fit.b) == pytest.approx((1.5, 4.0, 0.0))
+    # One plane: a straight line from the pole's own area.
+    fit = fit_pole(1.0, [2.0], [9.0])
+    assert (fit.base, fit.a, fit.p) == pytest.approx((1.0, 4.0, 1.0))
+    # Areas shrinking away from the pole: no power law; the straight line.
+    fit = fit_pole(0.0, [1.0, 2.0], [6.0, 3.0])
+    assert (fit.a, fit.p) == pytest.approx((6.0, 1.0))
+
+
+def test_hermite_areas_are_exact_for_a_sphere_between_its_planes() -> None:
+    # Circles of a sphere r 10 every 3 mm from -9 to 9: A = pi (100 - z^2), quadratic.
+    zs = np.arange(-9.0, 9.01, 3.0)
+    profile = AreaProfile(zs, math.pi * (100 - zs**2), [True] * (zs.size - 1))
+    t = np.linspace(0, 1, 7)
+    for i in range(zs.size - 1):
+        z = zs[i] + 3 * t
+        assert profile.between(i, t) == pytest.approx(math.pi * (100 - z**2), rel=1e-12)
+
+
+def test_areas_never_overshoot_the_planes() -> None:
+    # A step in area: a cubic with centred slopes would dip below 10 and rise above 100.
+    zs = np.arange(5.0)
+    areas = np.array([100.0, 100.0, 100.0, 10.0, 10.0])
+    profile = AreaProfile(zs, areas, [True] * 4)
+    t = np.linspace(0, 1, 101)
+    for i in range(4):
+        values = profile.between(i, t)
+        lo, hi = min(areas[i], areas[i + 1]), max(areas[i], areas[i + 1])
+        assert values.min() >= lo - 1e-9 and values.max() <= hi + 1e-9
+    assert profile.between(2, t) == pytest.approx(np.sort(profile.between(2, t))[::-1])
+
+
+def test_stacks_are_modelled_apart_and_a_pole_is_seen_at_either_end() -> None:
+    # Two stacks: a cone apex at z = 0 rising to z = 6 (A = pi s^2 / 4), then a separate
+    # stack from z = 20 ending in a sphere's pole at z = 29 (A = pi (18 s - s^2), r 9).
+    zs = [0.0, 2.0, 4.0, 6.0, 20.0, 23.0, 26.0, 29.0]
+    s_top = [29 - z for z in zs[4:]]
+    # The pole contours hold 0.01 mm^2, a floor under every area.
+    areas = [0.01 + math.pi * (z * z) / 4 for z in zs[:4]]
+    areas += [0.01 + math.pi * (18 * s - s * s) for s in s_top]
+    joined = [True, True, True, False, True, True, True]
+    profile = AreaProfile(zs, areas, joined)
+    t = np.array([0.25, 0.5, 0.75])
+    assert profile.between(0, t) == pytest.approx(0.01 + math.pi * (2 * t) ** 2 / 4, rel=1e-4)
+    s = 3 * (1 - t)
+    assert profile.between(6, t) == pytest.approx(0.01 + math.pi * (18 * s - s * s), rel=1e-3)
