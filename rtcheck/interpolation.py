@@ -45,6 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
 from rtcheck.area_profile import AreaProfile
@@ -56,6 +57,10 @@ SUB_LAYER_MM = 0.25
 MAX_RASTER_POINTS = 20_000
 #: Finest raster spacing (mm).
 MIN_RASTER_MM = 0.05
+#: Raster nodes within this many steps of an outline get its distance exactly.
+BAND_STEPS = 2.5
+#: Edges either side of its starting edge that a node far from the outline tries.
+FAR_REACH = 3
 
 
 def shape_layers(
@@ -261,26 +266,96 @@ def signed_distance(
     edges
         ``(n, 4)`` edges of closed curves, combined by the even-odd rule.
     xs, ys
-        Raster node coordinates, ascending.
+        Raster node coordinates, ascending and evenly spaced.
     spacing
-        Largest gap between the points the outline is sampled at for the distance;
-        the distance is exact to about ``spacing**2 / (8 d)`` at distance ``d``.
+        Largest gap between the points the outline is sampled at for nodes near it.
 
     Returns
     -------
     ndarray, shape ``(len(ys), len(xs))``
+
+    Notes
+    -----
+    A node within :data:`BAND_STEPS` raster steps of the outline (a distance transform
+    of the inside tells which) finds its nearest outline point among points
+    ``spacing`` apart in a k-d tree, and measures its distance to that point's edge and
+    the edges either side: exact but for rare nodes next to a sharp corner. A node
+    farther away measures to the edges near the one its nearest node across the
+    outline found (within :data:`FAR_REACH` of it): near the medial axis, where two
+    parts of the outline are almost equally near, that can be the farther part, by up
+    to half a raster step; elsewhere it is exact.
     """
+    inside = inside_raster(edges, xs, ys)
+    gx, gy = np.meshgrid(xs, ys)
+    hx = float(xs[1] - xs[0]) if xs.size > 1 else spacing
+    hy = float(ys[1] - ys[0]) if ys.size > 1 else spacing
+    near_points, near_edge = _outline_points(edges, spacing)
+    tree = cKDTree(near_points)
+    if not inside.any() or inside.all():  # nothing across the outline: every node exactly
+        _, found = tree.query(np.column_stack([gx.ravel(), gy.ravel()]))
+        nearest = near_edge[found].reshape(inside.shape)
+        distance = _nearby_edges_distance(edges, nearest, gx, gy, 1)
+        return np.where(inside, distance, -distance)
+    # Distance from every node to the nearest node across the outline, and that node.
+    across_in, feature_in = distance_transform_edt(inside, sampling=(hy, hx), return_indices=True)
+    across_out, feature_out = distance_transform_edt(
+        ~inside, sampling=(hy, hx), return_indices=True
+    )
+    across = np.where(inside, across_in, across_out)
+    band = across <= BAND_STEPS * max(hx, hy)
+    edge_of = np.full(inside.shape, -1, dtype=np.intp)
+    _, found = tree.query(np.column_stack([gx[band], gy[band]]))
+    edge_of[band] = near_edge[found]
+    distance = np.empty(inside.shape)
+    distance[band] = _nearby_edges_distance(edges, edge_of[band], gx[band], gy[band], 1)
+    # A far node starts from the edge nearest to its nearest node across the outline
+    # (which is in the band).
+    far = ~band
+    fi = np.where(inside, feature_in[0], feature_out[0])[far]
+    fj = np.where(inside, feature_in[1], feature_out[1])[far]
+    start = edge_of[fi, fj]
+    lost = start < 0  # a feature outside the band (thin slivers): ask the tree
+    if lost.any():
+        _, found = tree.query(np.column_stack([gx[far][lost], gy[far][lost]]))
+        start[lost] = near_edge[found]
+    distance[far] = _nearby_edges_distance(edges, start, gx[far], gy[far], FAR_REACH)
+    signed: FloatArray = np.where(inside, distance, -distance)
+    return signed
+
+
+def _nearby_edges_distance(
+    edges: FloatArray, start: NDArray[np.intp], px: FloatArray, py: FloatArray, reach: int
+) -> FloatArray:
+    """Distance from each point to the nearest edge within ``reach`` of its ``start`` edge."""
+    n = edges.shape[0]
+    best = np.full(px.shape, np.inf)
+    for offset in range(-reach, reach + 1):
+        candidate = np.clip(start + offset, 0, n - 1)
+        np.minimum(best, _segment_distance(edges[candidate], px, py), out=best)
+    return best
+
+
+def _outline_points(edges: FloatArray, spacing: float) -> tuple[FloatArray, NDArray[np.intp]]:
+    """Points along the edges at most ``spacing`` apart, and the edge each lies on."""
     x0, y0, x1, y1 = edges[:, 0], edges[:, 1], edges[:, 2], edges[:, 3]
     length = np.hypot(x1 - x0, y1 - y0)
     pieces = np.maximum(1, np.ceil(length / spacing)).astype(np.intp)
     edge = np.repeat(np.arange(edges.shape[0]), pieces)
     frac = (np.arange(edge.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)) / pieces[edge]
     points = np.column_stack([x0[edge] + frac * (x1 - x0)[edge], y0[edge] + frac * (y1 - y0)[edge]])
-    gx, gy = np.meshgrid(xs, ys)
-    distance, _ = cKDTree(points).query(np.column_stack([gx.ravel(), gy.ravel()]))
-    distance = np.asarray(distance, dtype=np.float64).reshape(ys.size, xs.size)
-    signed: FloatArray = np.where(inside_raster(edges, xs, ys), distance, -distance)
-    return signed
+    return points, edge
+
+
+def _segment_distance(segments: FloatArray, px: FloatArray, py: FloatArray) -> FloatArray:
+    """Distance from points ``(px, py)`` to segments ``(x0, y0, x1, y1)``, row by row."""
+    x0, y0 = segments[..., 0], segments[..., 1]
+    dx, dy = segments[..., 2] - x0, segments[..., 3] - y0
+    length2 = dx * dx + dy * dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(length2 > 0, ((px - x0) * dx + (py - y0) * dy) / length2, 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    result: FloatArray = np.hypot(px - x0 - t * dx, py - y0 - t * dy)
+    return result
 
 
 def inside_raster(edges: FloatArray, xs: FloatArray, ys: FloatArray) -> NDArray[np.bool_]:
