@@ -1,4 +1,4 @@
-"""Command-line options shared by several commands (``dvh``, ``check``, ``batch``)."""
+"""Command-line options shared by several commands (``dvh``, ``check``, ``batch``, ``watch``)."""
 
 from __future__ import annotations
 

@@ -297,6 +297,8 @@ class Watcher:
         Seconds without any change before a folder is scanned.
     log
         The event logger.
+    between_planes
+        Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
     """
 
     root: Path
@@ -304,6 +306,7 @@ class Watcher:
     protocol: Protocol | None
     settle: float
     log: Callable[..., None]
+    between_planes: str = "slab"
     ledger: Ledger = field(init=False)
     outcomes: list[PlanOutcome] = field(default_factory=list)
     _units: dict[Path, _Unit] = field(default_factory=dict)
@@ -369,7 +372,7 @@ class Watcher:
         todo = [(src, s) for src, s in fresh if not self.ledger.done(keys[id(s)])]
         if not todo:
             return
-        jobs = prepare_jobs(todo, self.out, self.protocol)
+        jobs = prepare_jobs(todo, self.out, self.protocol, between_planes=self.between_planes)
         for job in jobs:
             key = keys[id(job.export)]
             job = replace(job, stem=f"{job.stem}-{key[:8]}")
@@ -435,6 +438,7 @@ def run_watch(
     once: bool = False,
     stream: IO[str] | None = None,
     stop: threading.Event | None = None,
+    between_planes: str = "slab",
 ) -> str:
     """Watch ``root`` (or, with ``once``, process what is there) and check complete plans.
 
@@ -456,6 +460,8 @@ def run_watch(
         Where the JSON event lines go (default stderr).
     stop
         Set to stop watching (SIGTERM and SIGINT set it too).
+    between_planes
+        Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
 
     Returns
     -------
@@ -483,7 +489,7 @@ def run_watch(
     log = EventLog(stream or sys.stderr, out_dir / LOG_NAME)
     stop = stop or threading.Event()
     wake = threading.Event()
-    watcher = Watcher(root_dir, out_dir, fixed, settle, log)
+    watcher = Watcher(root_dir, out_dir, fixed, settle, log, between_planes)
     try:
         with (
             _stop_on_signals(stop)

@@ -24,6 +24,7 @@ from rtcheck.cli_errors import (
     EXIT_OK,
     exit_codes,
 )
+from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
 
 __all__ = ["history", "watch"]
 
@@ -64,6 +65,7 @@ def watch(
             "verdict: for cron or a post-export script. Needs no watchdog.",
         ),
     ] = False,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks of internal errors.")] = False,
 ) -> None:
     """Check each plan exported into EXPORT_DIR once, when its export is complete.
@@ -74,7 +76,13 @@ def watch(
         from rtcheck.watch import run_watch
 
         verdict = run_watch(
-            export_dir, out, protocol=protocol, settle=settle, polling=polling, once=once
+            export_dir,
+            out,
+            protocol=protocol,
+            settle=settle,
+            polling=polling,
+            once=once,
+            between_planes=between_planes.value,
         )
     raise typer.Exit(EXIT_BY_VERDICT[verdict] if once else EXIT_OK)
 

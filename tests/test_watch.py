@@ -266,6 +266,18 @@ def test_once_exit_codes_without_watchdog(staging: Path, tmp_path: Path) -> None
     assert "rtcheck[watch]" in continuous.stderr
 
 
+def test_once_with_the_shape_model_records_it_in_the_report(staging: Path, tmp_path: Path) -> None:
+    root, out = tmp_path / "export", tmp_path / "out"
+    shutil.copytree(staging / "WA", root / "WA")
+    args = ("watch", root, "--out", out, "--once", "--settle", "0", "--between-planes", "shape")
+    result = cli(*args, block_watchdog=True)
+    assert result.returncode == 0, result.stderr
+    (report,) = sorted(out.glob("*/*.json"))
+    assert json.loads(report.read_text("utf-8"))["between_planes"] == "shape"
+    bad = cli("watch", root, "--out", out, "--once", "--between-planes", "spline")
+    assert bad.returncode == 2
+
+
 def test_usage_errors(tmp_path: Path) -> None:
     root = tmp_path / "export"
     root.mkdir()
