@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
-    print("rtcheck: " + overall_line(errors))
+    print(f"rtcheck ({args.between_planes} model): " + overall_line(errors))
     for test in sorted({p.test for p in points}):
         sub = {p: e for p, e in errors.items() if p.test == test}
         print(f"  {test}: " + overall_line(sub))
@@ -413,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("Points outside 1 %: none")
+    if args.between_planes == "slab":
+        print(
+            "(the default slab model; --between-planes shape runs the shape model, which "
+            "interpolates between planes: docs/dvh.md)"
+        )
 
     if args.slab_truth:
         engine_vs_model = {
