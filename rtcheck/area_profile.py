@@ -6,25 +6,28 @@ volume of the model is the integral of one smooth curve through the planes' area
 
 Model
 -----
-Inside a stack of planes, the area is a monotone cubic Hermite curve through the
-planes' areas (centred slopes, the slope of the parabola through three planes at a
-stack end, limited as Fritsch and Carlson do so the curve never overshoots: between two
-planes the area stays between theirs). Reproduces an area quadratic in z, as a sphere's
-or an ellipsoid's is.
+Inside a stack of planes, the area is a cubic Hermite curve through the planes' areas:
+at each plane the slope of the parabola through it and its two neighbours, limited as
+Fritsch and Carlson do so the curve does not overshoot (between two planes the area
+stays between theirs) -- except over an interval where the areas rise on one side and
+fall on the other, which holds the widest (or narrowest) section of a smooth structure:
+there the curve may bulge past both planes. An area quadratic in z, as a sphere's or an
+ellipsoid's is, is reproduced exactly, equator included, on evenly or unevenly spaced
+planes, unless the limiter of a neighbouring interval trims a slope.
 
-A stack whose end plane holds almost nothing (area at most :data:`POLE_RATIO` of the
-next plane's: the surface closes there, a *pole*) is modelled from that pole as
+Where a stack ends with its area rising into the stack (the surface closes beyond the
+end plane: at a *pole* when the end plane holds almost nothing), the first interval is
 
-    ``A(s) = A_pole + (a s + b s**2) ** p``,   ``s = |z - z_pole|``,
+    ``A(s) = A_end + (a s + b s**2) ** p``,   ``s = |z - z_end|``,
 
-fitted through the next three planes (two: ``b = 0``; one: ``p = 1``). This is exact for
-a sphere or an ellipsoid (``p = 1``), a cone ending in its apex (``p = 2``) and a
-cylinder lying across the planes (``p = 1/2``); a cone lying across them, its base on
-the pole, comes out with ``p`` near 3/2. The exponent is found from the areas, so no
-shape is assumed. A Hermite
-curve through a near-zero area would close every such end alike (and a field
-interpolated towards a point pinches where the pole sits on a flat face, see
-``docs/dvh.md``).
+fitted through the next three planes, or with two the parabola (``p = 1``) or a power
+law (``b = 0``), with one a straight line. The fit is exact for a sphere or an
+ellipsoid (``p = 1``), a cone ending in its apex (``p = 2``) and a cylinder lying across
+the planes with the end plane at its tangent (``p = 1/2``); a cone lying across them, its
+base on the pole, comes out with ``p`` near 3/2. The exponent is found from the areas,
+so no shape is assumed. A Hermite curve through a near-zero area would close every end
+alike (and a field interpolated towards a point pinches where the pole sits on a flat
+face; ``docs/dvh.md``).
 """
 
 from __future__ import annotations
@@ -32,20 +35,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from rtcheck.dvh import FloatArray
 
-#: An end plane holding at most this fraction of its neighbour's area is a pole.
-POLE_RATIO = 0.02
-#: Exponents a pole fit may take.
-POLE_EXPONENTS = (0.25, 4.0)
+ArrayOrFloat = TypeVar("ArrayOrFloat", float, FloatArray)
+
+#: Exponents an end fit may take.
+END_EXPONENTS = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
-class PoleFit:
-    """``A(s) = base + (a s + b s**2) ** p``, ``s`` the distance (mm) from the pole."""
+class EndFit:
+    """``A(s) = base + (a s + b s**2) ** p``, ``s`` the distance (mm) from the end plane."""
 
     base: float
     a: float
@@ -53,7 +57,7 @@ class PoleFit:
     p: float
 
     def area(self, s: FloatArray) -> FloatArray:
-        """Area (mm²) at distances ``s`` (mm) from the pole."""
+        """Area (mm²) at distances ``s`` (mm) from the end plane."""
         inner = np.maximum(self.a * s + self.b * s * s, 0.0)
         result: FloatArray = self.base + inner**self.p
         return result
@@ -64,39 +68,51 @@ class PoleFit:
         return float(self.p * inner ** (self.p - 1) * (self.a + 2 * self.b * s))
 
 
-def fit_pole(base: float, s: Sequence[float], areas: Sequence[float]) -> PoleFit:
-    """The pole model through up to three planes at distances ``s`` (ascending, > 0).
+def fit_end(base: float, s: Sequence[float], areas: Sequence[float]) -> EndFit:
+    """The end model through up to three planes at distances ``s`` (ascending, > 0).
 
     Parameters
     ----------
     base
-        Area of the pole plane's own outline (mm²).
+        Area of the end plane's own outline (mm²), below ``areas[0]``.
     s, areas
-        Distances from the pole (mm) and areas (mm²) of the next planes.
+        Distances from the end plane (mm) and areas (mm²) of the next planes.
 
     Returns
     -------
-    PoleFit
-        The three-plane fit when one exists that rises from the pole to the first
-        plane, else the two-plane power law, else the straight line (``p = 1``).
+    EndFit
+        The first that rises from the end plane to the first plane, of: the three-plane
+        fit, the parabola through two planes, the power law through two planes, the
+        straight line to the first plane.
     """
     y = [a - base for a in areas]
-    line = PoleFit(base, y[0] / s[0], 0.0, 1.0)
     if y[0] <= 0:
-        return PoleFit(base, 0.0, 0.0, 1.0)
-    if len(s) < 2 or y[1] <= y[0]:
+        raise ValueError("an end fit needs the area to rise from the end plane")
+    line = EndFit(base, y[0] / s[0], 0.0, 1.0)
+    if len(s) >= 3 and min(y[:3]) > 0:
+        three = _three_plane_fit(base, s[:3], y[:3])
+        if three is not None:
+            return three
+    if len(s) < 2:
         return line
-    p2 = math.log(y[1] / y[0]) / math.log(s[1] / s[0])
-    power = PoleFit(base, y[0] ** (1 / p2) / s[0], 0.0, p2)
-    if not POLE_EXPONENTS[0] <= p2 <= POLE_EXPONENTS[1]:
-        return line
-    if len(s) < 3:
-        return power
-    three = _three_plane_fit(base, s[:3], y[:3])
-    return three if three is not None else power
+    b = (y[1] / s[1] - y[0] / s[0]) / (s[1] - s[0])
+    parabola = EndFit(base, y[0] / s[0] - b * s[0], b, 1.0)
+    if _rises(parabola, s[0]):
+        return parabola
+    if y[1] > y[0]:
+        p = math.log(y[1] / y[0]) / math.log(s[1] / s[0])
+        if END_EXPONENTS[0] <= p <= END_EXPONENTS[1]:
+            return EndFit(base, y[0] ** (1 / p) / s[0], 0.0, p)
+    return line
 
 
-def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> PoleFit | None:
+def _rises(fit: EndFit, s0: float) -> bool:
+    """Whether the fit rises from the end plane all the way to the first plane."""
+    ss = np.linspace(0.0, s0, 65)
+    return fit.a > 0 and not np.any(np.diff(fit.area(ss)) < 0)
+
+
+def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> EndFit | None:
     def coefficients(p: float) -> tuple[float, float]:
         m = np.array([[s[0], s[0] ** 2], [s[1], s[1] ** 2]])
         a, b = np.linalg.solve(m, np.array(y[:2]) ** (1 / p))
@@ -106,9 +122,8 @@ def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> Pol
         a, b = coefficients(p)
         return float(max(a * s[2] + b * s[2] ** 2, 0.0) ** p - y[2])
 
-    grid = np.linspace(*POLE_EXPONENTS, 76)
+    grid = np.linspace(*END_EXPONENTS, 76)
     misses = np.array([miss(float(p)) for p in grid])
-    ss = np.linspace(0.0, s[0], 65)
     for k in np.flatnonzero(np.sign(misses[:-1]) != np.sign(misses[1:])):
         lo, hi = float(grid[k]), float(grid[k + 1])
         for _ in range(60):  # bisection: the miss is smooth and changes sign here
@@ -119,9 +134,8 @@ def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> Pol
                 hi = mid
         p = 0.5 * (lo + hi)
         a, b = coefficients(p)
-        fit = PoleFit(base, a, b, p)
-        # A usable fit rises from the pole all the way to the first plane.
-        if a > 0 and not np.any(np.diff(fit.area(ss)) < 0):
+        fit = EndFit(base, a, b, p)
+        if _rises(fit, s[0]):
             return fit
     return None
 
@@ -143,8 +157,10 @@ class AreaProfile:
         self.joined = list(joined)
         n = self.z.size
         self.slope = np.zeros(n)
-        #: Interval index -> (pole fit, the pole's z) for intervals next to a pole.
-        self.poles: dict[int, tuple[PoleFit, float]] = {}
+        #: Interval index -> (lowest, highest) area of an interval allowed to bulge.
+        self.bulges: dict[int, tuple[float, float]] = {}
+        #: Interval index -> (end fit, the end plane's z) for the end intervals fitted.
+        self.ends: dict[int, tuple[EndFit, float]] = {}
         start = 0
         for i in range(n):
             if i == n - 1 or not self.joined[i]:
@@ -160,26 +176,39 @@ class AreaProfile:
         d = np.diff(area[idx]) / h
         m = np.zeros(idx.size)
         if idx.size >= 3:
-            m[1:-1] = (area[idx[2:]] - area[idx[:-2]]) / (z[idx[2:]] - z[idx[:-2]])
-            m[0] = _parabola_slope(z[idx[:3]], area[idx[:3]])
-            m[-1] = _parabola_slope(z[idx[::-1][:3]], area[idx[::-1][:3]])
+            # The slope of the parabola through each plane and its neighbours.
+            m[1:-1] = (h[:-1] * d[1:] + h[1:] * d[:-1]) / (h[:-1] + h[1:])
+            za, aa = z[idx], area[idx]
+            m[0] = parabola_slope(za[0], za[1], za[2], aa[0], aa[1], aa[2])
+            m[-1] = parabola_slope(za[-1], za[-2], za[-3], aa[-1], aa[-2], aa[-3])
         else:
             m[:] = d[0]
-        low_pole = area[first] <= POLE_RATIO * area[first + 1]
-        high_pole = area[last] <= POLE_RATIO * area[last - 1]
-        if low_pole:
+        if area[first] < area[first + 1]:
             nxt = idx[1:4]
-            fit = fit_pole(float(area[first]), list(z[nxt] - z[first]), list(area[nxt]))
-            self.poles[first] = (fit, float(z[first]))
+            fit = fit_end(float(area[first]), list(z[nxt] - z[first]), list(area[nxt]))
+            self.ends[first] = (fit, float(z[first]))
             m[1] = fit.slope(float(z[first + 1] - z[first]))
-        if high_pole and not (low_pole and idx.size == 2):
+        if area[last] < area[last - 1]:
             prv = idx[::-1][1:4]
-            fit = fit_pole(float(area[last]), list(z[last] - z[prv]), list(area[prv]))
-            self.poles[last - 1] = (fit, float(z[last]))
+            fit = fit_end(float(area[last]), list(z[last] - z[prv]), list(area[prv]))
+            self.ends[last - 1] = (fit, float(z[last]))
             m[-2] = -fit.slope(float(z[last] - z[last - 1]))
-        # Fritsch-Carlson: no overshoot between two planes.
+        # Fritsch-Carlson: no overshoot between two planes, except over an interval
+        # where the area rises on one side and falls on the other, and the slopes at
+        # its two planes both point into it (the widest or narrowest section of a
+        # smooth structure lies there): those slopes stand.
         for k in range(d.size):
-            if idx[k] in self.poles:
+            if idx[k] in self.ends:
+                continue
+            if (
+                0 < k < d.size - 1
+                and d[k - 1] * d[k + 1] < 0
+                and m[k] * d[k - 1] > 0
+                and m[k + 1] * d[k + 1] > 0
+            ):
+                self.bulges[int(idx[k])] = _bulge_bounds(
+                    z[idx[k - 1 : k + 3]], area[idx[k - 1 : k + 3]]
+                )
                 continue
             if d[k] == 0:
                 m[k] = m[k + 1] = 0.0
@@ -198,9 +227,9 @@ class AreaProfile:
         """Areas (mm²) at fractions ``t`` of the way from plane ``i`` to plane ``i + 1``."""
         z0, z1 = float(self.z[i]), float(self.z[i + 1])
         gap = z1 - z0
-        if i in self.poles:
-            fit, z_pole = self.poles[i]
-            s = np.abs(z0 + t * gap - z_pole)
+        if i in self.ends:
+            fit, z_end = self.ends[i]
+            s = np.abs(z0 + t * gap - z_end)
             result: FloatArray = np.clip(
                 fit.area(s),
                 min(self.area[i], self.area[i + 1]),
@@ -213,7 +242,9 @@ class AreaProfile:
         hermite: FloatArray = (
             h00 * a0 + h10 * gap * self.slope[i] + h01 * a1 + h11 * gap * self.slope[i + 1]
         )
-        return hermite
+        low, high = self.bulges.get(i, (min(a0, a1), max(a0, a1)))
+        result = np.clip(hermite, low, high)
+        return result
 
     def means(self, i: int, t: FloatArray) -> FloatArray:
         """Mean areas (mm²) between consecutive fractions ``t`` (ascending) of interval ``i``."""
@@ -232,9 +263,44 @@ _GAUSS = (
 )
 
 
-def _parabola_slope(z: FloatArray, a: FloatArray) -> float:
-    """Slope at ``z[0]`` of the parabola through three points."""
-    d1, d2 = z[1] - z[0], z[2] - z[0]
+def _bulge_bounds(z: FloatArray, a: FloatArray) -> tuple[float, float]:
+    """Area bounds over the interval ``z[1]``-``z[2]`` whose neighbours rise and fall.
+
+    The curve may pass its two planes' areas by as much as *both* parabolas (through
+    planes 0-2 and 1-3) do within the interval, and no more: for a smooth widest section
+    they agree, after a step in area one of them stays put.
+    """
+    inner_lo, inner_hi = min(a[1], a[2]), max(a[1], a[2])
+    extremes = [_parabola_extreme(z[j : j + 3], a[j : j + 3], z[1], z[2]) for j in (0, 1)]
+    if a[1] > a[0]:  # a widest section
+        return float(inner_lo), float(max(inner_hi, min(extremes)))
+    return float(max(0.0, min(inner_lo, max(extremes)))), float(inner_hi)
+
+
+def _parabola_extreme(z: FloatArray, a: FloatArray, lo: float, hi: float) -> float:
+    """The parabola through three points: its value at its vertex, if within [lo, hi]."""
+    c = ((a[2] - a[0]) / (z[2] - z[0]) - (a[1] - a[0]) / (z[1] - z[0])) / (z[2] - z[1])
+    b = (a[1] - a[0]) / (z[1] - z[0]) - c * (z[0] + z[1])
+    if c == 0:
+        return float(a[1])
+    vertex = -b / (2 * c)
+    vertex = min(max(vertex, lo), hi)
     return float(
-        (a[1] * d2 * d2 - a[2] * d1 * d1 - a[0] * (d2 * d2 - d1 * d1)) / (d1 * d2 * (d2 - d1))
+        a[0]
+        + (a[1] - a[0]) / (z[1] - z[0]) * (vertex - z[0])
+        + c * (vertex - z[0]) * (vertex - z[1])
     )
+
+
+def parabola_slope(
+    z0: float, z1: float, z2: float, f0: ArrayOrFloat, f1: ArrayOrFloat, f2: ArrayOrFloat
+) -> ArrayOrFloat:
+    """Slope at ``z0`` of the parabola through ``(z0, f0)``, ``(z1, f1)``, ``(z2, f2)``.
+
+    The three positions must be distinct, in any order; ``f`` may be arrays (fields).
+    """
+    d1, d2 = z1 - z0, z2 - z0
+    result: ArrayOrFloat = (f1 * d2 * d2 - f2 * d1 * d1 - f0 * (d2 * d2 - d1 * d1)) / (
+        d1 * d2 * (d2 - d1)
+    )
+    return result

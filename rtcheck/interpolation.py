@@ -2,24 +2,24 @@
 
 The slab model (:func:`rtcheck.dvh.slab_bounds`) extrudes every contour halfway to its
 neighbours, so a structure between two planes is one contour or the other. This module
-lets the outline change smoothly instead, as a surface drawn through the contours would.
+lets the structure change smoothly instead, as a surface drawn through the contours
+would: the *area* of each cross-section comes from :mod:`rtcheck.area_profile` (one
+smooth curve through the planes' areas), its *outline* from a field interpolated
+between the planes.
 
 Model
 -----
-Between two neighbouring planes A (at ``z_a``) and B (at ``z_b``) of one stack, a point
-``(x, y, z)`` is inside when
-
-    ``(1 - t) F_A(x, y) + t F_B(x, y) > 0``,   ``t = (z - z_a) / (z_b - z_a)``,
-
-with ``F_P = phi_P (2 R_P - phi_P)``: ``phi_P`` is the in-plane signed distance to plane
-P's outline (positive inside; polygons combine by the even-odd rule) and ``R_P`` its
-largest value (the radius of the largest inscribed circle; zero for an outline too thin
-to hold one). ``F`` is a monotone transform of ``phi`` with the same zero set; for a
-circle of radius ``r`` it is ``r**2 - rho**2``. Stacked circles of a sphere or
-ellipsoid, and the rectangles of a cylinder lying across the planes, therefore
-interpolate with a cross-section area linear in z, and an outline that shrinks to a
-point or a line on the next plane (a pole) closes like a square root, as a smooth
-surface does; linear interpolation of ``phi`` itself would close it as a cone.
+On each plane P the field is ``F_P = phi_P (2 R - phi_P)``: ``phi_P`` is the in-plane
+signed distance to P's outline (positive inside; polygons combine by the even-odd rule)
+and ``R`` the largest such distance on the planes an interval uses (the radius of the
+largest inscribed circle). ``F`` is a monotone transform of ``phi`` with the same zero
+set, crossing zero with the same slope on every plane of the interval; for a circle of
+radius ``R`` it is ``R**2 - rho**2``. Between planes A and B of one stack ``F`` follows
+a cubic Hermite curve in z (at each plane the slope of the parabola through it and its
+neighbours), limited to lie between ``F_A`` and ``F_B`` so the outline never leaves the
+union of the two outlines nor cuts into their overlap. The outline at height z is where
+that field equals the level at which it encloses the profile's area, and the prism
+carries the profile's area exactly.
 
 A plane's outline is kept unchanged between two planes whose outlines are identical.
 Beyond the first and last plane of each stack the structure ends with a flat cap, as in
@@ -28,14 +28,13 @@ the slab model (the Nelms convention).
 Numerics
 --------
 Each interval is cut into sub-layers no thicker than the sampling step the structure gets
-along z anyway (``sub_layer_mm``, at least :data:`SUB_LAYER_MM`); a sub-layer is
-a prism whose outline is the zero set at its middle ``t``. ``phi`` is sampled on a
-raster over the two outlines (at most :data:`MAX_RASTER_POINTS` points, spacing at least
-:data:`MIN_RASTER_MM`): the sign from an even-odd scan-line test, the distance from a
-k-d tree of points spaced a quarter raster step along the outlines. The zero set is
+along z anyway (``sub_layer_mm``, at least :data:`SUB_LAYER_MM`); a sub-layer is a prism
+whose outline is traced at its middle and whose area is the profile's mean over it.
+``F`` is sampled on one raster per structure over the outlines involved (at most
+:data:`MAX_RASTER_POINTS` nodes, spacing at least :data:`MIN_RASTER_MM`); see
+:func:`signed_distance`. The level is found by counting raster cells. Outlines are
 traced by marching squares, with crossings shared between neighbouring cells so the
-traced outlines are closed, and oriented with the inside on their left so the area is
-the sum of the edges' cross products.
+traced outlines are closed, and oriented with the inside on their left.
 """
 
 from __future__ import annotations
@@ -48,19 +47,23 @@ from numpy.typing import NDArray
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
-from rtcheck.area_profile import AreaProfile
+from rtcheck.area_profile import AreaProfile, parabola_slope
 from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, FloatArray, Layer, polygon_edges
 
 #: Thinnest sub-layer (mm) an interval between two planes is cut into.
 SUB_LAYER_MM = 0.25
 #: Most raster points per interval for the signed distance.
 MAX_RASTER_POINTS = 20_000
+#: Most raster steps along either side (an elongated structure gets a finer raster
+#: than a square root of :data:`MAX_RASTER_POINTS` per side would give it).
+MAX_RASTER_SIDE = 1000
 #: Finest raster spacing (mm).
 MIN_RASTER_MM = 0.05
 #: Raster nodes within this many steps of an outline get its distance exactly.
 BAND_STEPS = 2.5
-#: Edges either side of its starting edge that a node far from the outline tries.
-FAR_REACH = 3
+#: How far (raster steps) along the outline either side of its starting edge a node far
+#: from the outline looks for its nearest edge (at least 3 edges, at most 24).
+FAR_REACH_STEPS = 2.0
 
 
 def shape_layers(
@@ -104,13 +107,25 @@ def shape_layers(
     profile = AreaProfile([p.z for p in planes], [p.area for p in planes], joined)
     layers: list[Layer] = []
 
-    def own(i: int, z0: float, z1: float, area: float) -> None:
-        """Plane i's own outline from z0 to z1, merged with the layer below if it is i's."""
-        if layers and layers[-1].edges is edges[i] and abs(layers[-1].hi - z0) < 1e-9:
-            last = layers.pop()
-            area = (last.area * (last.hi - last.lo) + area * (z1 - z0)) / (z1 - last.lo)
+    def outline(near: int, far: int) -> FloatArray:
+        """Plane ``near``'s edges, or ``far``'s when ``near`` has none (no polygons)."""
+        return edges[near] if edges[near].shape[0] else edges[far]
+
+    def own(i: int, z0: float, z1: float, area: float, other: int | None = None) -> None:
+        """Plane i's outline from z0 to z1, merged with the layer below if that is the same."""
+        drawn = outline(i, i if other is None else other)
+        if area <= 0 or drawn.shape[0] == 0:
+            return
+        last = layers[-1] if layers else None
+        if (
+            last is not None
+            and last.edges is drawn
+            and last.area == area
+            and abs(last.hi - z0) < 1e-9
+        ):
+            layers.pop()
             z0 = last.lo
-        layers.append(Layer(z0, z1, edges[i], area))
+        layers.append(Layer(z0, z1, drawn, area))
 
     for i, plane in enumerate(planes):
         if i == 0 or not joined[i - 1]:
@@ -129,16 +144,16 @@ def shape_layers(
         t = np.clip((np.arange(m + 2) - 0.5) / m, 0.0, 1.0)
         bounds = plane.z + (nxt.z - plane.z) * t
         areas = profile.means(i, t)
-        own(i, plane.z, float(bounds[1]), float(areas[0]))
-        for k, outline in enumerate(fields.between(i, m, profile.between(i, np.arange(1, m) / m))):
-            if areas[k + 1] <= 0:
-                continue
-            if outline.shape[0] == 0:  # thinner than the raster: the nearer plane's
-                outline = edges[i] if 2 * (k + 1) <= m else edges[i + 1]
-            layers.append(
-                Layer(float(bounds[k + 1]), float(bounds[k + 2]), outline, float(areas[k + 1]))
-            )
-        own(i + 1, float(bounds[m]), nxt.z, float(areas[m]))
+        own(i, plane.z, float(bounds[1]), float(areas[0]), i + 1)
+        traced = fields.between(i, m, profile.between(i, np.arange(1, m) / m))
+        for k, drawn in enumerate(traced):
+            if drawn.shape[0] == 0:  # thinner than the raster: the nearer plane's
+                drawn = outline(i, i + 1) if 2 * (k + 1) <= m else outline(i + 1, i)
+            if areas[k + 1] > 0:
+                layers.append(
+                    Layer(float(bounds[k + 1]), float(bounds[k + 2]), drawn, float(areas[k + 1]))
+                )
+        own(i + 1, float(bounds[m]), nxt.z, float(areas[m]), i)
     return layers
 
 
@@ -157,7 +172,7 @@ class _Fields:
         joined: Sequence[bool],
     ) -> None:
         self.planes, self.edges, self.joined = planes, edges, joined
-        self.cache: dict[int, FloatArray] = {}
+        self.cache: dict[int, FloatArray] = {}  # plane -> signed distance on the raster
         needed = sorted({j for i in intervals for j in (i - 1, i, i + 1, i + 2)})
         needed = [j for j in needed if 0 <= j < len(planes)]
         if not needed:
@@ -166,42 +181,52 @@ class _Fields:
             return
         verts = np.concatenate([edges[j][:, :2] for j in needed])
         (x_lo, y_lo), (x_hi, y_hi) = verts.min(axis=0), verts.max(axis=0)
-        side = math.isqrt(MAX_RASTER_POINTS) - 4
         self.step = max(
             math.sqrt((x_hi - x_lo) * (y_hi - y_lo) / MAX_RASTER_POINTS),
-            (x_hi - x_lo) / side,
-            (y_hi - y_lo) / side,
+            (x_hi - x_lo) / MAX_RASTER_SIDE,
+            (y_hi - y_lo) / MAX_RASTER_SIDE,
             MIN_RASTER_MM,
         )
         # Two empty raster steps around the outlines, so every traced curve closes.
         self.xs = np.arange(x_lo - 2 * self.step, x_hi + 2.5 * self.step, self.step)
         self.ys = np.arange(y_lo - 2 * self.step, y_hi + 2.5 * self.step, self.step)
 
-    def field(self, j: int) -> FloatArray:
+    def distance(self, j: int) -> tuple[FloatArray, float]:
+        """Plane j's signed distance ``phi`` on the raster and its largest value ``R``."""
         if j not in self.cache:
-            self.cache[j] = _quadratic_distance(self.edges[j], self.xs, self.ys, self.step)
-        return self.cache[j]
+            phi = signed_distance(self.edges[j], self.xs, self.ys, self.step / 4)
+            self.cache[j] = phi
+        phi = self.cache[j]
+        return phi, max(float(phi.max()), self.step)
 
     def between(self, i: int, m: int, areas: FloatArray) -> list[FloatArray]:
         """Outlines at t = k/m, k = 1 ... m-1, between planes i and i + 1, enclosing ``areas``."""
         planes, joined = self.planes, self.joined
         z = [p.z for p in planes]
-        f_a, f_b = self.field(i), self.field(i + 1)
         gap = z[i + 1] - z[i]
         before = i > 0 and joined[i - 1]
         after = i + 2 < len(planes) and joined[i + 1]
-        # Slopes dF/dz at both planes: centred differences inside a stack, the slope of
-        # the parabola through three planes at its ends (exact for F quadratic in z).
+        used = [j for j, use in ((i - 1, before), (i, True), (i + 1, True), (i + 2, after)) if use]
+        # F = phi (2 R - phi) with one R for all planes of the interval (the largest of
+        # theirs): every plane's field then crosses zero with the same slope 2 R, so
+        # where two fields meet (the union and overlap that bound the outline) marching
+        # squares places the crossing right even next to a pole contour, whose own R
+        # is nil. For a circle of radius R it is R**2 - rho**2.
+        radius = max(self.distance(j)[1] for j in used)
+        fields = {j: self.distance(j)[0] * (2 * radius - self.distance(j)[0]) for j in used}
+        f_a, f_b = fields[i], fields[i + 1]
+        # Slopes dF/dz at both planes: the slope of the parabola through three planes,
+        # centred inside a stack, one-sided at its ends (exact for F quadratic in z).
         if before:
-            slope_a = (f_b - self.field(i - 1)) / (z[i + 1] - z[i - 1])
+            slope_a = parabola_slope(z[i], z[i - 1], z[i + 1], f_a, fields[i - 1], f_b)
         elif after:
-            slope_a = _end_slope(z[i], z[i + 1], z[i + 2], f_a, f_b, self.field(i + 2))
+            slope_a = parabola_slope(z[i], z[i + 1], z[i + 2], f_a, f_b, fields[i + 2])
         else:
             slope_a = (f_b - f_a) / gap
         if after:
-            slope_b = (self.field(i + 2) - f_a) / (z[i + 2] - z[i])
+            slope_b = parabola_slope(z[i + 1], z[i], z[i + 2], f_b, f_a, fields[i + 2])
         elif before:
-            slope_b = _end_slope(z[i + 1], z[i], z[i - 1], f_b, f_a, self.field(i - 1))
+            slope_b = parabola_slope(z[i + 1], z[i], z[i - 1], f_b, f_a, fields[i - 1])
         else:
             slope_b = (f_b - f_a) / gap
         t = (np.arange(1, m) / m)[:, None, None]
@@ -235,27 +260,6 @@ def _same_outline(a: ContourPlane, b: ContourPlane) -> bool:
     )
 
 
-def _end_slope(
-    z0: float, z1: float, z2: float, f0: FloatArray, f1: FloatArray, f2: FloatArray
-) -> FloatArray:
-    """Slope at ``z0`` of the parabola through ``(z0, f0)``, ``(z1, f1)``, ``(z2, f2)``."""
-    d1, d2 = z1 - z0, z2 - z0
-    result: FloatArray = (f1 * d2 * d2 - f2 * d1 * d1 - f0 * (d2 * d2 - d1 * d1)) / (
-        d1 * d2 * (d2 - d1)
-    )
-    return result
-
-
-def _quadratic_distance(
-    edges: FloatArray, xs: FloatArray, ys: FloatArray, step: float
-) -> FloatArray:
-    """``phi (2 R - phi)`` on the raster, ``phi`` the signed distance to the outline."""
-    phi = signed_distance(edges, xs, ys, step / 4)
-    radius = max(float(phi.max()), 0.0)
-    result: FloatArray = phi * (2 * radius - phi)
-    return result
-
-
 def signed_distance(
     edges: FloatArray, xs: FloatArray, ys: FloatArray, spacing: float
 ) -> FloatArray:
@@ -281,10 +285,14 @@ def signed_distance(
     ``spacing`` apart in a k-d tree, and measures its distance to that point's edge and
     the edges either side: exact but for rare nodes next to a sharp corner. A node
     farther away measures to the edges near the one its nearest node across the
-    outline found (within :data:`FAR_REACH` of it): near the medial axis, where two
-    parts of the outline are almost equally near, that can be the farther part, by up
-    to half a raster step; elsewhere it is exact.
+    outline found (:data:`FAR_REACH_STEPS` either side): near the medial axis, where
+    two parts of the outline are almost equally near, or behind a sharp corner, that
+    can miss the nearest part by up to about a raster step; the distance is never too
+    short. Outlines without edges are infinitely far (a large negative value).
     """
+    if edges.shape[0] == 0:
+        far_away = 10.0 * (float(np.ptp(xs)) + float(np.ptp(ys)) + 1.0)
+        return np.full((ys.size, xs.size), -far_away)
     inside = inside_raster(edges, xs, ys)
     gx, gy = np.meshgrid(xs, ys)
     hx = float(xs[1] - xs[0]) if xs.size > 1 else spacing
@@ -318,7 +326,10 @@ def signed_distance(
     if lost.any():
         _, found = tree.query(np.column_stack([gx[far][lost], gy[far][lost]]))
         start[lost] = near_edge[found]
-    distance[far] = _nearby_edges_distance(edges, start, gx[far], gy[far], FAR_REACH)
+    lengths = np.hypot(edges[:, 2] - edges[:, 0], edges[:, 3] - edges[:, 1])
+    typical = float(np.median(lengths)) or max(hx, hy)
+    reach = min(max(3, math.ceil(FAR_REACH_STEPS * max(hx, hy) / typical)), 24)
+    distance[far] = _nearby_edges_distance(edges, start, gx[far], gy[far], reach)
     signed: FloatArray = np.where(inside, distance, -distance)
     return signed
 

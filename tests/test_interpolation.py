@@ -131,6 +131,24 @@ def test_sphere_from_its_contours_gets_the_sphere_volume_between_the_end_planes(
     assert slab.volume_cc == pytest.approx(1344 * math.pi / 1000, rel=5e-5)
 
 
+def test_sphere_with_its_equator_between_planes_and_uneven_spacing() -> None:
+    # r 10, planes at -8.5, -7.5, -5.5, -2.5, 1.5, 4.5, 7.5, 9.5 (gaps 1-4 mm, the equator
+    # between two of them). Truth: the sphere between the end planes plus the flat caps
+    # (half the end gaps: 0.5 mm below, 1 mm above).
+    zs = np.array([-8.5, -7.5, -5.5, -2.5, 1.5, 4.5, 7.5, 9.5])
+    planes = sphere_planes(10.0, zs)
+    ax = np.arange(-15, 15.01, 2.5)
+    grid = DoseGrid(ax, ax, ax, np.ones((ax.size,) * 3))
+    dvh = compute_dvh(planes, grid, between_planes="shape")
+
+    def integral(z: float) -> float:
+        return math.pi * (100 * z - z**3 / 3)
+
+    caps = 0.5 * math.pi * (100 - 8.5**2) + 1.0 * math.pi * (100 - 9.5**2)
+    truth = integral(9.5) - integral(-8.5) + caps
+    assert dvh.volume_cc * 1000 == pytest.approx(truth, rel=5e-4)  # slabs: 2 % short
+
+
 def test_shape_model_dvh_in_a_z_gradient_follows_the_sphere() -> None:
     # Dose = z + 20 Gy (1 Gy/mm along z): the volume receiving at least D is the part
     # of the model above z = D - 20, known in closed form for the sphere plus caps.
@@ -206,13 +224,13 @@ def test_a_hole_that_opens_between_planes_is_interpolated_too() -> None:
         polygon_area_of(circle(10.0, 360)),
         polygon_area_of(circle(10.0, 360)) - (polygon_area_of(circle(4.0, 360))),
     )
-    # The end layers are the planes' own outlines: a 1.5 mm flat cap plus half a 0.25 mm
-    # sub-layer, whose area is the mean of the (here linear) area profile over it, i.e.
-    # 1/48 of the way to the other plane's.
-    assert (layers[0].lo, layers[-1].hi) == (lo[0], hi[-1])
-    shift = (outer - ring) / 48 * 0.125 / 1.625
-    assert layers[0].area == pytest.approx(outer - shift, rel=1e-6)
-    assert areas[-1] == pytest.approx(ring + shift, rel=1e-6)
+    # The end layers are the planes' own outlines: a 1.5 mm flat cap at the plane's
+    # area, then half a 0.25 mm sub-layer holding the mean of the (here linear) area
+    # profile over it, 1/48 of the way to the other plane's.
+    assert (layers[0].lo, layers[0].hi, layers[-1].hi) == (lo[0], 0.0, hi[-1])
+    assert (areas[0], areas[-1]) == pytest.approx((outer, ring), rel=1e-12)
+    assert areas[1] == pytest.approx(outer - (outer - ring) / 48, rel=1e-6)
+    assert areas[-2] == pytest.approx(ring + (outer - ring) / 48, rel=1e-6)
     assert ring < areas[len(areas) // 2] < outer
 
 
