@@ -247,8 +247,15 @@ class DVH:
 
     @property
     def volume_inside_cc(self) -> float:
-        """Volume of the structure inside the dose grid (cc)."""
-        return max(self.volume_cc - self.volume_outside_cc, 0.0)
+        """Volume of the structure inside the dose grid (cc); 0 when its histogram is empty.
+
+        The difference of two sums over the same samples: the rounding residue a
+        structure wholly outside the grid can leave (1e-15 cc) counts as nothing.
+        """
+        inside = self.volume_cc - self.volume_outside_cc
+        if inside <= 1e-9 * self.volume_cc or not np.any(self.differential_cc > 0):
+            return 0.0
+        return inside
 
     @property
     def complete(self) -> bool:
