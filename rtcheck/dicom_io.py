@@ -46,6 +46,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from rtcheck.dicom_walk import find_truncation
 from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, DoseGrid, FloatArray
 from rtcheck.errors import InputError, InputErrors, MissingExtraError
 
@@ -276,9 +277,17 @@ class ExportSet:
 
 @contextmanager
 def _lenient_pydicom() -> Iterator[None]:
-    """Read without VR validation; pydicom's warnings go to the debug log."""
+    """Read without VR validation; pydicom's warnings go to the debug log.
+
+    pydicom also logs some warnings (e.g. a sequence cut short); below ``--debug`` they
+    are kept off the terminal, as rtcheck reports the problem in its own words.
+    """
     saved = config.settings.reading_validation_mode
     config.settings.reading_validation_mode = config.IGNORE
+    pydicom_log = logging.getLogger("pydicom")
+    saved_level = pydicom_log.level
+    if not logger.isEnabledFor(logging.DEBUG):
+        pydicom_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -289,6 +298,7 @@ def _lenient_pydicom() -> Iterator[None]:
                     logger.debug("pydicom: %s", w.message)
     finally:
         config.settings.reading_validation_mode = saved
+        pydicom_log.setLevel(saved_level)
 
 
 def _read(
@@ -299,6 +309,7 @@ def _read(
     A file without the Part 10 preamble that starts like a dataset (older exports, some
     test files) is read as a raw dataset.
     """
+    _refuse_truncated(path)
     try:
         return _dcmread_any(
             path, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags
@@ -311,6 +322,20 @@ def _read(
         raise InputError(
             f"unreadable DICOM ({type(exc).__name__}: {exc}); re-export it", path
         ) from exc
+
+
+def _refuse_truncated(path: Path) -> None:
+    """InputError when the file is cut short (pydicom reads some such files silently)."""
+    try:
+        where = find_truncation(path)
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", path) from exc
+    if where is not None:
+        raise InputError(
+            f"truncated DICOM file: {where}; it is incomplete (an interrupted copy or "
+            "export?): export it again",
+            path,
+        )
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -554,6 +579,8 @@ def _check_units(info: _DoseInfo) -> None:
             info.path,
         )
     if info.units != "GY":
+        if not info.units:
+            _refuse_truncated(info.path)  # a header cut short loses its Dose Units
         raise InputError(
             f"DoseUnits '{info.units or '(missing)'}' is not supported: only GY doses "
             "can be checked; export the dose in Gy",
@@ -1345,8 +1372,11 @@ def _scan_file(path: Path) -> _Header | str:
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     except Exception as exc:
+        _refuse_truncated(path)  # a truncated file is an error to report, not junk to skip
         return f"unreadable DICOM ({type(exc).__name__}: {exc})"
     kind = _kind(ds)
+    if kind == "unknown":  # a file cut short can lose its SOP class: report it, not skip it
+        _refuse_truncated(path)
     frame = _text(ds, "FrameOfReferenceUID")
     label = ""
     rs_uid = ""

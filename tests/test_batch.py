@@ -237,7 +237,7 @@ def test_batch_rows_and_verdicts(
     assert started == len(seen) == 6
     assert sorted(map(_rows, [[o] for o in seen])) == sorted([[r] for r in EXPECTED])
     by_source = {o.source: o for o in result.outcomes}
-    assert "truncated pixel data" in by_source["P2"].message
+    assert "truncated DICOM file" in by_source["P2"].message
     assert "RD.dcm" in by_source["P2"].message
     assert by_source["P1/central"].major >= 1 and by_source["P1/central"].protocol_id == "sabr-lung"
     assert by_source["P1/peripheral"].major == by_source["P1/peripheral"].minor == 0
@@ -338,7 +338,7 @@ def test_cli_exit_code_and_same_reports(
     code, stdout, stderr = run_cli(root, "--out", out, "--workers", "2", "--protocol", "sabr-lung")
     assert code == 3, stderr
     assert "6 plan(s): 2 pass, 2 fail, 2 error" in stdout
-    assert "error: P2 / BROKEN (P2): " in stderr and "truncated pixel data" in stderr
+    assert "error: P2 / BROKEN (P2): " in stderr and "truncated DICOM file" in stderr
     assert "fail: P1<&> / LUNG L (P1/central)" in stderr
     assert "scan warning" in stderr
     assert (out / "index.html").is_file() and (out / "summary.csv").is_file()

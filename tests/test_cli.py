@@ -409,7 +409,7 @@ def _junk(tmp: Path) -> tuple[list[Any], Path, str]:
 def _truncated(tmp: Path) -> tuple[list[Any], Path, str]:
     e = write_export(tmp / "x")
     e.rd.write_bytes(e.rd.read_bytes()[:-1001])  # the copy stopped short
-    return [e.folder], e.rd, "truncated pixel data"
+    return [e.folder], e.rd, "truncated DICOM file"
 
 
 def _missing_rs(tmp: Path) -> tuple[list[Any], Path, str]:

@@ -531,7 +531,31 @@ def test_file_cut_short(tmp_path: Path) -> None:
     export.rd.write_bytes(data[:-37])
     with pytest.raises(InputError) as info:
         load_export(find_exports(tmp_path)[0][0])
-    assert_input_error(info.value, export.rd, "truncated pixel data")
+    assert_input_error(info.value, export.rd, "truncated DICOM file: element (7FE0,0010)")
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.85, 0.99])
+def test_structure_set_cut_short_is_refused_not_read_in_part(tmp_path: Path, keep: float) -> None:
+    # pydicom reads an RTSTRUCT cut inside its ROI Contour Sequence without complaint and
+    # returns the ROIs it got: the last ones would silently have no contours.
+    export = write_export(tmp_path)
+    data = export.rs.read_bytes()
+    export.rs.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputError) as info:
+        load_export(find_exports(tmp_path)[0][0])
+    assert_input_error(info.value, export.rs, "truncated DICOM file")
+    with pytest.raises(InputError) as info:
+        load_files(export.rs, export.rd, export.rp)
+    assert_input_error(info.value, export.rs, "truncated DICOM file")
+
+
+def test_dose_header_cut_short_is_called_truncated(tmp_path: Path) -> None:
+    export = write_export(tmp_path)
+    data = export.rd.read_bytes()
+    export.rd.write_bytes(data[:700])  # inside the header, before Dose Units
+    with pytest.raises(InputError) as info:
+        load_export(find_exports(tmp_path)[0][0])
+    assert_input_error(info.value, export.rd, "truncated DICOM file")
 
 
 def test_missing_referenced_structure_set(tmp_path: Path) -> None:
