@@ -231,6 +231,20 @@ class StructureSet:
     slice_positions: FloatArray | None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def reference_positions(self) -> FloatArray | None:
+        """The z positions slabs reach halfway to (mm, ascending), or None.
+
+        The CT slices when they are known (``slice_positions``); else every plane any
+        ROI of this structure set is drawn on: planning systems draw on image slices, so
+        a structure absent from a plane other ROIs use has a gap there, and where the
+        slices are 5 mm apart rather than 2 mm a structure's slabs are 5 mm thick.
+        """
+        if self.slice_positions is not None:
+            return self.slice_positions
+        zs = sorted({plane.z for roi in self.rois for plane in roi.planes})
+        return np.asarray(zs, dtype=np.float64) if zs else None
+
     def roi(self, name: str) -> Roi:
         """The ROI called ``name`` (exact match); KeyError when there is none."""
         for roi in self.rois:

@@ -831,3 +831,32 @@ def test_nelms_explicit_mode(shared_data: Path) -> None:
     assert export.structures.frame_of_reference_uid == export.dose.frame_of_reference_uid
     with pytest.raises(RtcheckError):  # no plans in the folder: the scan refuses
         find_exports(folder)
+
+
+def _square(half: float) -> np.ndarray:
+    return np.array([[-half, -half], [half, -half], [half, half], [-half, half]]) + [15.0, -11.0]
+
+
+def test_without_ct_the_structure_sets_own_planes_stand_for_the_slices(tmp_path: Path) -> None:
+    # No CT: planes 5 mm apart below z = 0 and above z = 10, 2 mm apart between (a CT
+    # with thinner slices around the target). The body is on every plane: its slabs
+    # reach halfway to the next plane, 5 or 2 mm, so its volume is the square's area
+    # times (last - first + the two half-gap caps) = 4 mm² x (30 + 2.5 + 2.5) mm.
+    zs = [-10.0, -5.0, 0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0]
+    body = SyntheticRoi(1, "Body", "EXTERNAL", [ContourPlane(z, (_square(1.0),)) for z in zs])
+    # The target is missing from z = 4 although the body is drawn there: a gap, so its
+    # two stacks end there with flat caps reaching halfway to z = 4.
+    gtv_zs = [0.0, 2.0, 6.0, 8.0]
+    gtv = SyntheticRoi(2, "GTV", "GTV", [ContourPlane(z, (_square(0.5),)) for z in gtv_zs])
+    export = write_export(tmp_path, rois=[body, gtv])
+    loaded = load_files(export.rs, export.rd, export.rp)
+    assert loaded.structures.slice_positions is None
+    from rtcheck.analysis import roi_dvh
+
+    body_dvh = roi_dvh(loaded, loaded.structures.roi("Body"))
+    assert body_dvh.volume_cc * 1000 == pytest.approx(4.0 * 35.0, rel=1e-9)
+    gtv_dvh = roi_dvh(loaded, loaded.structures.roi("GTV"))
+    # Slabs halfway to the neighbouring slices: z 0 from -2.5 (the slice below is at -5)
+    # to 1, z 2 from 1 to 3, z 6 from 5 to 7, z 8 from 7 to 9: 9.5 mm of a 1 mm² square.
+    assert gtv_dvh.volume_cc * 1000 == pytest.approx(1.0 * 9.5, rel=1e-9)
+    assert any("no contour on 1 slice" in n for n in gtv_dvh.notes)
