@@ -73,6 +73,9 @@ class DvhAnalysis:
 def select_rois(rois: Sequence[Roi], names: Sequence[str]) -> list[Roi]:
     """The ROIs named (case-insensitive, in the order given), or all when none are named.
 
+    A name that several ROIs share selects all of them (in file order): which one was
+    meant cannot be known, and :func:`analyse` warns.
+
     Raises
     ------
     UnknownRoiError
@@ -80,9 +83,9 @@ def select_rois(rois: Sequence[Roi], names: Sequence[str]) -> list[Roi]:
     """
     if not names:
         return list(rois)
-    by_name: dict[str, Roi] = {}
+    by_name: dict[str, list[Roi]] = {}
     for roi in rois:
-        by_name.setdefault(roi.name.casefold(), roi)
+        by_name.setdefault(roi.name.casefold(), []).append(roi)
     chosen: list[Roi] = []
     for name in names:
         found = by_name.get(name.strip().casefold())
@@ -91,9 +94,16 @@ def select_rois(rois: Sequence[Roi], names: Sequence[str]) -> list[Roi]:
             raise UnknownRoiError(
                 f"no ROI named {name!r} in the structure set; available: {available}"
             )
-        if found not in chosen:
-            chosen.append(found)
+        chosen.extend(roi for roi in found if roi not in chosen)
     return chosen
+
+
+def shared_names(rois: Sequence[Roi]) -> dict[str, list[int]]:
+    """ROI names (case-insensitive) that several of ``rois`` carry, with their numbers."""
+    numbers: dict[str, list[int]] = {}
+    for roi in rois:
+        numbers.setdefault(roi.name.casefold(), []).append(roi.number)
+    return {name: found for name, found in numbers.items() if len(found) > 1}
 
 
 def analyse(
@@ -126,6 +136,21 @@ def analyse(
     # Threads do not help here (the sampler is memory-bound and holds the GIL between
     # NumPy calls); one structure at a time also bounds memory.
     results = [_analyse_roi(export, roi, metrics, prescription, between_planes) for roi in rois]
+    if roi_names:  # asked for by name: no DVH is a problem, not a remark
+        for result in results:
+            if result.dvh is None and not result.problems:
+                result.problems.extend(result.warnings)
+                result.warnings.clear()
+    shared = shared_names(rois)
+    for result in results:
+        numbers = shared.get(result.roi.name.casefold())
+        if numbers:
+            result.warnings.insert(
+                0,
+                f"ROI {result.roi.name!r} (number {result.roi.number}): ROIs "
+                f"{', '.join(str(n) for n in numbers)} share this name; each is listed "
+                "with its number",
+            )
     return DvhAnalysis(
         export=export, metrics=metrics, structures=results, between_planes=between_planes
     )

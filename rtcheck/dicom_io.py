@@ -1122,10 +1122,10 @@ def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) ->
         frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or _text(
             ds, "FrameOfReferenceUID"
         )
-        rois, errors = _rois(ds, file, frame)
+        notes: list[str] = []
+        rois, errors = _rois(ds, file, frame, notes)
         if errors:
             raise errors[0] if len(errors) == 1 else InputErrors(errors)
-        notes: list[str] = []
         positions = _slice_positions(ds, [Path(p) for p in ct_files], notes)
     return StructureSet(
         file=file,
@@ -1138,12 +1138,26 @@ def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) ->
     )
 
 
-def _rois(ds: Dataset, file: Path, frame: str) -> tuple[list[Roi], list[InputError]]:
+def _rois(
+    ds: Dataset, file: Path, frame: str, notes: list[str]
+) -> tuple[list[Roi], list[InputError]]:
     types = {
         _int(obs, "ReferencedROINumber"): _text(obs, "RTROIInterpretedType")
         for obs in _seq(ds, "RTROIObservationsSequence")
     }
-    contours = {_int(item, "ReferencedROINumber"): item for item in _seq(ds, "ROIContourSequence")}
+    # Contours by the ROI they reference; two items for one ROI are both its contours.
+    contours: dict[int | None, list[Dataset]] = {}
+    for item in _seq(ds, "ROIContourSequence"):
+        contours.setdefault(_int(item, "ReferencedROINumber"), []).extend(
+            _seq(item, "ContourSequence")
+        )
+    defined = {_int(item, "ROINumber") for item in _seq(ds, "StructureSetROISequence")}
+    orphans = sorted(str(n) for n in contours if n not in defined and contours[n])
+    if orphans:
+        notes.append(
+            f"contours of ROI number(s) {', '.join(orphans)}, which the structure set "
+            "does not define (no name), were ignored: check the export"
+        )
     rois: list[Roi] = []
     errors: list[InputError] = []
     for item in _seq(ds, "StructureSetROISequence"):
@@ -1152,8 +1166,7 @@ def _rois(ds: Dataset, file: Path, frame: str) -> tuple[list[Roi], list[InputErr
             continue
         name = _text(item, "ROIName")
         roi_frame = _text(item, "ReferencedFrameOfReferenceUID") or frame
-        contour_item = contours.get(number)
-        sequence = _seq(contour_item, "ContourSequence") if contour_item is not None else []
+        sequence = contours.get(number, [])
         roi, roi_errors = _roi(number, name, types.get(number, ""), sequence, file)
         errors.extend(roi_errors)
         rois.append(

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from rtcheck import __version__
-from rtcheck.analysis import DvhAnalysis, StructureResult
+from rtcheck.analysis import DvhAnalysis, StructureResult, shared_names
 from rtcheck.report_common import json_number, plan_summary
 
 SCHEMA = "rtcheck.dvh/1"
@@ -108,9 +108,11 @@ def format_table(analysis: DvhAnalysis) -> str:
     metric_names = [str(m) for m in analysis.metrics]
     header = ["ROI", "Volume[cc]", "Min[Gy]", "Mean[Gy]", "Max[Gy]", *metric_names]
     rows: list[list[str]] = []
+    shared = shared_names([s.roi for s in analysis.structures])
     for s in analysis.structures:
         dvh = s.dvh
-        name = s.roi.name + ("" if s.complete or dvh is None else " !")
+        name = s.roi.name + (f" #{s.roi.number}" if s.roi.name.casefold() in shared else "")
+        name += "" if s.complete or dvh is None else " !"
         if dvh is None:
             rows.append([name, "-", "-", "-", "-", *["-"] * len(metric_names)])
             continue

@@ -264,6 +264,28 @@ def test_unknown_roi_is_a_usage_error_listing_the_rois(export: Export) -> None:
     assert "'Rectum'" in errors[0] and "'PTV'" in errors[0] and "'Sphere'" in errors[0]
 
 
+def test_a_name_two_rois_share_lists_both_with_their_numbers(tmp_path: Path) -> None:
+    # Two ROIs called PTV: the 20 mm box (number 1) and a 10 mm one (number 3).
+    e = write_export(tmp_path / "x", rois=[box_roi(), box_roi(3, "ptv", -5.0, 5.0)])
+    result = run("dvh", e.folder, "--roi", "PTV", "--json", "-")
+    assert result.exit_code == 0, result.output
+    listed = [(s["name"], s["number"]) for s in report(result)["structures"]]
+    assert listed == [("PTV", 1), ("ptv", 3)]
+    volumes = [s["volume_cc"] for s in report(result)["structures"]]
+    assert volumes[0] == pytest.approx(2 * volumes[1], rel=1e-9)
+    assert sum("ROIs 1, 3 share this name" in w for w in report(result)["warnings"]) == 2
+    table = run("dvh", e.folder, "--roi", "PTV")
+    assert "PTV #1" in table.stdout and "ptv #3" in table.stdout
+
+
+def test_an_roi_asked_for_without_contours_cannot_be_evaluated(tmp_path: Path) -> None:
+    e = write_export(tmp_path / "x", rois=[box_roi(), SyntheticRoi(5, "Empty", "ORGAN", [])])
+    assert run("dvh", e.folder).exit_code == 0  # listed among all ROIs: a warning
+    result = run("dvh", e.folder, "--roi", "Empty")
+    assert result.exit_code == 3, result.output
+    assert "ROI 'Empty'" in lines(result.stderr, "error:")[0]
+
+
 def test_several_metrics(export: Export) -> None:
     result = run("dvh", export.folder, "--metric", "Max[Gy]", "--metric", "V20Gy[%]", "--json", "-")
     assert result.exit_code == 0, result.output

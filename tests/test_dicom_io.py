@@ -15,7 +15,9 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 from pydicom import dcmread, examples
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import JPEG2000Lossless
 
 from rtcheck import dicom_io
@@ -834,7 +836,8 @@ def test_nelms_explicit_mode(shared_data: Path) -> None:
 
 
 def _square(half: float) -> np.ndarray:
-    return np.array([[-half, -half], [half, -half], [half, half], [-half, half]]) + [15.0, -11.0]
+    corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+    return corners + np.array([15.0, -11.0])
 
 
 def test_without_ct_the_structure_sets_own_planes_stand_for_the_slices(tmp_path: Path) -> None:
@@ -860,3 +863,23 @@ def test_without_ct_the_structure_sets_own_planes_stand_for_the_slices(tmp_path:
     # to 1, z 2 from 1 to 3, z 6 from 5 to 7, z 8 from 7 to 9: 9.5 mm of a 1 mm² square.
     assert gtv_dvh.volume_cc * 1000 == pytest.approx(1.0 * 9.5, rel=1e-9)
     assert any("no contour on 1 slice" in n for n in gtv_dvh.notes)
+
+
+def test_contours_of_an_undefined_roi_are_reported_and_split_items_merged(
+    tmp_path: Path,
+) -> None:
+    export = write_export(tmp_path)
+    ds = dcmread(export.rs)
+    (item,) = ds.ROIContourSequence
+    contours = list(item.ContourSequence)
+    # The sphere's contours split over two items for ROI 1, and one for ROI 99, which
+    # the Structure Set ROI Sequence does not define.
+    first, second, orphan = Dataset(), Dataset(), Dataset()
+    first.ReferencedROINumber, first.ContourSequence = 1, DicomSequence(contours[:1])
+    second.ReferencedROINumber, second.ContourSequence = 1, DicomSequence(contours[1:])
+    orphan.ReferencedROINumber, orphan.ContourSequence = 99, DicomSequence(contours[:1])
+    ds.ROIContourSequence = DicomSequence([first, second, orphan])
+    ds.save_as(export.rs, enforce_file_format=True)
+    structures = dicom_io.read_structure_set(export.rs)
+    assert len(structures.roi("PTV").planes) == 3
+    assert any("ROI number(s) 99" in note for note in structures.notes)
