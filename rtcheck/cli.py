@@ -26,8 +26,16 @@ import typer
 
 from rtcheck import __version__
 from rtcheck.batch_cli import batch
+from rtcheck.cli_errors import stdout_closed
 from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
-from rtcheck.errors import InputErrors, MetricSyntaxError, ProtocolError, RtcheckError, UsageError
+from rtcheck.errors import (
+    InputError,
+    InputErrors,
+    MetricSyntaxError,
+    ProtocolError,
+    RtcheckError,
+    UsageError,
+)
 from rtcheck.watch_cli import history, watch
 
 
@@ -73,6 +81,8 @@ def _guarded(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:
+            raise stdout_closed() from None
         except InputErrors as exc:
             for e in exc.errors:
                 _err(f"error: {e}")
@@ -92,6 +102,30 @@ def _guarded(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(ExitCode.INTERNAL) from None
 
     return wrapper  # functools.wraps keeps the signature typer reads
+
+
+def _check_outputs(**targets: Path | str | None) -> None:
+    """Usage error for an output file that cannot be written where it is asked for.
+
+    Checked before any work, so a typo in a path does not cost a whole computation.
+    """
+    for option, target in targets.items():
+        if target is None or target == "-":
+            continue
+        path = Path(target)
+        flag = "--" + option.removesuffix("_out").replace("_", "-")
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a folder, give a file name")
+        if not path.parent.is_dir():
+            raise UsageError(f"{flag} {path}: folder {path.parent} does not exist")
+
+
+def _write(path: Path | str, text: str) -> None:
+    """Write an output file; a failure (permissions, full disk) is an error naming it."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write the report: {exc.strerror or exc}", path) from exc
 
 
 def _is_usage(exc: RtcheckError) -> bool:
@@ -170,6 +204,7 @@ def dvh(
     from rtcheck.analysis import DEFAULT_METRICS, analyse
     from rtcheck.dvh_report import format_table, to_csv, to_json
 
+    _check_outputs(json_out=json_out, csv_out=csv_out)
     export = _load(path, structures, dose, plan)
     result = analyse(export, roi or (), metric or DEFAULT_METRICS, between_planes.value)
     to_stdout = json_out == "-"
@@ -186,9 +221,9 @@ def dvh(
         if to_stdout:
             typer.echo(text)
         else:
-            Path(json_out).write_text(text + "\n", encoding="utf-8")
+            _write(json_out, text + "\n")
     if csv_out is not None:
-        csv_out.write_text(to_csv(result), encoding="utf-8")
+        _write(csv_out, to_csv(result))
     if result.problems:
         raise typer.Exit(ExitCode.CANNOT_EVALUATE)
 
@@ -276,13 +311,7 @@ def check(
     from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
     from rtcheck.constraints.structures import check_alias_roles, load_aliases
 
-    for option, target in (("--html", html_out), ("--csv", csv_out)):
-        if target is None:
-            continue
-        if target.is_dir():
-            raise UsageError(f"{option} {target}: is a folder, give a file name")
-        if not target.parent.is_dir():
-            raise UsageError(f"{option} {target}: folder {target.parent} does not exist")
+    _check_outputs(json_out=json_out, html_out=html_out, csv_out=csv_out)
     export = _load(path, structures, dose, plan)
     alias_map = load_aliases(aliases) if aliases is not None else None
     if protocol == "auto":
@@ -307,15 +336,15 @@ def check(
         if json_out == "-":
             typer.echo(text)
         else:
-            Path(json_out).write_text(text + "\n", encoding="utf-8")
+            _write(json_out, text + "\n")
     if html_out is not None:
         from rtcheck.report_html import render_html, report_dvhs
 
-        html_out.write_text(render_html(result, report_dvhs(result)), encoding="utf-8")
+        _write(html_out, render_html(result, report_dvhs(result)))
     if csv_out is not None:
         from rtcheck.report_csv import to_csv
 
-        csv_out.write_text(to_csv(result), encoding="utf-8")
+        _write(csv_out, to_csv(result))
     code = {"pass": ExitCode.OK, "fail": ExitCode.NON_COMPLIANT, "error": ExitCode.CANNOT_EVALUATE}[
         result.verdict
     ]

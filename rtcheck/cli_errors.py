@@ -6,6 +6,8 @@ imports another.
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,11 +32,25 @@ def err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def stdout_closed() -> typer.Exit:
+    """The exit for a reader that went away (``rtcheck ... | head``).
+
+    The report was not delivered, so the run cannot count as a success; what is left to
+    print goes nowhere instead of raising again at interpreter exit.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    err("error: standard output was closed before the report was complete")
+    return typer.Exit(EXIT_CANNOT_EVALUATE)
+
+
 @contextmanager
 def exit_codes(debug: bool) -> Iterator[None]:
     """Map rtcheck's exceptions to exit codes (``typer.Exit`` passes through)."""
     try:
         yield
+    except BrokenPipeError:
+        raise stdout_closed() from None
     except (UsageError, ProtocolError, MetricSyntaxError, MissingExtraError) as exc:
         err(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None

@@ -826,6 +826,13 @@ def _pixels(ds: Dataset, path: Path, frames: int, rows: int, cols: int, bits: in
             "the file may be damaged, export it again",
             path,
         ) from exc
+    if arr.size != frames * rows * cols:
+        raise InputError(
+            f"the pixel data hold {arr.size} values, not NumberOfFrames x Rows x Columns = "
+            f"{frames} x {rows} x {cols} = {frames * rows * cols}: the header does not "
+            "match the data; export the dose again",
+            path,
+        )
     return arr.reshape(frames, rows, cols)
 
 

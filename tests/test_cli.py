@@ -798,6 +798,50 @@ def test_console_script_in_a_real_process(export: Export, tmp_path: Path) -> Non
     assert "Traceback" not in usage.stderr
 
 
+def test_a_reader_that_goes_away_is_not_a_success(export: Export) -> None:
+    # `rtcheck dvh ... | head -1`: the report was not delivered, so no exit 0, and no
+    # traceback; the pipe is closed before rtcheck writes anything.
+    env = {**os.environ, "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [_console_script(), "dvh", str(export.folder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    with process.stderr:
+        stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 3, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert "standard output was closed" in stderr
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv"])
+def test_an_output_file_in_a_missing_folder_is_a_usage_error(
+    export: Export, tmp_path: Path, option: str
+) -> None:
+    target = tmp_path / "no such folder" / "out.txt"
+    result = run("dvh", export.folder, option, target)
+    assert result.exit_code == 2, result.output
+    assert_clean(result)
+    assert lines(result.stderr, "error:") == [
+        f"error: {option} {target}: folder {target.parent} does not exist"
+    ]
+    assert "PTV" not in result.stdout  # refused before any work
+
+
+def test_more_pixel_data_than_frames_is_refused(tmp_path: Path) -> None:
+    e = write_export(tmp_path / "x")
+    ds = dcmread(e.rd)
+    frames = int(ds.NumberOfFrames)
+    ds.NumberOfFrames = frames - 1
+    ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:-1]
+    ds.save_as(e.rd, enforce_file_format=True)
+    result = run("dvh", e.folder)
+    assert result.exit_code == 3, result.output
+    (error,) = lines(result.stderr, "error:")
+    assert str(e.rd) in error and "does not match the data" in error
+
+
 def test_cli_does_not_need_the_standalone_click_package(export: Export) -> None:
     # typer vendors click and does not install it; rtcheck does not declare it either, so
     # the CLI must work when 'import click' fails (as after a plain pip install).
