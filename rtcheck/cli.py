@@ -161,7 +161,7 @@ DebugOption = Annotated[
 def dvh(
     path: Annotated[
         Path | None,
-        typer.Argument(help="Export folder (searched recursively) or one DICOM file."),
+        typer.Argument(help="Export folder (searched recursively)."),
     ] = None,
     structures: Annotated[
         Path | None, typer.Option("--structures", help="RTSTRUCT file (explicit mode).")
@@ -248,11 +248,17 @@ def _header(export: Any) -> str:
     plan = export.plan
     lines = [f"Patient {export.patient_id}"]
     if plan is not None:
-        dose = (
-            f"{plan.fractions} x {plan.dose_per_fraction_gy:.4g} Gy = {plan.total_dose_gy:.4g} Gy"
-            if plan.total_dose_gy is not None and plan.fractions
-            else "no prescription"
-        )
+        if plan.total_dose_gy is not None and plan.fractions:
+            dose = (
+                f"{plan.fractions} x {plan.dose_per_fraction_gy:.4g} Gy = "
+                f"{plan.total_dose_gy:.4g} Gy"
+            )
+        elif plan.total_dose_gy is not None:
+            dose = f"{plan.total_dose_gy:.4g} Gy in total, fractions not given"
+        else:
+            dose = "no prescription"
+        if plan.total_dose_gy is not None and plan.prescription_source != "DoseReferenceSequence":
+            dose += f", {plan.prescription_source}"
         lines.append(
             f"Plan {plan.label!r} ({plan.intent or 'intent not given'}, "
             f"{plan.approval or 'approval not given'}): {dose}"

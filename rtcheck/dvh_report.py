@@ -76,6 +76,7 @@ def _structure_json(result: StructureResult, curves: bool) -> dict[str, Any]:
         "type": roi.interpreted_type,
         "volume_cc": None,
         "volume_outside_dose_cc": None,
+        "volume_outside_dose_percent": None,
         "complete": result.complete,
         "min_gy": None,
         "mean_gy": None,
@@ -86,6 +87,9 @@ def _structure_json(result: StructureResult, curves: bool) -> dict[str, Any]:
         entry.update(
             volume_cc=json_number(dvh.volume_cc),
             volume_outside_dose_cc=json_number(dvh.volume_outside_cc),
+            volume_outside_dose_percent=json_number(
+                100.0 * dvh.volume_outside_cc / dvh.volume_cc if dvh.volume_cc > 0 else None
+            ),
             min_gy=json_number(dvh.min_gy),
             mean_gy=json_number(dvh.mean_gy),
             max_gy=json_number(dvh.max_gy),

@@ -286,6 +286,22 @@ def test_an_roi_asked_for_without_contours_cannot_be_evaluated(tmp_path: Path) -
     assert "ROI 'Empty'" in lines(result.stderr, "error:")[0]
 
 
+def test_the_plan_line_says_what_the_prescription_rests_on(tmp_path: Path) -> None:
+    e = write_export(tmp_path / "x")
+    ds = dcmread(e.rp)
+    del ds.FractionGroupSequence  # the target dose stands, the fractions are unknown
+    ds.save_as(e.rp, enforce_file_format=True)
+    result = run("dvh", e.folder, "--metric", "V100%[%]")
+    assert "54 Gy in total, fractions not given" in result.stdout, result.output
+
+    e = write_export(tmp_path / "y")
+    ds = dcmread(e.rp)
+    del ds.DoseReferenceSequence  # no target dose: 3 fractions x (9 + 9) Gy of beam dose
+    ds.save_as(e.rp, enforce_file_format=True)
+    result = run("dvh", e.folder)
+    assert "3 x 18 Gy = 54 Gy, derived from beam doses" in result.stdout, result.output
+
+
 def test_several_metrics(export: Export) -> None:
     result = run("dvh", export.folder, "--metric", "Max[Gy]", "--metric", "V20Gy[%]", "--json", "-")
     assert result.exit_code == 0, result.output
@@ -552,6 +568,7 @@ def test_structure_partly_outside_the_dose_grid(tmp_path: Path) -> None:
     ptv, other = by_name(doc)["PTV"], by_name(doc)["Inside"]
     assert ptv["volume_cc"] == pytest.approx(8.0, rel=1e-6)
     assert ptv["volume_outside_dose_cc"] == pytest.approx(4.0, abs=1e-3)
+    assert ptv["volume_outside_dose_percent"] == pytest.approx(50.0, abs=1e-2)
     assert ptv["complete"] is False
     assert other["complete"] is True and other["volume_outside_dose_cc"] == pytest.approx(0.0)
     ptv_warnings = [w for w in doc["warnings"] if "'PTV'" in w and "outside" in w]
