@@ -177,6 +177,10 @@ def _analyse_roi(
         return StructureResult(roi, None, problems=[f"ROI {name!r}: {exc}"])
     result = StructureResult(roi, dvh)
     result.warnings.extend(f"ROI {name!r}: {n}" for n in (*roi.notes, *dvh.notes))
+    if dvh.ambiguous_planes:
+        result.problems.append(f"ROI {name!r}: {ambiguous_contours(dvh)}")
+        result.metrics = {str(m): None for m in metrics}
+        return result
     if dvh.volume_inside_cc <= 0:
         result.problems.append(
             f"ROI {name!r}: all of its {dvh.volume_cc:.3g} cc lies outside the dose grid: "
@@ -198,6 +202,17 @@ def _analyse_roi(
             result.metrics[key] = None
             result.problems.append(f"ROI {name!r}: {key}: {exc}")
     return result
+
+
+def ambiguous_contours(dvh: DVH) -> str:
+    """Why a DVH with :attr:`~rtcheck.dvh.DVH.ambiguous_planes` cannot be used."""
+    zs = dvh.ambiguous_planes
+    shown = ", ".join(f"{z:g}" for z in zs[:5]) + (", ..." if len(zs) > 5 else "")
+    return (
+        f"on {len(zs)} plane(s) (near z = {shown} mm) a contour crosses itself or contours "
+        "overlap, so the area they enclose is ambiguous: no DVH and no metrics; fix the "
+        "contours in the planning system"
+    )
 
 
 def roi_dvh(export: PlanExport, roi: Roi, between_planes: str = "slab") -> DVH:

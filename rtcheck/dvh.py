@@ -54,6 +54,9 @@ DEFAULT_TARGET_SAMPLES = 100_000
 DEFAULT_BINS = 2**16
 #: Finest in-plane subdivision of a dose voxel.
 MAX_SUBDIVISION = 64
+#: Relative disagreement between a layer's polygon area and the area its outline covers
+#: (even-odd) beyond which its contours are ambiguous (at least four lattice cells).
+AREA_AGREEMENT = 0.02
 #: Planes closer than this (mm) are one plane.
 PLANE_TOLERANCE_MM = 0.01
 
@@ -193,12 +196,17 @@ class Layer:
         ``(n, 4)`` array of edges ``(x0, y0, x1, y1)`` in mm.
     area
         Area (mm²) enclosed by the outlines.
+    exact
+        Whether ``area`` is the outlines' own area (then checked against the coverage).
     """
 
     lo: float
     hi: float
     edges: FloatArray
     area: float
+    #: ``area`` is the outlines' own polygon area, so the even-odd coverage the sampler
+    #: measures must agree with it (False for an area taken from elsewhere).
+    exact: bool = True
 
     @classmethod
     def from_polygons(
@@ -244,6 +252,9 @@ class DVH:
     max_gy: float
     samples: int = 0
     notes: tuple[str, ...] = field(default=())
+    #: z (mm) of planes whose polygon area disagrees with the area they cover by the
+    #: even-odd rule: a contour crossing itself, or contours overlapping.
+    ambiguous_planes: tuple[float, ...] = ()
 
     @property
     def volume_inside_cc(self) -> float:
@@ -656,6 +667,20 @@ def _edge_cells(
     return CellCoverage(np.minimum(fraction, 1.0), cx, cy, extent_x, rows_hit)
 
 
+def _covers_something(edges: FloatArray) -> bool:
+    """Whether closed outlines cover more than a sliver by the even-odd rule."""
+    if edges.shape[0] < 3:
+        return False
+    (x_lo, y_lo), (x_hi, y_hi) = edges[:, :2].min(axis=0), edges[:, :2].max(axis=0)
+    h = max(x_hi - x_lo, y_hi - y_lo) / 64
+    if h <= 0:
+        return False
+    xs = _lattice_axis(x_lo - h, h, x_lo - h, x_hi + h)
+    ys = _lattice_axis(y_lo - h, h, y_lo - h, y_hi + h)
+    covered = float(_edge_cells([edges], xs, ys, h, h).fraction.sum())
+    return covered > 4.0
+
+
 def _lattice_axis(start: float, step: float, lo: float, hi: float) -> FloatArray:
     """Sub-cell centres ``start + (j + 0.5) * step`` that fall within ``[lo, hi]``."""
     j0 = math.ceil((lo - start) / step - 0.5)
@@ -774,6 +799,7 @@ class _Samples:
     spread: FloatArray
     weights: FloatArray
     outside_mm3: float
+    ambiguous: tuple[int, ...] = ()  # layers (of the chunk) whose area is ambiguous
 
 
 def _sample_layers(
@@ -804,6 +830,14 @@ def _sample_layers(
     wx = hx * cells.extent_x[plane, rows, cols]
     wy = hy * cells.extent_y[plane, rows, cols]
     covered = np.bincount(plane, share, minlength=len(layers))
+    # A simple outline covers its own area (to the lattice's resolution); a self-
+    # crossing or overlapping one covers something else by the even-odd rule.
+    exact = np.array([layer.exact for layer in layers])
+    covered_mm2 = covered * hx * hy
+    disagree = np.abs(covered_mm2 - areas) > np.maximum(
+        AREA_AGREEMENT * np.maximum(covered_mm2, areas), 4 * hx * hy
+    )
+    ambiguous = tuple(int(i) for i in np.flatnonzero(exact & disagree & (covered > 0)))
     tiny = np.flatnonzero(covered <= 0)
     if tiny.size:  # outlines thinner than the scan lines: one sample at the centroid
         centroids = np.array([_centroid(layers[int(i)].edges) for i in tiny])
@@ -838,11 +872,11 @@ def _sample_layers(
         )
     if x.size == 0:
         empty = np.zeros(0)
-        return _Samples(empty, empty, empty, outside_mm3)
+        return _Samples(empty, empty, empty, outside_mm3, ambiguous)
     doses, gx, gy, gz = _trilinear_with_gradient(grid, x, y, pz)
     dz = slab_dz[plane[sample]]
     spread = np.sqrt((gx * wx[sample]) ** 2 + (gy * wy[sample]) ** 2 + (gz * dz) ** 2)
-    return _Samples(doses, spread, weights, outside_mm3)
+    return _Samples(doses, spread, weights, outside_mm3, ambiguous)
 
 
 def _trilinear_with_gradient(
@@ -974,6 +1008,13 @@ def dvh_of_layers(
     areas = np.array([layer.area for layer in layers])
     thickness = np.array([layer.hi - layer.lo for layer in layers])
     volume_mm3 = float(np.sum(areas * thickness))
+    # Layers the sampler never sees (no area) that still cover something: a contour
+    # whose lobes cancel in the shoelace sum (a figure of eight).
+    ambiguous = [
+        0.5 * (layer.lo + layer.hi)
+        for layer in layers
+        if layer.exact and layer.area <= 0 and _covers_something(layer.edges)
+    ]
 
     dose_min, dose_max = grid.dose_range
     lower = min(0.0, dose_min)
@@ -982,7 +1023,18 @@ def dvh_of_layers(
     edges: FloatArray = lower + np.arange(bins + 1, dtype=np.float64) * bin_width
 
     if volume_mm3 <= 0:
-        return DVH(edges, np.zeros(bins), 0.0, 0.0, math.nan, math.nan, math.nan, 0, tuple(notes))
+        return DVH(
+            edges,
+            np.zeros(bins),
+            0.0,
+            0.0,
+            math.nan,
+            math.nan,
+            math.nan,
+            0,
+            tuple(notes),
+            tuple(sorted(set(ambiguous))),
+        )
 
     h = (volume_mm3 / target_samples) ** (1.0 / 3.0)
     n_subs = np.maximum(1, np.round(thickness / h)).astype(int)
@@ -1011,6 +1063,9 @@ def dvh_of_layers(
             hy,
         )
         outside_mm3 += sampled.outside_mm3
+        ambiguous.extend(
+            0.5 * (layers[chunk[i]].lo + layers[chunk[i]].hi) for i in sampled.ambiguous
+        )
         if sampled.doses.size == 0:
             continue
         hist.add(sampled.doses, sampled.spread, sampled.weights)
@@ -1053,4 +1108,5 @@ def dvh_of_layers(
         max_gy=d_max,
         samples=n_samples,
         notes=tuple(notes),
+        ambiguous_planes=tuple(sorted(set(ambiguous))),
     )

@@ -114,7 +114,8 @@ def shape_layers(
     def own(i: int, z0: float, z1: float, area: float, other: int | None = None) -> None:
         """Plane i's outline from z0 to z1, merged with the layer below if that is the same."""
         drawn = outline(i, i if other is None else other)
-        if area <= 0 or drawn.shape[0] == 0:
+        exact = area == planes[i].area  # the plane's own area: the sampler checks it
+        if drawn.shape[0] == 0 or (area <= 0 and not exact):
             return
         last = layers[-1] if layers else None
         if (
@@ -125,7 +126,7 @@ def shape_layers(
         ):
             layers.pop()
             z0 = last.lo
-        layers.append(Layer(z0, z1, drawn, area))
+        layers.append(Layer(z0, z1, drawn, area, exact=exact))
 
     for i, plane in enumerate(planes):
         if i == 0 or not joined[i - 1]:
@@ -151,7 +152,13 @@ def shape_layers(
                 drawn = outline(i, i + 1) if 2 * (k + 1) <= m else outline(i + 1, i)
             if areas[k + 1] > 0:
                 layers.append(
-                    Layer(float(bounds[k + 1]), float(bounds[k + 2]), drawn, float(areas[k + 1]))
+                    Layer(
+                        float(bounds[k + 1]),
+                        float(bounds[k + 2]),
+                        drawn,
+                        float(areas[k + 1]),
+                        exact=False,
+                    )
                 )
         own(i + 1, float(bounds[m]), nxt.z, float(areas[m]), i)
     return layers

@@ -302,6 +302,17 @@ def test_the_plan_line_says_what_the_prescription_rests_on(tmp_path: Path) -> No
     assert "3 x 18 Gy = 54 Gy, derived from beam doses" in result.stdout, result.output
 
 
+def test_a_contour_crossing_itself_cannot_be_evaluated(tmp_path: Path) -> None:
+    bow_tie = np.array([[-10.0, -10.0], [10.0, 10.0], [10.0, -10.0], [-10.0, 10.0]])
+    crossed = SyntheticRoi(3, "Crossed", "ORGAN", [ContourPlane(z, (bow_tie,)) for z in PLANES_Z])
+    e = write_export(tmp_path / "x", rois=[box_roi(), crossed])
+    result = run("dvh", e.folder, "--json", "-")
+    assert result.exit_code == 3, result.output
+    (error,) = lines(result.stderr, "error:")
+    assert "ROI 'Crossed'" in error and "crosses itself" in error
+    assert by_name(report(result))["PTV"]["volume_cc"] == pytest.approx(8.0, rel=1e-6)
+
+
 def test_several_metrics(export: Export) -> None:
     result = run("dvh", export.folder, "--metric", "Max[Gy]", "--metric", "V20Gy[%]", "--json", "-")
     assert result.exit_code == 0, result.output

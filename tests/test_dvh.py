@@ -176,6 +176,36 @@ def test_structure_entirely_outside_has_nothing_inside_whatever_the_rounding(
     assert not dvh.complete
 
 
+BOW_TIE = np.array([[-10.0, -10.0], [10.0, 10.0], [10.0, -10.0], [-10.0, 10.0]])
+#: Edges (0,0)-(30,20) and (30,0)-(0,10) cross at (10, 20/3): lobes of 50 and 200 mm²,
+#: shoelace 150, even-odd 250.
+EIGHT = np.array([[0.0, 0.0], [30.0, 20.0], [30.0, 0.0], [0.0, 10.0]])
+
+
+@pytest.mark.parametrize(
+    ("polygons", "ambiguous"),
+    [
+        ((BOW_TIE,), True),  # shoelace 0: the lobes cancel
+        ((EIGHT,), True),
+        ((square(0, 0, 10.0), square(5, 5, 10.0)), True),  # overlapping, not nested
+        ((square(0, 0, 10.0), square(0, 0, 5.0)), False),  # a hole
+        ((square(0, 0, 10.0), square(30, 0, 5.0)), False),  # two islands
+        ((square(0, 0, 10.0),), False),
+    ],
+    ids=["bow-tie", "figure-of-eight", "overlap", "hole", "islands", "square"],
+)
+def test_contours_whose_area_is_ambiguous_are_flagged(
+    polygons: tuple[np.ndarray, ...], ambiguous: bool
+) -> None:
+    planes = [ContourPlane(float(z), polygons) for z in (10.0, 11.0, 12.0)]
+    planes[0] = ContourPlane(10.0, (square(0, 0, 10.0),))  # a simple plane is not flagged
+    for model in ("slab", "shape"):
+        dvh = compute_dvh(planes, grid_1mm(-30.0, 61), between_planes=model)
+        flagged = dvh.ambiguous_planes
+        assert (len(flagged) > 0) == ambiguous, model
+        assert all(10.5 < z < 12.75 for z in flagged), flagged
+
+
 def test_hollow_structure_excludes_its_hole() -> None:
     # Square ring (outer 10 mm half-width, hole 5 mm) in dose = y + 50: volume
     # (400 - 100) mm² x 10 mm = 3 cc; symmetric, so the mean is 50 Gy.

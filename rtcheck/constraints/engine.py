@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtcheck.analysis import fallback_thickness, roi_dvh
+from rtcheck.analysis import ambiguous_contours, fallback_thickness, roi_dvh
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.metrics import Metric
 from rtcheck.constraints.protocol import (
@@ -145,7 +145,11 @@ class _Context:
                 except ValueError as exc:
                     self.dvhs[roi.number] = f"ROI '{roi.name}': {exc}"
                 else:
-                    self.dvhs[roi.number] = dvh
+                    self.dvhs[roi.number] = (
+                        f"ROI '{roi.name}': {ambiguous_contours(dvh)}"
+                        if dvh.ambiguous_planes
+                        else dvh
+                    )
                     self.notes.extend(f"ROI '{roi.name}': {n}" for n in dvh.notes)
         return self.dvhs[roi.number]
 
