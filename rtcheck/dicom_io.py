@@ -71,6 +71,10 @@ __all__ = [
 logger = logging.getLogger("rtcheck")
 
 #: How to bypass the folder scan, quoted in every linking error.
+#: Largest difference (% of the PLAN dose's maximum) between a PLAN dose and the sum of
+#: its BEAM doses that is put down to rounding; beyond it the export is inconsistent.
+BEAM_SUM_TOLERANCE_PERCENT = 1.0
+
 EXPLICIT_HINT = (
     "name the files explicitly instead: --structures RS.dcm --dose RD.dcm [--plan RP.dcm]"
 )
@@ -873,7 +877,8 @@ def _choose_doses(
             errors.append(
                 InputError(
                     f"BEAM dose for {plan_name} does not say which beam it holds (no Referenced "
-                    f"Beam Sequence): {EXPLICIT_HINT}",
+                    "Beam Sequence), so whether every beam is there cannot be checked: export "
+                    "the BEAM doses with their beam references, or the plan's PLAN dose",
                     info.path,
                 )
             )
@@ -982,7 +987,7 @@ def _assemble_dose(
             )
             dose_notes.append(f"FRACTION dose multiplied by the {plan.fractions} fractions planned")
     elif comparison:
-        beam_difference = _compare_with_beams(grid, comparison, plan, dose_notes)
+        beam_difference = _compare_with_beams(grid, first.info.path, comparison, plan, dose_notes)
     return DoseData(
         grid=grid,
         files=[f.info.path for f in files],
@@ -1057,11 +1062,19 @@ def _sum_grids(files: Sequence[_DoseFile]) -> DoseGrid:
 
 def _compare_with_beams(
     grid: DoseGrid,
+    plan_dose: Path,
     comparison: Sequence[_DoseInfo],
     plan: PlanInfo | None,
     notes: list[str],
 ) -> float | None:
-    """Note how the summed BEAM doses compare with the PLAN dose; the max difference."""
+    """Note how the summed BEAM doses compare with the PLAN dose; the max difference.
+
+    Raises
+    ------
+    InputError
+        When they differ by more than :data:`BEAM_SUM_TOLERANCE_PERCENT` of the PLAN
+        dose's maximum anywhere: two doses of one plan that disagree are not both right.
+    """
     files = [_read_dose_file(info.path) for info in comparison]
     beams = sorted(n for f in files for n in f.info.beam_numbers)
     if plan is not None:
@@ -1084,6 +1097,14 @@ def _compare_with_beams(
     difference = float(np.max(np.abs(summed.dose - grid.dose)))
     peak = float(np.max(grid.dose))
     percent = 100.0 * difference / peak if peak > 0 else 0.0
+    if percent > BEAM_SUM_TOLERANCE_PERCENT:
+        raise InputError(
+            f"the sum of the {len(files)} BEAM dose(s) of the plan differs from this PLAN "
+            f"dose by up to {difference:.4g} Gy ({percent:.2f} % of its maximum "
+            f"{peak:.4g} Gy): the export is inconsistent (doses of different plan "
+            "versions?); export the plan's doses again",
+            plan_dose,
+        )
     notes.append(
         f"PLAN dose used; the sum of the {len(files)} BEAM dose(s) differs from it by at "
         f"most {difference:.4g} Gy ({percent:.2f} % of its maximum {peak:.4g} Gy)"

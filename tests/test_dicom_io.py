@@ -251,6 +251,24 @@ def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> 
     assert any("PLAN dose used" in n and "2 BEAM" in n for n in loaded.dose.notes)
 
 
+def test_plan_and_beam_doses_that_disagree_are_refused(tmp_path: Path) -> None:
+    # The beams sum to 1.1 x the PLAN dose: two doses of one plan, not both right.
+    export = write_export(tmp_path, bits=32)
+    for number, scale in ((1, 0.6), (2, 0.5)):
+        write_dose(
+            tmp_path / f"RD_beam{number}.dcm",
+            make_grid(scale=scale),
+            referenced_plan_uid=export.plan_uid,
+            frame_of_reference_uid=FOR,
+            summation="BEAM",
+            referenced_beam_number=number,
+            bits=32,
+        )
+    with pytest.raises(InputError) as info:
+        load_export(find_exports(tmp_path)[0][0])
+    assert_input_error(info.value, export.rd, "BEAM dose(s)", "inconsistent")
+
+
 def test_fraction_dose_times_fractions(tmp_path: Path) -> None:
     export = write_export(tmp_path, summation="FRACTION", fractions=4, bits=32)
     loaded = load_export(find_exports(tmp_path)[0][0])
