@@ -230,11 +230,11 @@ def test_beam_doses_on_different_grids_are_refused(tmp_path: Path) -> None:
     assert_input_error(info.value, second, "different grids")
 
 
-def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> None:
-    export = write_export(tmp_path, bits=32)
-    for number, scale in ((1, 0.6), (2, 0.4)):
+def write_beam_doses(folder: Path, export: Export, scales: Sequence[float]) -> None:
+    """BEAM doses of beams 1, 2, ... next to the export's PLAN dose: scale x its grid."""
+    for number, scale in enumerate(scales, start=1):
         write_dose(
-            tmp_path / f"RD_beam{number}.dcm",
+            folder / f"RD_beam{number}.dcm",
             make_grid(scale=scale),
             referenced_plan_uid=export.plan_uid,
             frame_of_reference_uid=FOR,
@@ -242,6 +242,11 @@ def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> 
             referenced_beam_number=number,
             bits=32,
         )
+
+
+def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> None:
+    export = write_export(tmp_path, bits=32)
+    write_beam_doses(tmp_path, export, (0.6, 0.4))
     sets, _ = find_exports(tmp_path)
     assert len(sets) == 1 and sets[0].summation == "PLAN" and len(sets[0].doses) == 3
     loaded = load_export(sets[0])
@@ -254,16 +259,7 @@ def test_plan_dose_preferred_over_beam_doses_with_comparison(tmp_path: Path) -> 
 def test_plan_and_beam_doses_that_disagree_are_refused(tmp_path: Path) -> None:
     # The beams sum to 1.1 x the PLAN dose: two doses of one plan, not both right.
     export = write_export(tmp_path, bits=32)
-    for number, scale in ((1, 0.6), (2, 0.5)):
-        write_dose(
-            tmp_path / f"RD_beam{number}.dcm",
-            make_grid(scale=scale),
-            referenced_plan_uid=export.plan_uid,
-            frame_of_reference_uid=FOR,
-            summation="BEAM",
-            referenced_beam_number=number,
-            bits=32,
-        )
+    write_beam_doses(tmp_path, export, (0.6, 0.5))
     with pytest.raises(InputError) as info:
         load_export(find_exports(tmp_path)[0][0])
     assert_input_error(info.value, export.rd, "BEAM dose(s)", "inconsistent")
