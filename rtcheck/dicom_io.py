@@ -235,19 +235,30 @@ class StructureSet:
     slice_positions: FloatArray | None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def reference_positions(self) -> FloatArray | None:
-        """The z positions slabs reach halfway to (mm, ascending), or None.
+    def reference_positions(self, roi: Roi) -> FloatArray | None:
+        """The z positions an ROI's slabs reach halfway to (mm, ascending), or None.
 
-        The CT slices when they are known (``slice_positions``); else every plane any
-        ROI of this structure set is drawn on: planning systems draw on image slices, so
-        a structure absent from a plane other ROIs use has a gap there, and where the
-        slices are 5 mm apart rather than 2 mm a structure's slabs are 5 mm thick.
+        The CT slices when they are known (``slice_positions``). Else every plane any ROI
+        of this structure set is drawn on: planning systems draw on image slices, so a
+        structure absent from a plane other ROIs use has a gap there, and where the
+        slices are 5 mm apart rather than 2 mm its slabs are 5 mm thick. Unless those
+        planes interleave with the ROI's own (more other planes inside its extent than
+        half its own gaps: an ROI on another grid, or drawn on every other slice): then
+        None, and the ROI's own planes decide.
         """
         if self.slice_positions is not None:
             return self.slice_positions
-        zs = sorted({plane.z for roi in self.rois for plane in roi.planes})
-        return np.asarray(zs, dtype=np.float64) if zs else None
+        zs = np.asarray(
+            sorted({plane.z for r in self.rois for plane in r.planes}), dtype=np.float64
+        )
+        own = np.asarray(sorted(plane.z for plane in roi.planes), dtype=np.float64)
+        if zs.size == 0 or own.size == 0:
+            return None
+        tol = PLANE_TOLERANCE_MM
+        inside = zs[(zs > own[0] + tol) & (zs < own[-1] - tol)]
+        nearest = np.abs(inside[:, None] - own[None, :]).min(axis=1) if inside.size else inside
+        others = int(np.count_nonzero(nearest > tol))
+        return zs if others <= 0.5 * (own.size - 1) else None
 
     def roi(self, name: str) -> Roi:
         """The ROI called ``name`` (exact match); KeyError when there is none."""

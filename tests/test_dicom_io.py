@@ -897,3 +897,20 @@ def test_contours_of_an_undefined_roi_are_reported_and_split_items_merged(
     structures = dicom_io.read_structure_set(export.rs)
     assert len(structures.roi("PTV").planes) == 3
     assert any("ROI number(s) 99" in note for note in structures.notes)
+
+
+def test_an_roi_on_planes_between_the_others_keeps_its_own_slabs(tmp_path: Path) -> None:
+    # Body every 3 mm from 0 to 30; a structure every 3 mm from 1.5 to 13.5 (another
+    # grid, or copied from another image): the body's planes fall between all of its
+    # own, which would make each plane a stack of its own. Its own planes decide:
+    # 5 planes x 3 mm (flat caps of 1.5 mm) of a 1 mm² square.
+    body = SyntheticRoi(
+        1, "Body", "EXTERNAL", [ContourPlane(z, (_square(1.0),)) for z in np.arange(0.0, 31, 3)]
+    )
+    shifted = [ContourPlane(z, (_square(0.5),)) for z in np.arange(1.5, 14, 3)]
+    export = write_export(tmp_path, rois=[body, SyntheticRoi(2, "Moved", "ORGAN", shifted)])
+    loaded = load_files(export.rs, export.rd, export.rp)
+    from rtcheck.analysis import roi_dvh
+
+    dvh = roi_dvh(loaded, loaded.structures.roi("Moved"))
+    assert dvh.volume_cc * 1000 == pytest.approx(1.0 * 15.0, rel=1e-9)

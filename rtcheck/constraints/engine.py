@@ -161,7 +161,7 @@ class _Context:
         """Minimum 3-D distance between two ROIs, or why it cannot be measured."""
         key = (a, b) if a <= b else (b, a)
         if key not in self.distances:
-            positions = self.export.structures.reference_positions
+            positions = self.export.structures.slice_positions
             try:
                 self.distances[key] = structure_distance(
                     self.rois[a].planes,
@@ -793,7 +793,7 @@ def _outside_share(ctx: _Context, inner: str, outer: str, tolerance_mm: float) -
         ctx.rois[inner].planes,
         ctx.rois[outer].planes,
         tolerance_mm=tolerance_mm,
-        slice_positions=ctx.export.structures.reference_positions,
+        slice_positions=ctx.export.structures.slice_positions,
     )
     return share, outer
 
