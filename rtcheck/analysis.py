@@ -229,7 +229,7 @@ def roi_dvh(export: PlanExport, roi: Roi, between_planes: str = "slab") -> DVH:
     return compute_dvh(
         roi.planes,
         export.dose.grid,
-        slice_positions=export.structures.reference_positions(roi),
+        slice_positions=export.structures.slice_positions,
         single_plane_thickness=fallback_thickness(export),
         between_planes=between_planes,
     )

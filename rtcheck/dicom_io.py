@@ -235,31 +235,6 @@ class StructureSet:
     slice_positions: FloatArray | None
     notes: list[str] = field(default_factory=list)
 
-    def reference_positions(self, roi: Roi) -> FloatArray | None:
-        """The z positions an ROI's slabs reach halfway to (mm, ascending), or None.
-
-        The CT slices when they are known (``slice_positions``). Else every plane any ROI
-        of this structure set is drawn on: planning systems draw on image slices, so a
-        structure absent from a plane other ROIs use has a gap there, and where the
-        slices are 5 mm apart rather than 2 mm its slabs are 5 mm thick. Unless those
-        planes interleave with the ROI's own (more other planes inside its extent than
-        half its own gaps: an ROI on another grid, or drawn on every other slice): then
-        None, and the ROI's own planes decide.
-        """
-        if self.slice_positions is not None:
-            return self.slice_positions
-        zs = np.asarray(
-            sorted({plane.z for r in self.rois for plane in r.planes}), dtype=np.float64
-        )
-        own = np.asarray(sorted(plane.z for plane in roi.planes), dtype=np.float64)
-        if zs.size == 0 or own.size == 0:
-            return None
-        tol = PLANE_TOLERANCE_MM
-        inside = zs[(zs > own[0] + tol) & (zs < own[-1] - tol)]
-        nearest = np.abs(inside[:, None] - own[None, :]).min(axis=1) if inside.size else inside
-        others = int(np.count_nonzero(nearest > tol))
-        return zs if others <= 0.5 * (own.size - 1) else None
-
     def roi(self, name: str) -> Roi:
         """The ROI called ``name`` (exact match); KeyError when there is none."""
         for roi in self.rois:
@@ -1191,7 +1166,11 @@ def _rois(
             _seq(item, "ContourSequence")
         )
     defined = {_int(item, "ROINumber") for item in _seq(ds, "StructureSetROISequence")}
-    orphans = sorted(str(n) for n in contours if n not in defined and contours[n])
+    orphans = sorted(
+        "without a number" if n is None else str(n)
+        for n in contours
+        if n not in defined and contours[n]
+    )
     if orphans:
         notes.append(
             f"contours of ROI number(s) {', '.join(orphans)}, which the structure set "
@@ -1290,6 +1269,24 @@ def _roi(
             continue
         closed.append((float(np.mean(z)), np.ascontiguousarray(points[:, :2])))
     notes: list[str] = []
+    # The same contour twice on a plane would cancel itself by the even-odd rule: keep
+    # one (a second ROI Contour item repeating the first, or a double export).
+    unique: list[tuple[float, FloatArray]] = []
+    for plane_z, polygon in closed:
+        if any(
+            abs(plane_z - uz) <= PLANE_TOLERANCE_MM
+            and up.shape == polygon.shape
+            and np.array_equal(up, polygon)
+            for uz, up in unique
+        ):
+            continue
+        unique.append((plane_z, polygon))
+    if len(unique) < len(closed):
+        notes.append(
+            f"{len(closed) - len(unique)} contour(s) repeated exactly on the same plane "
+            "counted once"
+        )
+        closed = unique
     if closed:
         gtype = "CLOSED_PLANAR"
         if other:

@@ -96,7 +96,10 @@ class _Walker:
             self.fp.seek(at)
             if len(peek) < 2 or struct.unpack("<H", peek)[0] != 0x0002:
                 return syntax
-            group, element, _vr, length = self._header_explicit(True)
+            if self.looks_explicit():
+                group, element, _vr, length = self._header_explicit(True)
+            else:  # a meta group written in implicit VR, which pydicom accepts
+                group, element, length = struct.unpack("<HHL", self._read(8, "an element"))
             value = self._read(length, f"element ({group:04X},{element:04X})")
             if element == 0x0010:
                 syntax = value.rstrip(b"\0 ").decode("ascii", "replace")
@@ -131,11 +134,15 @@ class _Walker:
     def dataset(self, end: int) -> None:
         """Walk elements up to byte ``end`` (or an item delimiter, for ``end`` < 0)."""
         while (self.fp.tell() < end) if end >= 0 else True:
+            if end == self.size and self.size - self.fp.tell() < 8:
+                return  # a few stray bytes after the last element: padding, not a cut
             group, element, vr, length = self._header()
             tag = f"({group:04X},{element:04X})"
             if group == 0xFFFE:
                 if element == _ITEM_END and end < 0:
                     return
+                if element == _SEQUENCE_END:
+                    continue  # a stray delimiter after a defined-length sequence
                 raise _Cut(f"unexpected delimiter {tag} at byte {self.fp.tell() - 8}")
             if length == _UNDEFINED:
                 # The items of an unknown (UN) sequence are encoded in implicit VR.

@@ -854,15 +854,15 @@ def _square(half: float) -> np.ndarray:
     return corners + np.array([15.0, -11.0])
 
 
-def test_without_ct_the_structure_sets_own_planes_stand_for_the_slices(tmp_path: Path) -> None:
+def test_without_ct_a_change_of_slice_thickness_is_not_a_gap(tmp_path: Path) -> None:
     # No CT: planes 5 mm apart below z = 0 and above z = 10, 2 mm apart between (a CT
-    # with thinner slices around the target). The body is on every plane: its slabs
-    # reach halfway to the next plane, 5 or 2 mm, so its volume is the square's area
-    # times (last - first + the two half-gap caps) = 4 mm² x (30 + 2.5 + 2.5) mm.
+    # with thinner slices around the target). Each slab reaches halfway to the next
+    # plane, 5 or 2 mm, so the volume is the square's area times (last - first + the
+    # two half-gap caps) = 4 mm² x (30 + 2.5 + 2.5) mm.
     zs = [-10.0, -5.0, 0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0]
     body = SyntheticRoi(1, "Body", "EXTERNAL", [ContourPlane(z, (_square(1.0),)) for z in zs])
-    # The target is missing from z = 4 although the body is drawn there: a gap, so its
-    # two stacks end there with flat caps reaching halfway to z = 4.
+    # The target skips z = 4: a gap twice the spacing next to it ends a stack, with
+    # flat caps of half that spacing on either side.
     gtv_zs = [0.0, 2.0, 6.0, 8.0]
     gtv = SyntheticRoi(2, "GTV", "GTV", [ContourPlane(z, (_square(0.5),)) for z in gtv_zs])
     export = write_export(tmp_path, rois=[body, gtv])
@@ -873,10 +873,9 @@ def test_without_ct_the_structure_sets_own_planes_stand_for_the_slices(tmp_path:
     body_dvh = roi_dvh(loaded, loaded.structures.roi("Body"))
     assert body_dvh.volume_cc * 1000 == pytest.approx(4.0 * 35.0, rel=1e-9)
     gtv_dvh = roi_dvh(loaded, loaded.structures.roi("GTV"))
-    # Slabs halfway to the neighbouring slices: z 0 from -2.5 (the slice below is at -5)
-    # to 1, z 2 from 1 to 3, z 6 from 5 to 7, z 8 from 7 to 9: 9.5 mm of a 1 mm² square.
-    assert gtv_dvh.volume_cc * 1000 == pytest.approx(1.0 * 9.5, rel=1e-9)
-    assert any("no contour on 1 slice" in n for n in gtv_dvh.notes)
+    # Slabs: z 0 from -1 to 1, z 2 from 1 to 3, z 6 from 5 to 7, z 8 from 7 to 9.
+    assert gtv_dvh.volume_cc * 1000 == pytest.approx(1.0 * 8.0, rel=1e-9)
+    assert any("1 gap(s)" in n for n in gtv_dvh.notes)
 
 
 def test_contours_of_an_undefined_roi_are_reported_and_split_items_merged(
@@ -899,18 +898,17 @@ def test_contours_of_an_undefined_roi_are_reported_and_split_items_merged(
     assert any("ROI number(s) 99" in note for note in structures.notes)
 
 
-def test_an_roi_on_planes_between_the_others_keeps_its_own_slabs(tmp_path: Path) -> None:
-    # Body every 3 mm from 0 to 30; a structure every 3 mm from 1.5 to 13.5 (another
-    # grid, or copied from another image): the body's planes fall between all of its
-    # own, which would make each plane a stack of its own. Its own planes decide:
-    # 5 planes x 3 mm (flat caps of 1.5 mm) of a 1 mm² square.
-    body = SyntheticRoi(
-        1, "Body", "EXTERNAL", [ContourPlane(z, (_square(1.0),)) for z in np.arange(0.0, 31, 3)]
-    )
-    shifted = [ContourPlane(z, (_square(0.5),)) for z in np.arange(1.5, 14, 3)]
-    export = write_export(tmp_path, rois=[body, SyntheticRoi(2, "Moved", "ORGAN", shifted)])
-    loaded = load_files(export.rs, export.rd, export.rp)
-    from rtcheck.analysis import roi_dvh
-
-    dvh = roi_dvh(loaded, loaded.structures.roi("Moved"))
-    assert dvh.volume_cc * 1000 == pytest.approx(1.0 * 15.0, rel=1e-9)
+def test_a_contour_repeated_on_its_plane_is_counted_once(tmp_path: Path) -> None:
+    # Two ROI Contour items for one ROI holding the same contours: merged, each plane
+    # would hold every contour twice and cancel itself by the even-odd rule.
+    export = write_export(tmp_path)
+    single = dicom_io.read_structure_set(export.rs).roi("PTV")
+    ds = dcmread(export.rs)
+    (item,) = ds.ROIContourSequence
+    twin = Dataset()
+    twin.ReferencedROINumber, twin.ContourSequence = 1, DicomSequence(list(item.ContourSequence))
+    ds.ROIContourSequence = DicomSequence([item, twin])
+    ds.save_as(export.rs, enforce_file_format=True)
+    roi = dicom_io.read_structure_set(export.rs).roi("PTV")
+    assert [p.area for p in roi.planes] == [p.area for p in single.planes]
+    assert any("repeated exactly" in note for note in roi.notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,8 @@ def test_every_cut_inside_the_last_sequence_is_found(
     path.write_bytes(data)
     assert find_truncation(path) is None
     start = data.index(b"\x06\x30\x39\x00")  # tag (3006,0039), the last element
-    for cut in range(start + 1, len(data)):
+    # (A cut within its first 8 bytes leaves too little to tell from stray padding.)
+    for cut in range(start + 8, len(data)):
         path.write_bytes(data[:cut])
         where = find_truncation(path)
         assert where is not None, cut
@@ -102,4 +104,26 @@ def test_files_pydicom_ships() -> None:
 def test_files_without_the_part_10_header_are_not_walked(tmp_path: Path) -> None:
     path = tmp_path / "raw.dcm"
     path.write_bytes(b"\x08\x00\x16\x00" + b"\x00" * 50)
+    assert find_truncation(path) is None
+
+
+@pytest.mark.parametrize("tail", [b"\0", b"\0" * 6, b"\n", b"\xff" * 4, b"\0" * 100])
+def test_stray_bytes_after_the_last_element_are_not_a_cut(tmp_path: Path, tail: bytes) -> None:
+    # pydicom reads such files; a few bytes that cannot hold an element header, or
+    # zero padding, are not a file cut short.
+    path = tmp_path / "padded.dcm"
+    path.write_bytes(Path(get_testdata_file("rtdose.dcm")).read_bytes() + tail)
+    assert find_truncation(path) is None
+
+
+def test_a_stray_sequence_delimiter_is_tolerated(tmp_path: Path) -> None:
+    # A Sequence Delimitation Item after a sequence of defined length (pydicom reads it).
+    ds = structure_set(undefined=False)
+    ds.PatientName = "Last^Element"
+    data = encoded(ds, ExplicitVRLittleEndian)
+    start = data.index(b"\x06\x30\x39\x00")  # (3006,0039), defined length
+    (length,) = struct.unpack("<L", data[start + 8 : start + 12])
+    end = start + 12 + length
+    path = tmp_path / "stray.dcm"
+    path.write_bytes(data[:end] + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00" + data[end:])
     assert find_truncation(path) is None
