@@ -1272,14 +1272,12 @@ def _roi(
     # The same contour twice on a plane would cancel itself by the even-odd rule: keep
     # one (a second ROI Contour item repeating the first, or a double export).
     unique: list[tuple[float, FloatArray]] = []
+    seen: dict[tuple[int, int], list[FloatArray]] = {}  # (z in 0.01 mm, points) -> contours
     for plane_z, polygon in closed:
-        if any(
-            abs(plane_z - uz) <= PLANE_TOLERANCE_MM
-            and up.shape == polygon.shape
-            and np.array_equal(up, polygon)
-            for uz, up in unique
-        ):
+        same = seen.setdefault((round(plane_z / PLANE_TOLERANCE_MM), len(polygon)), [])
+        if any(np.array_equal(other, polygon) for other in same):
             continue
+        same.append(polygon)
         unique.append((plane_z, polygon))
     if len(unique) < len(closed):
         notes.append(
