@@ -266,9 +266,14 @@ class DVH:
         structure wholly outside the grid can leave (1e-15 cc) counts as nothing.
         """
         inside = self.volume_cc - self.volume_outside_cc
-        if inside <= 1e-9 * self.volume_cc or not np.any(self.differential_cc > 0):
+        if inside <= 1e-9 * self.volume_cc or not self._has_histogram:
             return 0.0
         return inside
+
+    @cached_property
+    def _has_histogram(self) -> bool:
+        """Whether any volume was binned (computed once: every lookup asks)."""
+        return bool(np.any(self.differential_cc > 0))
 
     @property
     def complete(self) -> bool:
