@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtcheck.constraints.metrics import Metric, parse_metric
+from rtcheck.constraints.metrics import (
+    VOLUME_RELATIVE_TOLERANCE,
+    Metric,
+    VolumeUnit,
+    parse_metric,
+)
 from rtcheck.dicom_io import PlanExport, Roi
 from rtcheck.dvh import DVH, compute_dvh
 from rtcheck.errors import EvaluationError, UsageError
@@ -33,13 +38,19 @@ class UnknownRoiError(UsageError):
 
 @dataclass
 class StructureResult:
-    """DVH and metrics of one ROI, or the reason it has none."""
+    """DVH and metrics of one ROI, or the reason it has none.
+
+    ``not_computable`` maps a metric (its canonical string) that does not fit the ROI
+    (a ``D``/``DC`` volume in cc larger than the ROI's volume inside the dose grid) to
+    why; its value in ``metrics`` is None and a warning says so.
+    """
 
     roi: Roi
     dvh: DVH | None
     metrics: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    not_computable: dict[str, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -55,6 +66,8 @@ class DvhAnalysis:
     metrics: tuple[Metric, ...]
     structures: list[StructureResult]
     between_planes: str = "slab"
+    #: Total prescription (Gy) the ``%`` doses are relative to, or None.
+    prescription_gy: float | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -109,10 +122,18 @@ def shared_names(rois: Sequence[Roi]) -> dict[str, list[int]]:
 def analyse(
     export: PlanExport,
     roi_names: Sequence[str] = (),
-    metric_texts: Sequence[str] = DEFAULT_METRICS,
+    metric_texts: Sequence[str] | None = None,
     between_planes: str = "slab",
+    prescription_gy: float | None = None,
 ) -> DvhAnalysis:
     """Compute DVHs and metrics for the chosen structures of an export.
+
+    A ``D`` or ``DC`` metric asking for more cc than an ROI holds inside the dose grid
+    (the default ``D0.03cc`` on a 0.002 cc ROI) does not fit that ROI: it is recorded as
+    not computable, with the reason, and a warning, so that one tiny ROI does not void
+    the report. It is a problem (exit 3) only when the user named both the ROI
+    (``roi_names``) and the metric (``metric_texts``): then the value asked for is
+    missing.
 
     Parameters
     ----------
@@ -121,21 +142,33 @@ def analyse(
     roi_names
         ROI names to analyse; all ROIs when empty.
     metric_texts
-        TG-263 metric strings; parsed first, so a malformed one fails before any work.
+        TG-263 metric strings named by the user; parsed first, so a malformed one fails
+        before any work. None: :data:`DEFAULT_METRICS`, not named by the user.
     between_planes
         Structure model between contour planes: ``"slab"`` or ``"shape"`` (see
         :func:`rtcheck.dvh.compute_dvh`).
+    prescription_gy
+        The total prescription for ``%`` doses (see
+        :func:`rtcheck.prescription.resolve_prescription`); None: the plan's own, if any.
 
     Returns
     -------
     DvhAnalysis
     """
-    metrics = tuple(parse_metric(m) for m in metric_texts)
+    named = bool(roi_names) and metric_texts is not None
+    metrics = tuple(
+        parse_metric(m) for m in (DEFAULT_METRICS if metric_texts is None else metric_texts)
+    )
     rois = select_rois(export.structures.rois, roi_names)
-    prescription = export.plan.total_dose_gy if export.plan is not None else None
+    prescription = prescription_gy
+    if prescription is None and export.plan is not None:
+        prescription = export.plan.total_dose_gy
     # Threads do not help here (the sampler is memory-bound and holds the GIL between
     # NumPy calls); one structure at a time also bounds memory.
-    results = [_analyse_roi(export, roi, metrics, prescription, between_planes) for roi in rois]
+    results = [
+        _analyse_roi(export, roi, metrics, prescription, between_planes, must_fit=named)
+        for roi in rois
+    ]
     if roi_names:  # asked for by name: no DVH is a problem, not a remark
         for result in results:
             if result.dvh is None and not result.problems:
@@ -152,7 +185,11 @@ def analyse(
                 "with its number",
             )
     return DvhAnalysis(
-        export=export, metrics=metrics, structures=results, between_planes=between_planes
+        export=export,
+        metrics=metrics,
+        structures=results,
+        between_planes=between_planes,
+        prescription_gy=prescription,
     )
 
 
@@ -162,9 +199,16 @@ def _analyse_roi(
     metrics: Sequence[Metric],
     prescription: float | None,
     between_planes: str = "slab",
+    *,
+    must_fit: bool = False,
 ) -> StructureResult:
+    """DVH and metrics of one ROI; ``must_fit``: a metric larger than it is a problem."""
     name = roi.name
     if not roi.planes:
+        if roi.geometric_type == "CLOSED_PLANAR":  # every contour degenerate (see notes)
+            notes = "; ".join(roi.notes)
+            why = f"{notes}: no contour with an area is left, the ROI is empty (0 cc)"
+            return StructureResult(roi, None, warnings=[f"ROI {name!r}: {why}; no DVH"])
         why = (
             f"{roi.geometric_type} ROI, not a volume"
             if roi.geometric_type not in ("CLOSED_PLANAR", "")
@@ -196,12 +240,41 @@ def _analyse_roi(
         )
     for metric in metrics:
         key = str(metric)
+        unfit = None if must_fit else _does_not_fit(metric, dvh)
+        if unfit is not None:
+            result.metrics[key] = None
+            result.not_computable[key] = unfit
+            result.warnings.append(f"ROI {name!r}: {key} not computable: {unfit}")
+            continue
         try:
             result.metrics[key] = metric.evaluate(dvh, prescription)
         except EvaluationError as exc:
             result.metrics[key] = None
             result.problems.append(f"ROI {name!r}: {key}: {exc}")
     return result
+
+
+def _does_not_fit(metric: Metric, dvh: DVH) -> str | None:
+    """Why a ``D``/``DC`` metric in cc cannot be computed on a DVH too small for it.
+
+    None when the metric fits (or is of another kind): its volume is at most the
+    structure's volume inside the dose grid, which must be positive.
+    """
+    if not (metric.kind.takes_volume and metric.parameter_unit is VolumeUnit.CC):
+        return None
+    assert metric.parameter is not None
+    inside = dvh.volume_inside_cc
+    if metric.parameter <= inside * (1.0 + VOLUME_RELATIVE_TOLERANCE):
+        return None
+    where = (
+        ""
+        if dvh.complete
+        else f" inside the dose grid (another {dvh.volume_outside_cc:.3g} cc lie outside it)"
+    )
+    return (
+        f"the structure holds only {inside:.3g} cc{where}, less than the "
+        f"{metric.parameter:g} cc the metric asks for"
+    )
 
 
 def ambiguous_contours(dvh: DVH) -> str:

@@ -42,19 +42,34 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import config, dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from rtcheck.dicom_walk import find_truncation
-from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, DoseGrid, FloatArray
+from rtcheck.dose_scale import DoseScale, ScalePoint, decide_scale
+from rtcheck.dvh import (
+    PLANE_TOLERANCE_MM,
+    ContourPlane,
+    DoseGrid,
+    FloatArray,
+    points_in_polygon,
+    polygon_area,
+)
 from rtcheck.errors import InputError, InputErrors, MissingExtraError
 
 __all__ = [
     "AmbiguousExportError",
+    "BeamDose",
     "DoseData",
     "DoseReference",
     "ExportSet",
+    "FractionGroup",
     "PlanExport",
     "PlanInfo",
     "Roi",
@@ -82,6 +97,12 @@ EXPLICIT_HINT = (
 DIRECTION_TOLERANCE = 1e-4
 #: Grids of summed BEAM doses must agree to this (mm).
 GEOMETRY_TOLERANCE_MM = 1e-3
+#: A closed contour encloses no area (it is degenerate and skipped, with a note) when its
+#: polygon area is at most this fraction of the square of its extent (the longer side
+#: of its bounding box) and no point beside its edges lies inside it: its points lie on
+#: one line, or it retraces its own path. 1e-6 is far below what the coordinates'
+#: precision can draw (a 10 mm contour 0.00001 mm wide) and far above rounding.
+DEGENERATE_AREA_FRACTION = 1e-6
 
 _RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 _RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -134,23 +155,76 @@ class DoseReference(NamedTuple):
 
     ``dose_gy`` is the Target Prescription Dose of a TARGET item, the Organ at Risk
     Maximum Dose of an ORGAN_AT_RISK item, else the Delivery Maximum Dose; None when
-    the item has none of them.
+    the item has none of them. ``position`` is the Dose Reference Point Coordinates (mm)
+    when the item gives them; ``prescription_gy`` its Target Prescription Dose whatever
+    its type (brachytherapy systems write it on UNSPECIFIED points).
     """
 
     description: str
     type: str
     dose_gy: float | None
+    position: tuple[float, float, float] | None = None
+    prescription_gy: float | None = None
+
+
+class BeamDose(NamedTuple):
+    """One treatment beam (or brachytherapy application setup) of a fraction group.
+
+    ``dose_gy`` is its Beam Dose (Brachy Application Setup Dose) per fraction at its
+    dose specification point ``point`` (mm); either may be None when not given.
+    """
+
+    number: int
+    dose_gy: float | None
+    point: tuple[float, float, float] | None
+
+
+@dataclass(frozen=True)
+class FractionGroup:
+    """One fraction group of a plan: its fractions and the beams given in it.
+
+    ``beams`` are the treatment beams only (setup beams and 0 MU beams are left out);
+    ``beam_dose_gy`` is the sum of their Beam Dose per fraction when every one of them
+    gives one (a planning system's statement at its specification point, not a
+    prescription).
+    """
+
+    number: int
+    fractions: int | None
+    beams: tuple[BeamDose, ...]
+
+    @property
+    def beam_dose_gy(self) -> float | None:
+        """Sum of the beams' Beam Dose per fraction; None when a beam gives none."""
+        doses = [b.dose_gy for b in self.beams]
+        if not doses or any(d is None for d in doses):
+            return None
+        return float(sum(d for d in doses if d is not None))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        per_fraction = self.beam_dose_gy
+        return {
+            "number": self.number,
+            "fractions": self.fractions,
+            "beams": [b.number for b in self.beams],
+            "beam_dose_per_fraction_gy": None if per_fraction is None else round(per_fraction, 4),
+        }
 
 
 @dataclass(frozen=True)
 class PlanInfo:
-    """What rtcheck needs from an RT Plan.
+    """What rtcheck needs from an RT Plan (RT Ion Plan, brachytherapy plan).
 
-    ``total_dose_gy`` is the highest Target Prescription Dose of the TARGET dose
-    references (``prescription_source`` "DoseReferenceSequence"); without one it is
-    the sum over treatment beams (not SETUP, meterset > 0) of Beam Dose times the
-    fractions planned ("derived from beam doses (no TargetPrescriptionDose)"); None
-    when neither is available. ``treatment_beams`` are the numbers of those beams.
+    ``fractions`` is the course: the fractions of every fraction group added up (None
+    when a group does not say). ``total_dose_gy`` is the highest Target Prescription
+    Dose of the TARGET dose references (``prescription_source`` "DoseReferenceSequence");
+    None without one, and then no rule may use a prescription from this plan.
+    ``beam_dose_total_gy`` (the treatment beams' Beam Dose times their group's
+    fractions, added up) is only a hint shown to the reader: the dose at a
+    specification point that may lie anywhere, not a prescription.
+    ``radiation_type`` is PHOTON, ELECTRON, PROTON, ION... (several joined by "+"), or
+    BRACHY for a brachytherapy plan.
     """
 
     file: Path
@@ -171,7 +245,19 @@ class PlanInfo:
     patient_id: str = ""
     beam_names: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    fraction_groups: int = 1
+    fraction_groups: tuple[FractionGroup, ...] = ()
+    beam_dose_total_gy: float | None = None
+    radiation_type: str = ""
+
+    @property
+    def is_brachy(self) -> bool:
+        """True for a brachytherapy plan."""
+        return self.radiation_type == "BRACHY"
+
+    @property
+    def is_ion(self) -> bool:
+        """True for an RT Ion Plan (protons or heavier ions)."""
+        return any(kind in ("PROTON", "ION") for kind in self.radiation_type.split("+"))
 
 
 @dataclass(frozen=True)
@@ -179,8 +265,11 @@ class DoseData:
     """The dose of a whole plan in Gy, and where it came from.
 
     ``summation`` is the Dose Summation Type of the files used (PLAN, BEAM or
-    FRACTION); ``grid`` is already the plan's total dose (BEAM doses summed, a
-    FRACTION dose multiplied by the fractions planned when the plan is known).
+    FRACTION); ``grid`` is already the course of the plan: BEAM doses summed, and a grid
+    found to hold one fraction multiplied by the fractions planned. ``scale`` says what
+    the stored grid held and the evidence for it (the dose at the points where the plan
+    states the dose; None when no plan was given). ``dose_type`` is PHYSICAL or
+    EFFECTIVE (RBE-weighted), "" when the files do not say.
     ``beam_sum_max_difference_gy`` is the largest difference between the summed BEAM
     doses and the PLAN dose when both were present (see ``notes``).
     """
@@ -194,6 +283,8 @@ class DoseData:
     referenced_plan_uid: str | None
     notes: list[str] = field(default_factory=list)
     beam_sum_max_difference_gy: float | None = None
+    scale: DoseScale | None = None
+    dose_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,7 +293,9 @@ class Roi:
 
     ``planes`` holds the closed planar contours grouped by axial plane (ascending z),
     each polygon a separate ``(n, 2)`` array, to be combined by the even-odd rule.
-    POINT and OPEN contours carry no volume and are left out (with a note).
+    POINT and OPEN contours carry no volume and are left out (with a note), and so are
+    degenerate closed contours (1 or 2 points, or no area; one note per ROI). A
+    CLOSED_PLANAR ROI without planes had only degenerate contours: it is empty.
     """
 
     number: int
@@ -306,18 +399,23 @@ def _lenient_pydicom() -> Iterator[None]:
 
 
 def _read(
-    path: Path, *, stop_before_pixels: bool = False, specific_tags: list[str] | None = None
+    path: Path,
+    *,
+    stop_before_pixels: bool = False,
+    specific_tags: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Dataset:
     """dcmread turning every failure into an InputError naming the file.
 
     A file without the Part 10 preamble that starts like a dataset (older exports, some
-    test files) is read as a raw dataset.
+    test files) is read as a raw dataset. When the file gives no Transfer Syntax UID
+    (no file meta header, as Monaco writes), the one its data set was read in is set on
+    the dataset in memory (see :func:`_infer_transfer_syntax`) so that its pixel data
+    decode; a note saying so goes to ``notes`` when given, else to the debug log.
     """
     _refuse_truncated(path)
     try:
-        return _dcmread_any(
-            path, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags
-        )
+        ds = _dcmread_any(path, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags)
     except InvalidDicomError as exc:
         raise InputError(f"not a DICOM file ({exc})", path) from exc
     except OSError as exc:
@@ -326,6 +424,44 @@ def _read(
         raise InputError(
             f"unreadable DICOM ({type(exc).__name__}: {exc}); re-export it", path
         ) from exc
+    inferred = _infer_transfer_syntax(ds)
+    if inferred is not None:
+        note = (
+            f"{path}: no DICOM file meta header (no Transfer Syntax UID): transfer syntax "
+            f"inferred as {inferred.name}, the encoding its data set is written in"
+        )
+        logger.debug("%s", note)
+        if notes is not None:
+            notes.append(note)
+    return ds
+
+
+def _infer_transfer_syntax(ds: Dataset) -> UID | None:
+    """Set the Transfer Syntax UID of a dataset read without one; None when it had one.
+
+    The syntax is the encoding pydicom found the data set in (its ``original_encoding``:
+    implicit or explicit VR, little or big endian; PS3.10 7.1 requires the file meta
+    header, but without one the data set's own encoding is the only reading there is).
+    Only the dataset in memory changes, never the file. None also when the encoding is
+    unknown (not read from a file) or has no transfer syntax (implicit VR big endian).
+    """
+    meta = ds.get("file_meta")
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return None
+    implicit, little = ds.original_encoding
+    if implicit is None or little is None:
+        return None
+    if little:
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    elif not implicit:
+        syntax = ExplicitVRBigEndian
+    else:
+        return None
+    if meta is None:
+        meta = FileMetaDataset()
+        ds.file_meta = meta
+    meta.TransferSyntaxUID = syntax
+    return syntax
 
 
 def _refuse_truncated(path: Path) -> None:
@@ -444,40 +580,46 @@ def read_plan(path: str | Path) -> PlanInfo:
         return _plan_from_dataset(ds, file)
 
 
-def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
-    notes: list[str] = []
-    groups = _seq(ds, "FractionGroupSequence")
-    group = groups[0] if groups else Dataset()
-    if len(groups) > 1:
-        notes.append(f"plan has {len(groups)} fraction groups: only the first is used")
-    fractions = _int(group, "NumberOfFractionsPlanned")
-    if fractions is not None and fractions <= 0:
-        fractions = None
+def _point(ds: Dataset, keyword: str) -> tuple[float, float, float] | None:
+    """A 3-D point (mm) from a DS element of three values, else None."""
+    try:
+        values = _floats(ds, keyword)
+    except ValueError:
+        return None
+    if values is None or values.size != 3 or not np.all(np.isfinite(values)):
+        return None
+    return (float(values[0]), float(values[1]), float(values[2]))
 
+
+def _dose_references(ds: Dataset) -> list[DoseReference]:
     references = []
     for item in _seq(ds, "DoseReferenceSequence"):
         kind = _text(item, "DoseReferenceType")
+        prescription = _float(item, "TargetPrescriptionDose")
         if kind == "TARGET":
-            dose = _float(item, "TargetPrescriptionDose")
+            dose = prescription
         elif kind == "ORGAN_AT_RISK":
             dose = _float(item, "OrganAtRiskMaximumDose")
         else:
             dose = None
         if dose is None and kind != "TARGET":
             dose = _float(item, "DeliveryMaximumDose")
-        references.append(DoseReference(_text(item, "DoseReferenceDescription"), kind, dose))
+        references.append(
+            DoseReference(
+                _text(item, "DoseReferenceDescription"),
+                kind,
+                dose,
+                _point(item, "DoseReferencePointCoordinates"),
+                prescription,
+            )
+        )
+    return references
 
-    beam_items = _seq(ds, "BeamSequence") or _seq(ds, "IonBeamSequence")
-    delivery: dict[int, str] = {}
-    names: dict[int, str] = {}
-    for beam in beam_items:
-        number = _int(beam, "BeamNumber")
-        if number is not None:
-            delivery[number] = _text(beam, "TreatmentDeliveryType") or "TREATMENT"
-            names[number] = _text(beam, "BeamName")
-    treatment: list[int] = []
-    beam_dose_total = 0.0
-    beam_dose_known = False
+
+def _fraction_group(group: Dataset, delivery: dict[int, str], index: int) -> FractionGroup:
+    """One fraction group with its treatment beams (or brachytherapy setups)."""
+    fractions = _int(group, "NumberOfFractionsPlanned")
+    beams: list[BeamDose] = []
     for ref in _seq(group, "ReferencedBeamSequence"):
         number = _int(ref, "ReferencedBeamNumber")
         if number is None or delivery.get(number, "TREATMENT") == "SETUP":
@@ -486,24 +628,78 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
         # Only an explicit 0 MU excludes a treatment beam: BeamMeterset is optional.
         if meterset is not None and meterset <= 0:
             continue
-        treatment.append(number)
-        beam_dose = _float(ref, "BeamDose")
-        if beam_dose is not None:
-            beam_dose_total += beam_dose
-            beam_dose_known = True
+        beams.append(
+            BeamDose(number, _float(ref, "BeamDose"), _point(ref, "BeamDoseSpecificationPoint"))
+        )
+    for ref in _seq(group, "ReferencedBrachyApplicationSetupSequence"):
+        number = _int(ref, "ReferencedBrachyApplicationSetupNumber")
+        beams.append(
+            BeamDose(
+                0 if number is None else number,
+                _float(ref, "BrachyApplicationSetupDose"),
+                _point(ref, "BrachyApplicationSetupDoseSpecificationPoint"),
+            )
+        )
+    return FractionGroup(
+        number=_int(group, "FractionGroupNumber") or index + 1,
+        fractions=fractions if fractions is not None and fractions > 0 else None,
+        beams=tuple(beams),
+    )
+
+
+def _radiation_type(ds: Dataset, beam_items: list[Dataset]) -> str:
+    """BRACHY for a brachytherapy plan, else the beams' radiation types joined by '+'."""
+    if any(
+        keyword in ds
+        for keyword in ("BrachyTreatmentType", "ApplicationSetupSequence", "SourceSequence")
+    ):
+        return "BRACHY"
+    kinds = dict.fromkeys(
+        _text(b, "RadiationType").upper()
+        for b in beam_items
+        if (_text(b, "TreatmentDeliveryType") or "TREATMENT") != "SETUP"
+    )
+    kinds.pop("", None)
+    return "+".join(kinds)
+
+
+def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
+    notes: list[str] = []
+    references = _dose_references(ds)
+    beam_items = _seq(ds, "BeamSequence") or _seq(ds, "IonBeamSequence")
+    delivery: dict[int, str] = {}
+    names: dict[int, str] = {}
+    for beam in beam_items:
+        number = _int(beam, "BeamNumber")
+        if number is not None:
+            delivery[number] = _text(beam, "TreatmentDeliveryType") or "TREATMENT"
+            names[number] = _text(beam, "BeamName")
+    groups = tuple(
+        _fraction_group(group, delivery, i)
+        for i, group in enumerate(_seq(ds, "FractionGroupSequence"))
+    )
+    counts = [g.fractions for g in groups]
+    fractions = sum(c for c in counts if c) if counts and all(counts) else None
+    if len(groups) > 1:
+        notes.append(
+            f"plan has {len(groups)} fraction groups ("
+            + " + ".join(str(c) if c else "?" for c in counts)
+            + " fractions): the course is read as their sum"
+        )
+    radiation = _radiation_type(ds, beam_items)
+    # Brachytherapy application setups stand in the groups' beams; they are not beams.
+    treatment = [] if radiation == "BRACHY" else [b.number for g in groups for b in g.beams]
+    hint: float | None = None
+    if groups and all(g.fractions and g.beam_dose_gy is not None for g in groups):
+        hint = float(sum((g.beam_dose_gy or 0.0) * (g.fractions or 0) for g in groups))
 
     targets = [
         r.dose_gy
         for r in references
         if r.type == "TARGET" and r.dose_gy is not None and r.dose_gy > 0
     ]
-    total: float | None = None
-    source: str | None = None
-    if targets:
-        total, source = max(targets), "DoseReferenceSequence"
-    elif beam_dose_known and fractions:
-        total = beam_dose_total * fractions
-        source = "derived from beam doses (no TargetPrescriptionDose)"
+    total: float | None = max(targets) if targets else None
+    source = "DoseReferenceSequence" if targets else None
     per_fraction = total / fractions if total is not None and fractions else None
 
     structure_refs = _seq(ds, "ReferencedStructureSetSequence")
@@ -529,7 +725,9 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
         patient_id=_text(ds, "PatientID"),
         beam_names=names,
         notes=notes,
-        fraction_groups=max(len(groups), 1),
+        fraction_groups=groups,
+        beam_dose_total_gy=hint,
+        radiation_type=radiation,
     )
 
 
@@ -550,15 +748,21 @@ class _DoseInfo:
     referenced_plan_uid: str | None
     beam_numbers: tuple[int, ...]
     patient_id: str
+    dose_type: str = ""
+    fraction_group_numbers: tuple[int, ...] = ()
 
 
 def _dose_info(ds: Dataset, path: Path) -> _DoseInfo:
     plan_uid: str | None = None
     beams: list[int] = []
+    groups: list[int] = []
     refs = _seq(ds, "ReferencedRTPlanSequence")
     if refs:
         plan_uid = _text(refs[0], "ReferencedSOPInstanceUID") or None
         for group in _seq(refs[0], "ReferencedFractionGroupSequence"):
+            number = _int(group, "ReferencedFractionGroupNumber")
+            if number is not None:
+                groups.append(number)
             for beam in _seq(group, "ReferencedBeamSequence"):
                 number = _int(beam, "ReferencedBeamNumber")
                 if number is not None:
@@ -572,10 +776,24 @@ def _dose_info(ds: Dataset, path: Path) -> _DoseInfo:
         referenced_plan_uid=plan_uid,
         beam_numbers=tuple(beams),
         patient_id=_text(ds, "PatientID"),
+        dose_type=_text(ds, "DoseType").upper(),
+        fraction_group_numbers=tuple(groups),
     )
 
 
 def _check_units(info: _DoseInfo) -> None:
+    if info.dose_type == "ERROR":
+        raise InputError(
+            "DoseType ERROR: this grid holds a dose difference (desired minus planned), not "
+            "a dose; export the plan's dose (DoseType PHYSICAL or EFFECTIVE)",
+            info.path,
+        )
+    if info.dose_type not in ("PHYSICAL", "EFFECTIVE", ""):
+        raise InputError(
+            f"DoseType '{info.dose_type}' is not a dose rtcheck knows (PHYSICAL, or "
+            "EFFECTIVE for an RBE-weighted dose); export the plan's dose again",
+            info.path,
+        )
     if info.units == "RELATIVE":
         raise InputError(
             "relative dose (DoseUnits RELATIVE) cannot be checked against dose limits in "
@@ -623,17 +841,19 @@ def read_dose(path: str | Path) -> DoseData:
         frame_of_reference_uid=dose.info.frame_of_reference_uid,
         referenced_plan_uid=dose.info.referenced_plan_uid,
         notes=list(dose.notes),
+        dose_type=dose.info.dose_type,
     )
 
 
 def _read_dose_file(path: Path) -> _DoseFile:
+    read_notes: list[str] = []
     with _lenient_pydicom():
-        ds = _read(path)
+        ds = _read(path, notes=read_notes)
         _require_kind(ds, "RTDOSE", path)
         info = _dose_info(ds, path)
         _check_units(info)
         grid, notes = _dose_grid(ds, path)
-    return _DoseFile(info, grid, tuple(notes))
+    return _DoseFile(info, grid, (*read_notes, *notes))
 
 
 def _axis_of(cosines: FloatArray) -> tuple[int, float] | None:
@@ -947,6 +1167,15 @@ def _assemble_dose(
     summation = first.info.summation
     grid = first.grid
     beam_difference: float | None = None
+    types = sorted({f.info.dose_type for f in files})
+    if len(types) > 1:
+        raise InputError(
+            f"the doses to sum have different DoseType ({', '.join(t or '(none)' for t in types)})"
+            ": physical and RBE-weighted doses cannot be added; export one kind",
+            files[-1].info.path,
+        )
+    if not types[0]:
+        dose_notes.append("the dose does not give its DoseType: read as a physical dose")
     if summation == "BEAM":
         files = _select_beam_doses(files, plan, warnings_out, dose_notes)
         grid = _sum_grids(files)
@@ -955,25 +1184,23 @@ def _assemble_dose(
             f"plan dose = sum of {len(files)} BEAM dose(s) (beams "
             f"{', '.join(str(b) for b in beams)})"
         )
-    elif summation == "FRACTION":
-        if plan is None:
-            warnings_out.append(
-                f"dose {first.info.path} is a FRACTION dose (one fraction) and no plan was "
-                "given: it is used as stored, not multiplied by the number of fractions"
-            )
-        elif not plan.fractions:
-            raise InputError(
-                "the dose is a FRACTION dose but the plan gives no Number of Fractions "
-                "Planned: the plan's total dose cannot be computed",
-                plan.file,
-            )
-        else:
-            grid = DoseGrid(
-                grid.x, grid.y, grid.z, np.asarray(grid.dose, dtype=np.float64) * plan.fractions
-            )
-            dose_notes.append(f"FRACTION dose multiplied by the {plan.fractions} fractions planned")
     elif comparison:
         beam_difference = _compare_with_beams(grid, first.info.path, comparison, plan, dose_notes)
+    scale: DoseScale | None = None
+    if plan is None:
+        if summation == "FRACTION":
+            warnings_out.append(
+                f"dose {first.info.path} is a FRACTION dose and no plan was given: it is used "
+                "as stored, not multiplied by the number of fractions"
+            )
+    else:
+        scale = _dose_scale(grid, summation, plan, first.info.fraction_group_numbers)
+        if scale.factor != 1.0:
+            grid = DoseGrid(
+                grid.x, grid.y, grid.z, np.asarray(grid.dose, dtype=np.float64) * scale.factor
+            )
+        if not scale.confirmed or scale.holds != scale.label_reads:
+            dose_notes.append(f"dose scale: {scale.summary}")
     return DoseData(
         grid=grid,
         files=[f.info.path for f in files],
@@ -984,7 +1211,92 @@ def _assemble_dose(
         referenced_plan_uid=first.info.referenced_plan_uid,
         notes=dose_notes,
         beam_sum_max_difference_gy=beam_difference,
+        scale=scale,
+        dose_type=types[0],
     )
+
+
+def _dose_scale(
+    grid: DoseGrid, summation: str, plan: PlanInfo, group_numbers: Sequence[int]
+) -> DoseScale:
+    """The scale of the stored grid, tested at the points where the plan states the dose.
+
+    A FRACTION dose that references fraction groups covers those groups only; every other
+    dose covers the whole plan.
+    """
+    groups = list(plan.fraction_groups)
+    if summation == "FRACTION" and group_numbers:
+        groups = [g for g in groups if g.number in set(group_numbers)] or groups
+    counts = [g.fractions for g in groups]
+    fractions = sum(c for c in counts if c) if counts and all(counts) else None
+    scale = decide_scale(grid, summation, _scale_points(plan, groups), fractions)
+    if scale.holds == "fraction" and fractions is None:
+        raise InputError(
+            f"{scale.summary}: the plan gives no Number of Fractions Planned (for every "
+            "fraction group the dose covers), so the course cannot be computed",
+            plan.file,
+        )
+    return scale
+
+
+def _scale_points(plan: PlanInfo, groups: Sequence[FractionGroup]) -> list[ScalePoint]:
+    """Where the plan states the dose of the fraction groups ``groups``.
+
+    A beam dose specification point is used only when every beam of those groups is
+    specified there with a Beam Dose: the dose at a point also holds the beams specified
+    elsewhere, which no Beam Dose states. One fraction is defined when there is one group.
+    Dose reference points with a Target Prescription Dose are used when the dose covers
+    the whole plan; in a brachytherapy plan whose application setup dose (per fraction)
+    equals the points' prescription, that prescription is per fraction too.
+    """
+    points: list[ScalePoint] = []
+    beams = [b for g in groups for b in g.beams]
+    located = {b.point for b in beams}
+    if (
+        groups
+        and beams
+        and all(b.dose_gy is not None for b in beams)
+        and all(g.fractions for g in groups)
+        and len(located) == 1
+        and None not in located
+    ):
+        position = next(iter(located))
+        assert position is not None
+        course = sum((g.beam_dose_gy or 0.0) * (g.fractions or 0) for g in groups)
+        one = groups[0].beam_dose_gy if len(groups) == 1 else None
+        what = "application setups" if plan.is_brachy else "beams"
+        numbers = ", ".join(str(b.number) for b in beams)
+        if course > 0:
+            points.append(
+                ScalePoint(f"dose specification point of {what} {numbers}", position, course, one)
+            )
+    if len(groups) != len(plan.fraction_groups) or not plan.fractions:
+        return points
+    n = plan.fractions
+    per_fraction_rx = False
+    if plan.is_brachy and len(groups) == 1 and groups[0].beam_dose_gy:
+        stated = [r.prescription_gy for r in plan.dose_references if r.prescription_gy]
+        setup = groups[0].beam_dose_gy
+        per_fraction_rx = bool(stated) and all(
+            abs(d - setup) <= 0.1 * setup for d in stated if d is not None
+        )
+    for i, ref in enumerate(plan.dose_references):
+        if ref.position is None or not ref.prescription_gy or ref.prescription_gy <= 0:
+            continue
+        name = f"dose reference {i + 1}" + (f" '{ref.description}'" if ref.description else "")
+        if per_fraction_rx:
+            points.append(
+                ScalePoint(
+                    f"{name} (prescription per fraction, as the application setup dose)",
+                    ref.position,
+                    ref.prescription_gy * n,
+                    ref.prescription_gy,
+                )
+            )
+        else:
+            one = ref.prescription_gy / n if len(plan.fraction_groups) == 1 else None
+            points.append(ScalePoint(name, ref.position, ref.prescription_gy, one))
+    return points
 
 
 def _select_beam_doses(
@@ -1119,14 +1431,19 @@ def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) ->
     -------
     StructureSet
         ROIs in file order. Closed planar contours are grouped by plane (z within
-        0.01 mm), the repeated closing point dropped; POINT and OPEN ROIs and empty
-        ROIs are kept without planes and with a note.
+        0.01 mm), the repeated closing point dropped. Degenerate closed contours (1 or
+        2 points, or no area: points on one line or a path retracing itself, see
+        :data:`DEGENERATE_AREA_FRACTION`) have no volume under any model between planes
+        and are skipped, with one note per ROI giving their number and planes; an ROI
+        left with none is a CLOSED_PLANAR ROI without planes (empty). POINT and OPEN
+        ROIs and empty ROIs are kept without planes and with a note.
 
     Raises
     ------
     InputError, InputErrors
-        For contours with fewer than 3 points, non-finite or non-numeric coordinates,
-        or contours that are not axial (one error per bad contour, all at once).
+        For contours with a number of values that is not a non-empty multiple of 3,
+        non-finite or non-numeric coordinates, or contours of 3 or more points that are
+        not axial (one error per bad contour, all at once).
     """
     file = Path(path)
     with _lenient_pydicom():
@@ -1208,6 +1525,7 @@ def _roi(
         return Roi(number, name, interpreted, "", (), ("empty ROI: no contours",)), []
     errors: list[InputError] = []
     closed: list[tuple[float, FloatArray]] = []
+    degenerate: list[float] = []  # z (mm) of closed contours that enclose no area
     other: Counter[str] = Counter()
     for index, contour in enumerate(sequence):
         gtype = _text(contour, "ContourGeometricType").upper()
@@ -1248,16 +1566,10 @@ def _roi(
         points = data.reshape(-1, 3)
         if points.shape[0] > 1 and float(np.max(np.abs(points[0] - points[-1]))) <= 1e-6:
             points = points[:-1]
-        if points.shape[0] < 3:
-            errors.append(
-                InputError(
-                    f"{label}: a closed contour needs at least 3 points, "
-                    f"it has {points.shape[0]}; fix or delete the contour",
-                    file,
-                )
-            )
-            continue
         z = points[:, 2]
+        if points.shape[0] < 3:  # a point or a segment: no area under any model
+            degenerate.append(float(np.mean(z)))
+            continue
         if float(np.ptp(z)) > PLANE_TOLERANCE_MM:
             errors.append(
                 InputError(
@@ -1267,8 +1579,13 @@ def _roi(
                 )
             )
             continue
+        if _encloses_no_area(points[:, :2]):
+            degenerate.append(float(np.mean(z)))
+            continue
         closed.append((float(np.mean(z)), np.ascontiguousarray(points[:, :2])))
     notes: list[str] = []
+    if degenerate:
+        notes.append(_degenerate_note(degenerate))
     # The same contour twice on a plane would cancel itself by the even-odd rule: keep
     # one (a second ROI Contour item repeating the first, or a double export).
     unique: list[tuple[float, FloatArray]] = []
@@ -1285,7 +1602,7 @@ def _roi(
             "counted once"
         )
         closed = unique
-    if closed:
+    if closed or degenerate:  # only degenerate ones: a closed planar ROI without planes
         gtype = "CLOSED_PLANAR"
         if other:
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(other.items()))
@@ -1295,6 +1612,46 @@ def _roi(
         if other:
             notes.append(f"{gtype} ROI: no volume (only closed planar contours have one)")
     return Roi(number, name, interpreted, gtype, _group_planes(closed), tuple(notes)), errors
+
+
+def _encloses_no_area(polygon: FloatArray) -> bool:
+    """True when a closed contour of at least 3 points encloses no area.
+
+    Its shoelace area is at most :data:`DEGENERATE_AREA_FRACTION` of its extent squared
+    (points on one line, or a path that goes out and back along itself) and no probe
+    point just beside its edges lies inside it by the even-odd rule: a bow-tie's lobes
+    cancel in the shoelace sum too, yet they enclose an area (that contour is ambiguous
+    and reported as such downstream, never skipped).
+    """
+    extent = max(float(np.ptp(polygon[:, 0])), float(np.ptp(polygon[:, 1])))
+    if polygon_area(polygon) > DEGENERATE_AREA_FRACTION * extent**2:
+        return False
+    if extent <= 0.0:
+        return True
+    start = polygon
+    step = np.roll(polygon, -1, axis=0) - start
+    length = np.hypot(step[:, 0], step[:, 1])
+    keep = length > 0.0
+    start, step, length = start[keep], step[keep], length[keep]
+    normal = np.column_stack([-step[:, 1], step[:, 0]]) / length[:, None]
+    offset = 1e-3 * extent * normal
+    probes = np.concatenate(
+        [start + t * step + side * offset for t in (0.3, 0.5, 0.7) for side in (1.0, -1.0)]
+    )
+    return not bool(np.any(points_in_polygon(probes[:, 0], probes[:, 1], polygon)))
+
+
+def _degenerate_note(zs: Sequence[float]) -> str:
+    """The note on an ROI some of whose closed contours (at planes ``zs``, mm) were skipped."""
+    planes: list[float] = []
+    for z in sorted(zs):
+        if not planes or z - planes[-1] > PLANE_TOLERANCE_MM:
+            planes.append(z)
+    shown = ", ".join(f"{z:g}" for z in planes[:8]) + (", ..." if len(planes) > 8 else "")
+    return (
+        f"skipped {len(zs)} degenerate contour(s) (1 or 2 points, or no area) on "
+        f"{len(planes)} plane(s), z = {shown} mm"
+    )
 
 
 def _group_planes(contours: list[tuple[float, FloatArray]]) -> tuple[ContourPlane, ...]:

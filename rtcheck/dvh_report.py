@@ -16,6 +16,8 @@ from rtcheck.analysis import DvhAnalysis, StructureResult, shared_names
 from rtcheck.report_common import json_number, plan_summary
 
 SCHEMA = "rtcheck.dvh/1"
+#: Table cell of a metric that cannot be computed for a structure (the reason is a warning).
+NOT_COMPUTABLE = "n/a"
 
 
 def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
@@ -38,11 +40,14 @@ def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
         "rtcheck_version": __version__,
         "patient_id": export.patient_id,
         "between_planes": analysis.between_planes,
+        "prescription_gy": json_number(analysis.prescription_gy),
         "plan": plan_summary(plan),
         "dose": {
             "file": [str(f) for f in dose.files] if len(dose.files) > 1 else str(dose.files[0]),
             "sop_instance_uids": list(dose.sop_instance_uids),
             "summation": dose.summation,
+            "dose_type": dose.dose_type or None,
+            "scale": None if dose.scale is None else dose.scale.as_dict(),
             "grid": {
                 "size": [int(grid.x.size), int(grid.y.size), int(grid.z.size)],
                 "origin_mm": [
@@ -82,6 +87,7 @@ def _structure_json(result: StructureResult, curves: bool) -> dict[str, Any]:
         "mean_gy": None,
         "max_gy": None,
         "metrics": {k: json_number(v) for k, v in result.metrics.items()},
+        "metrics_not_computable": dict(result.not_computable),
     }
     if dvh is not None:
         entry.update(
@@ -107,7 +113,9 @@ def _structure_json(result: StructureResult, curves: bool) -> dict[str, Any]:
 def format_table(analysis: DvhAnalysis) -> str:
     """A fixed-width table for the terminal: one row per structure.
 
-    Structures that leave the dose grid are marked ``!`` and explained under the table.
+    Structures that leave the dose grid are marked ``!`` (explained under the table, the
+    details are warnings); a metric that does not fit a structure is ``n/a``, with one
+    line under the table per such value saying why.
     """
     metric_names = [str(m) for m in analysis.metrics]
     header = ["ROI", "Volume[cc]", "Min[Gy]", "Mean[Gy]", "Max[Gy]", *metric_names]
@@ -120,7 +128,10 @@ def format_table(analysis: DvhAnalysis) -> str:
         if dvh is None:
             rows.append([name, "-", "-", "-", "-", *["-"] * len(metric_names)])
             continue
-        values = [_fmt(s.metrics.get(m)) for m in metric_names]
+        values = [
+            NOT_COMPUTABLE if m in s.not_computable else _fmt(s.metrics.get(m))
+            for m in metric_names
+        ]
         rows.append(
             [
                 name,
@@ -142,6 +153,9 @@ def format_table(analysis: DvhAnalysis) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if any(not s.complete and s.dvh is not None for s in analysis.structures):
         lines.append("! part of the structure lies outside the dose grid (see warnings)")
+    for s in analysis.structures:
+        for metric, why in s.not_computable.items():
+            lines.append(f"{NOT_COMPUTABLE} {s.roi.name!r} {metric} not computable: {why}")
     return "\n".join(lines)
 
 
@@ -156,7 +170,12 @@ def _fmt(value: float | None) -> str:
 
 
 def to_csv(analysis: DvhAnalysis) -> str:
-    """CSV with one row per structure: volumes, min/mean/max and every metric."""
+    """CSV with one row per structure: volumes, min/mean/max and every metric.
+
+    A metric that cannot be computed for a structure is empty; the last column,
+    ``metrics_not_computable``, then says which and why (``metric: reason``, joined by
+    ``; ``).
+    """
     metric_names = [str(m) for m in analysis.metrics]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -173,6 +192,7 @@ def to_csv(analysis: DvhAnalysis) -> str:
             "mean_gy",
             "max_gy",
             *metric_names,
+            "metrics_not_computable",
         ]
     )
     for s in analysis.structures:
@@ -196,6 +216,7 @@ def to_csv(analysis: DvhAnalysis) -> str:
                     ]
                 ),
                 *(_csv(s.metrics.get(m)) for m in metric_names),
+                "; ".join(f"{k}: {why}" for k, why in s.not_computable.items()),
             ]
         )
     return buffer.getvalue()

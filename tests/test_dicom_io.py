@@ -21,6 +21,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import JPEG2000Lossless
 
 from rtcheck import dicom_io
+from rtcheck.analysis import roi_dvh
 from rtcheck.dicom_io import AmbiguousExportError, find_exports, load_export, load_files
 from rtcheck.dvh import ContourPlane, DoseGrid
 from rtcheck.errors import InputError, InputErrors, MissingExtraError, RtcheckError
@@ -160,6 +161,37 @@ def test_dose_with_rows_along_x(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.y, grid.y)
     np.testing.assert_allclose(got.z, grid.z)
     np.testing.assert_allclose(got.dose, grid.dose, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("implicit", "syntax"),
+    [(True, "Implicit VR Little Endian"), (False, "Explicit VR Little Endian")],
+)
+def test_dose_without_file_meta(tmp_path: Path, implicit: bool, syntax: str) -> None:
+    """A bare data set (no preamble, no file meta, as Monaco writes): pixels decode."""
+    grid = make_grid()
+    part10 = tmp_path / "RD_part10.dcm"
+    write_dose(part10, grid, referenced_plan_uid=None, frame_of_reference_uid=FOR, bits=32)
+    ds = dcmread(part10)
+    step = float(ds.DoseGridScaling)
+    del ds.file_meta
+    ds.preamble = None
+    bare = tmp_path / "RD_bare.dcm"
+    ds.save_as(bare, enforce_file_format=False, implicit_vr=implicit, little_endian=True)
+    data = bare.read_bytes()
+    assert data[128:132] != b"DICM" and b"\x02\x00\x10\x00" not in data[:256]
+    assert data[:4] == b"\x08\x00\x05\x00"  # the data set starts at once: (0008,0005)
+
+    dose = dicom_io.read_dose(bare)
+    assert bare.read_bytes() == data  # the input file is never written
+    zz, yy, xx = np.meshgrid(dose.grid.z, dose.grid.y, dose.grid.x, indexing="ij")
+    assert np.max(np.abs(dose.grid.dose - linear(xx, yy, zz))) <= step / 2 + 1e-12
+    np.testing.assert_array_equal(dose.grid.dose, dicom_io.read_dose(part10).grid.dose)
+    assert dose.notes == [
+        f"{bare}: no DICOM file meta header (no Transfer Syntax UID): transfer syntax "
+        f"inferred as {syntax}, the encoding its data set is written in"
+    ]
+    assert dicom_io.read_dose(part10).notes == []
 
 
 def test_dose_read_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -308,10 +340,10 @@ def test_prescription_from_dose_reference_sequence(tmp_path: Path) -> None:
     assert plan.dose_per_fraction_gy == 10.0
     assert plan.prescription_source == "DoseReferenceSequence"
     assert plan.dose_references == [
-        ("PTV_low", "TARGET", 45.0),
-        ("PTV_high", "TARGET", 50.0),
-        ("Cord", "ORGAN_AT_RISK", 30.0),
-        ("Point", "TARGET", None),
+        ("PTV_low", "TARGET", 45.0, None, 45.0),
+        ("PTV_high", "TARGET", 50.0, None, 50.0),
+        ("Cord", "ORGAN_AT_RISK", 30.0, None, None),
+        ("Point", "TARGET", None, None, None),
     ]
     assert (plan.label, plan.intent, plan.approval) == ("P", "PALLIATIVE", "UNAPPROVED")
     assert plan.patient_position == "HFP"
@@ -319,7 +351,7 @@ def test_prescription_from_dose_reference_sequence(tmp_path: Path) -> None:
     assert plan.frame_of_reference_uid == FOR
 
 
-def test_prescription_derived_from_beam_doses(tmp_path: Path) -> None:
+def test_beam_doses_are_a_hint_never_a_prescription(tmp_path: Path) -> None:
     path = tmp_path / "RP.dcm"
     write_plan(
         path,
@@ -339,9 +371,9 @@ def test_prescription_derived_from_beam_doses(tmp_path: Path) -> None:
     )
     plan = dicom_io.read_plan(path)
     assert plan.treatment_beams == [1, 2, 5]
-    assert plan.total_dose_gy == pytest.approx((2.0 + 1.5 + 9.0) * 4)
-    assert plan.dose_per_fraction_gy == pytest.approx(12.5)
-    assert plan.prescription_source == "derived from beam doses (no TargetPrescriptionDose)"
+    assert plan.total_dose_gy is None and plan.dose_per_fraction_gy is None
+    assert plan.beam_dose_total_gy == pytest.approx((2.0 + 1.5 + 9.0) * 4)
+    assert plan.prescription_source is None
     assert plan.fractions == 4
     assert plan.referenced_structure_set_uid is None
 
@@ -633,21 +665,75 @@ def test_nearly_axial_cosines_are_accepted(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.dose.grid.y, make_grid().y)
 
 
-def test_contour_with_fewer_than_three_points(tmp_path: Path) -> None:
-    two = np.array([[0.0, 0.0], [5.0, 0.0]])
-    rois = [
-        sphere_roi(),
-        SyntheticRoi(
-            2,
-            "Bad ROI",
-            "ORGAN",
-            [ContourPlane(2.0, (circle_polygon(0, 0, 3, 8),)), ContourPlane(4.0, (two,))],
-        ),
+#: A 10 x 8 mm rectangle (80 mm²) drawn on the planes z = 0, 2, 4 mm.
+RECTANGLE = np.array([[2.0, -18.0], [12.0, -18.0], [12.0, -10.0], [2.0, -10.0]])
+ONE_POINT = np.array([[5.0, -15.0]])
+TWO_POINTS = np.array([[3.0, -12.0], [9.0, -12.0]])
+COLLINEAR = np.array([[2.0, -18.0], [4.0, -16.0], [6.0, -14.0], [10.0, -10.0]])  # y = x - 20
+RETRACED = np.array([[2.0, -18.0], [6.0, -16.0], [9.0, -11.0], [6.0, -16.0]])  # out and back
+BOW_TIE = np.array([[2.0, -18.0], [12.0, -10.0], [12.0, -18.0], [2.0, -10.0]])  # shoelace 0
+
+
+def degenerate_rois() -> list[SyntheticRoi]:
+    """A rectangle mixed with degenerate contours, an ROI of only those, and a bow-tie."""
+    mixed = SyntheticRoi(
+        1,
+        "Mixed",
+        "ORGAN",
+        [
+            ContourPlane(0.0, (RECTANGLE,)),
+            ContourPlane(2.0, (RECTANGLE, ONE_POINT)),  # beside a real contour
+            ContourPlane(4.0, (RECTANGLE,)),
+            ContourPlane(7.0, (TWO_POINTS,)),  # planes of their own
+            ContourPlane(10.0, (COLLINEAR, RETRACED)),
+        ],
+    )
+    dots = SyntheticRoi(
+        2, "Dots", "ORGAN", [ContourPlane(2.0, (ONE_POINT,)), ContourPlane(4.0, (COLLINEAR,))]
+    )
+    crossed = SyntheticRoi(3, "Crossed", "ORGAN", [ContourPlane(2.0, (BOW_TIE,))])
+    return [mixed, dots, crossed]
+
+
+def test_degenerate_contours_are_skipped_with_one_note(tmp_path: Path) -> None:
+    export = write_export(tmp_path, rois=degenerate_rois())
+    loaded = load_files(export.rs, export.rd, export.rp)
+    mixed, dots, crossed = loaded.structures.rois
+    # Only the rectangle is left, on its three planes; one note for the four skipped.
+    assert [p.z for p in mixed.planes] == [0.0, 2.0, 4.0]
+    for plane in mixed.planes:
+        assert len(plane.polygons) == 1
+        np.testing.assert_array_equal(plane.polygons[0], RECTANGLE)
+    assert mixed.geometric_type == "CLOSED_PLANAR"
+    assert mixed.notes == (
+        "skipped 4 degenerate contour(s) (1 or 2 points, or no area) on 3 plane(s), "
+        "z = 2, 7, 10 mm",
+    )
+    # Slab model: 80 mm² x (three 2 mm slabs) = 480 mm³ = 0.48 cc, as if drawn alone.
+    dvh = roi_dvh(loaded, mixed)
+    assert dvh.volume_cc == pytest.approx(0.48, rel=1e-9)
+    # Every contour degenerate: a closed planar ROI without planes, i.e. empty.
+    assert dots.empty and dots.planes == () and dots.geometric_type == "CLOSED_PLANAR"
+    assert dots.notes == (
+        "skipped 2 degenerate contour(s) (1 or 2 points, or no area) on 2 plane(s), z = 2, 4 mm",
+    )
+    # A bow-tie's lobes cancel in the shoelace sum but enclose an area: kept (the DVH
+    # reports it as crossing itself), never skipped.
+    assert len(crossed.planes) == 1 and crossed.notes == ()
+
+
+def test_degenerate_note_lists_eight_planes_at_most(tmp_path: Path) -> None:
+    planes = [ContourPlane(z, (RECTANGLE,)) for z in (0.0, 2.0)] + [
+        ContourPlane(2.0 + 1.5 * k, (ONE_POINT,)) for k in range(1, 11)
     ]
-    export = write_export(tmp_path, rois=rois)
-    with pytest.raises(InputError) as info:
-        load_files(export.rs, export.rd, export.rp)
-    assert_input_error(info.value, export.rs, "contour 2", "Bad ROI", "at least 3 points")
+    path = tmp_path / "RS.dcm"
+    roi = SyntheticRoi(4, "Many", "ORGAN", planes)
+    write_structure_set(path, [roi], frame_of_reference_uid=FOR, study_uid=STUDY)
+    (many,) = dicom_io.read_structure_set(path).rois
+    assert many.notes == (
+        "skipped 10 degenerate contour(s) (1 or 2 points, or no area) on 10 plane(s), "
+        "z = 3.5, 5, 6.5, 8, 9.5, 11, 12.5, 14, ... mm",
+    )
 
 
 def test_nan_in_contour_data(tmp_path: Path) -> None:
@@ -663,16 +749,21 @@ def test_nan_in_contour_data(tmp_path: Path) -> None:
 
 
 def test_several_bad_contours_reported_together(tmp_path: Path) -> None:
-    two = np.array([[0.0, 0.0], [5.0, 0.0]])
     rois = [
-        SyntheticRoi(1, "A", "ORGAN", [ContourPlane(2.0, (two,))]),
-        SyntheticRoi(2, "B", "ORGAN", [ContourPlane(4.0, (two,))]),
+        SyntheticRoi(1, "A", "ORGAN", [ContourPlane(2.0, (RECTANGLE,))]),
+        SyntheticRoi(2, "B", "ORGAN", [ContourPlane(4.0, (RECTANGLE,))]),
     ]
     export = write_export(tmp_path, rois=rois)
+    ds = dcmread(export.rs)
+    for item in ds.ROIContourSequence:  # 4 points = 12 values: cut to 11
+        item.ContourSequence[0].ContourData = item.ContourSequence[0].ContourData[:11]
+    ds.save_as(export.rs, enforce_file_format=True)
     with pytest.raises(InputErrors) as info:
         dicom_io.read_structure_set(export.rs)
     assert len(info.value.errors) == 2
     assert "'A'" in str(info.value) and "'B'" in str(info.value)
+    for error in info.value.errors:
+        assert_input_error(error, export.rs, "contour 1", "has 11 values", "multiple of 3")
 
 
 def test_non_axial_contour(tmp_path: Path) -> None:
@@ -912,3 +1003,130 @@ def test_a_contour_repeated_on_its_plane_is_counted_once(tmp_path: Path) -> None
     roi = dicom_io.read_structure_set(export.rs).roi("PTV")
     assert [p.area for p in roi.planes] == [p.area for p in single.planes]
     assert any("repeated exactly" in note for note in roi.notes)
+
+
+# ----------------------------------------------------------------------------- real exports 2
+
+REAL_EXPORTS = "real-exports"
+
+#: ROI count, empty ROIs (POINT, no contours, or only degenerate contours), and the
+#: degenerate-contour notes of some ROIs, read off the files (ROI names and contours).
+PINNACLE = {
+    "pinnacle_hn_2": (
+        52,
+        14,
+        {
+            "Rt BP +66": "skipped 2 degenerate contour(s) (1 or 2 points, or no area) on 2 "
+            "plane(s), z = 282.5, 285.5 mm",
+            "5425 (VMAT)": "skipped 1 degenerate contour(s) (1 or 2 points, or no area) on 1 "
+            "plane(s), z = 309.5 mm",
+        },
+    ),
+    "pinnacle_hn_4": (
+        57,
+        4,
+        {
+            "BP Rt+66": "skipped 4 degenerate contour(s) (1 or 2 points, or no area) on 4 "
+            "plane(s), z = -307.999, -301.999, -295.999, -289.999 mm",
+            "LARYNX_SUPR": "skipped 1 degenerate contour(s) (1 or 2 points, or no area) on 1 "
+            "plane(s), z = -259.999 mm",
+        },
+    ),
+    "pinnacle_brain_6": (
+        18,
+        6,
+        {
+            "Normal Brain": "skipped 4 degenerate contour(s) (1 or 2 points, or no area) on 3 "
+            "plane(s), z = 146, 147, 150 mm",
+        },
+    ),
+}
+
+
+def raw_contours(path: Path, name: str) -> tuple[list[int], list[tuple[float, float]]]:
+    """Point counts of an ROI's contours and (z, shoelace area) of those with an area,
+    read with pydicom alone."""
+    ds = dcmread(path)
+    number = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == name)
+    counts: list[int] = []
+    areas: list[tuple[float, float]] = []
+    for item in ds.ROIContourSequence:
+        if int(item.ReferencedROINumber) != number:
+            continue
+        for contour in item.ContourSequence:
+            xyz = np.array([float(v) for v in contour.ContourData]).reshape(-1, 3)
+            counts.append(len(xyz))
+            x, y = xyz[:, 0], xyz[:, 1]
+            area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+            if len(xyz) >= 3 and area > 0:
+                areas.append((float(xyz[0, 2]), area))
+    return counts, areas
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", list(PINNACLE))
+def test_pinnacle_degenerate_contours_are_skipped(shared_data: Path, name: str) -> None:
+    count, empty, notes = PINNACLE[name]
+    folder = shared_data / REAL_EXPORTS / name
+    sets, _ = find_exports(folder)
+    assert len(sets) == 1
+    export = load_export(sets[0])  # refused before: "a closed contour needs at least 3 points"
+    rois = export.structures.rois
+    assert len(rois) == count
+    assert sum(r.empty for r in rois) == empty
+    for roi_name, note in notes.items():
+        roi = export.structures.roi(roi_name)
+        assert roi.notes == (note,)
+    for roi in rois:
+        degenerate = [n for n in roi.notes if "degenerate" in n]
+        assert len(degenerate) <= 1, roi.name  # one note per ROI
+        if roi.empty and degenerate:  # only degenerate contours: closed planar, no planes
+            assert roi.geometric_type == "CLOSED_PLANAR"
+    # Every ROI with planes has a positive volume (none is a line or a point).
+    for roi in rois:
+        if roi.planes:
+            assert roi_dvh(export, roi).volume_cc > 0, roi.name
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("roi_name", ["LARYNX_SUPR", "Constrictors Out", "COCHLEA_R"])
+def test_pinnacle_volume_without_degenerate_contours(shared_data: Path, roi_name: str) -> None:
+    """Slab volume of an ROI on evenly spaced planes (3 mm), from pydicom's contours alone:
+    sum of the shoelace areas x 3 mm, the degenerate contours (no area) adding nothing."""
+    folder = shared_data / REAL_EXPORTS / "pinnacle_hn_4"
+    export = load_export(find_exports(folder)[0][0])
+    counts, areas = raw_contours(export.structures.file, roi_name)
+    assert min(counts) < 3 or len(areas) < len(counts)  # it holds degenerate contours
+    zs = [z for z, _ in areas]
+    assert len(set(zs)) == len(zs)  # one contour per plane
+    np.testing.assert_allclose(np.diff(sorted(zs)), 3.0, atol=2e-3)
+    expected_cc = sum(a for _, a in areas) * 3.0 / 1000.0
+    roi = export.structures.roi(roi_name)
+    assert len(roi.planes) == len(areas)
+    assert roi_dvh(export, roi).volume_cc == pytest.approx(expected_cc, rel=1e-3)
+
+
+@pytest.mark.shared_data
+def test_monaco_files_without_file_meta(shared_data: Path) -> None:
+    folder = shared_data / REAL_EXPORTS / "monaco_hn_1"
+    sets, warnings = find_exports(folder)
+    assert len(sets) == 1 and warnings == [] and len(sets[0].ct_files) == 5
+    export = load_export(sets[0])
+    (rd,) = export.dose.files
+    assert rd.read_bytes()[128:132] != b"DICM"  # no Part 10 header
+    assert (
+        f"{rd}: no DICOM file meta header (no Transfer Syntax UID): transfer syntax inferred "
+        "as Implicit VR Little Endian, the encoding its data set is written in"
+    ) in export.dose.notes
+    assert [r.name for r in export.structures.rois] == ["BODY", "PAROTID_LT", "PTV"]
+    # The CT slices (no file meta either) give the slice positions: 5 slices 3 mm apart.
+    positions = export.structures.slice_positions
+    assert positions is not None
+    np.testing.assert_allclose(positions, [294.5, 297.5, 300.5, 303.5, 306.5])
+    # The decoded dose is the stored integers (implicit VR little endian, read with NumPy
+    # from the raw element) times Dose Grid Scaling, reordered only.
+    raw = dcmread(rd, force=True)
+    dtype = f"<{'i' if raw.PixelRepresentation else 'u'}{int(raw.BitsAllocated) // 8}"
+    stored = np.frombuffer(raw.PixelData, dtype=dtype).astype(np.float64)
+    expected = np.sort(stored * float(raw.DoseGridScaling))
+    np.testing.assert_array_equal(np.sort(export.dose.grid.dose.ravel()), expected)
