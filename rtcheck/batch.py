@@ -149,6 +149,9 @@ class PlanJob:
         Minor deviations fail the plan too.
     between_planes
         Structure model between contour planes (``"slab"`` or ``"shape"``).
+    prescription
+        ``(total Gy, fractions)`` to use for plans that state no prescription
+        (``--prescription``), or None.
     """
 
     export: ExportSet
@@ -161,6 +164,7 @@ class PlanJob:
     aliases_file: str | None = None
     strict: bool = False
     between_planes: str = "slab"
+    prescription: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -434,6 +438,7 @@ def prepare_jobs(
     aliases_file: str | None = None,
     strict: bool = False,
     between_planes: str = "slab",
+    prescription: tuple[float, int] | None = None,
 ) -> list[PlanJob]:
     """One job per plan, with sanitised, collision-free report names.
 
@@ -443,7 +448,7 @@ def prepare_jobs(
         ``(source folder, export set)`` pairs, e.g. :attr:`Discovery.plans`.
     out
         The output folder.
-    protocol, aliases, aliases_file, strict, between_planes
+    protocol, aliases, aliases_file, strict, between_planes, prescription
         As :class:`PlanJob`.
 
     Returns
@@ -477,6 +482,7 @@ def prepare_jobs(
             aliases_file=aliases_file,
             strict=strict,
             between_planes=between_planes,
+            prescription=prescription,
         )
         for i, (source, s) in enumerate(plans)
     ]
@@ -577,7 +583,12 @@ def check_one(job: PlanJob) -> PlanOutcome:
             if job.aliases is not None:
                 check_alias_roles(job.aliases, protocol, job.aliases_file or "aliases")
         result = check_plan(
-            export, protocol, job.aliases, strict=job.strict, between_planes=job.between_planes
+            export,
+            protocol,
+            job.aliases,
+            strict=job.strict,
+            between_planes=job.between_planes,
+            prescription=job.prescription,
         )
         json_path = _report_path(job, ".json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -969,6 +980,7 @@ def run_batch(
     aliases: str | Path | None = None,
     strict: bool = False,
     between_planes: str = "slab",
+    prescription: tuple[float, int] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[PlanOutcome], None] | None = None,
 ) -> BatchResult:
@@ -992,6 +1004,8 @@ def run_batch(
         Minor deviations fail a plan too.
     between_planes
         Structure model between contour planes for every DVH (``"slab"`` or ``"shape"``).
+    prescription
+        ``(total Gy, fractions)`` for the plans that state no prescription of their own.
     on_start
         Called once, before checking starts, with the number of outcomes to come (plans
         found and folders that could not be scanned).
@@ -1032,6 +1046,7 @@ def run_batch(
         None if aliases is None else str(aliases),
         strict,
         between_planes,
+        prescription,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if on_start is not None:

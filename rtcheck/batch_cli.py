@@ -24,7 +24,7 @@ from rtcheck.cli_errors import (
     err,
     exit_codes,
 )
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
+from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
 
 if TYPE_CHECKING:
     from rtcheck.batch import BatchResult, PlanOutcome
@@ -153,6 +153,7 @@ def batch(
         bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
     ] = False,
     between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    prescription: PrescriptionOption = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show debug logging and tracebacks of internal errors.")
     ] = False,
@@ -165,6 +166,7 @@ def batch(
     )
     with exit_codes(debug):
         from rtcheck.batch import run_batch
+        from rtcheck.prescription import parse_prescription
 
         with _progress(sys.stderr.isatty(), root) as (on_start, on_done):
             result = run_batch(
@@ -177,6 +179,7 @@ def batch(
                 aliases=aliases,
                 strict=strict,
                 between_planes=between_planes.value,
+                prescription=None if prescription is None else parse_prescription(prescription),
                 on_start=on_start,
                 on_done=on_done,
             )

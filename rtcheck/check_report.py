@@ -6,7 +6,7 @@ from typing import Any
 
 from rtcheck import __version__
 from rtcheck.constraints.engine import CheckResult
-from rtcheck.report_common import json_number, plan_summary
+from rtcheck.report_common import dose_summary, json_number, plan_lines, plan_summary
 
 SCHEMA = "rtcheck.report/1"
 
@@ -38,16 +38,14 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         },
         "patient_id": export.patient_id,
         "plan": plan_summary(plan),
+        "prescription": None if result.prescription is None else result.prescription.as_dict(),
+        "prescription_problem": result.prescription_problem or None,
         "inputs": {
             "structure_set": {
                 "file": str(export.structures.file),
                 "sop_instance_uid": export.structures.sop_instance_uid,
             },
-            "dose": {
-                "files": [str(f) for f in export.dose.files],
-                "sop_instance_uids": list(export.dose.sop_instance_uids),
-                "summation": export.dose.summation,
-            },
+            "dose": dose_summary(export.dose),
             "plan": None
             if plan is None
             else {"file": str(plan.file), "sop_instance_uid": plan.sop_instance_uid},
@@ -99,16 +97,9 @@ def format_report(result: CheckResult) -> str:
         f"Protocol {result.protocol.id} v{result.protocol.version}: {result.protocol.title}",
         f"Patient {result.export.patient_id}",
     ]
-    if plan is not None:
-        schedule = (
-            f"{plan.fractions} x {plan.dose_per_fraction_gy:.4g} Gy = {plan.total_dose_gy:.4g} Gy"
-            if plan.total_dose_gy and plan.fractions
-            else "no prescription"
-        )
-        lines.append(
-            f"Plan {plan.label!r} ({plan.intent or 'intent not given'}, "
-            f"{plan.approval or 'approval not given'}): {schedule}"
-        )
+    lines.extend(
+        plan_lines(plan, result.export.dose, result.prescription, result.prescription_problem)
+    )
     if facts.get("bed_gy"):
         lines.append(
             "BED: " + ", ".join(f"{v:.1f} Gy (a/b {k})" for k, v in facts["bed_gy"].items())

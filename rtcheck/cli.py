@@ -27,7 +27,7 @@ import typer
 from rtcheck import __version__
 from rtcheck.batch_cli import batch
 from rtcheck.cli_errors import stdout_closed
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
+from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
 from rtcheck.errors import (
     InputError,
     InputErrors,
@@ -198,18 +198,30 @@ def dvh(
         bool, typer.Option("--no-curves", help="Leave the DVH curves out of the JSON.")
     ] = False,
     between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    prescription: PrescriptionOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Dose-volume histograms and TG-263 metrics of every structure of a plan."""
-    from rtcheck.analysis import DEFAULT_METRICS, analyse
+    from rtcheck.analysis import analyse
     from rtcheck.dvh_report import format_table, to_csv, to_json
+    from rtcheck.prescription import parse_prescription, resolve_prescription
 
     _check_outputs(json_out=json_out, csv_out=csv_out)
+    given = None if prescription is None else parse_prescription(prescription)
     export = _load(path, structures, dose, plan)
-    result = analyse(export, roi or (), metric or DEFAULT_METRICS, between_planes.value)
+    rx, rx_warnings, rx_problem = resolve_prescription(export.plan, given)
+    result = analyse(
+        export,
+        roi or (),
+        metric or None,
+        between_planes.value,
+        None if rx is None else rx.total_gy,
+    )
     to_stdout = json_out == "-"
+    for warning in rx_warnings:
+        _err(f"warning: {warning}")
     if not to_stdout:
-        typer.echo(_header(export))
+        typer.echo(_header(export, rx, rx_problem if given is not None else ""))
         typer.echo(format_table(result))
     for warning in result.warnings:
         _err(f"warning: {warning}")
@@ -244,28 +256,10 @@ def _load(
     return dicom_io.load_path(path, plan=plan)
 
 
-def _header(export: Any) -> str:
-    plan = export.plan
-    lines = [f"Patient {export.patient_id}"]
-    if plan is not None:
-        if plan.total_dose_gy is not None and plan.fractions:
-            dose = (
-                f"{plan.fractions} x {plan.dose_per_fraction_gy:.4g} Gy = "
-                f"{plan.total_dose_gy:.4g} Gy"
-            )
-        elif plan.total_dose_gy is not None:
-            dose = f"{plan.total_dose_gy:.4g} Gy in total, fractions not given"
-        else:
-            dose = "no prescription"
-        if plan.total_dose_gy is not None and plan.prescription_source != "DoseReferenceSequence":
-            dose += f", {plan.prescription_source}"
-        lines.append(
-            f"Plan {plan.label!r} ({plan.intent or 'intent not given'}, "
-            f"{plan.approval or 'approval not given'}): {dose}"
-        )
-    else:
-        lines.append("No plan: dose used as stored")
-    lines.append(f"Dose {export.dose.summation}: {', '.join(f.name for f in export.dose.files)}")
+def _header(export: Any, rx: Any = None, rx_problem: str = "") -> str:
+    from rtcheck.report_common import plan_lines
+
+    lines = [f"Patient {export.patient_id}", *plan_lines(export.plan, export.dose, rx, rx_problem)]
     return "\n".join(lines) + "\n"
 
 
@@ -309,6 +303,7 @@ def check(
         Path | None, typer.Option("--csv", help="Write a CSV table, one row per rule, to FILE.")
     ] = None,
     between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    prescription: PrescriptionOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Check a plan against a protocol: exit 0 pass, 1 fail, 3 cannot evaluate."""
@@ -316,8 +311,10 @@ def check(
     from rtcheck.constraints.engine import check_plan
     from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
     from rtcheck.constraints.structures import check_alias_roles, load_aliases
+    from rtcheck.prescription import parse_prescription
 
     _check_outputs(json_out=json_out, html_out=html_out, csv_out=csv_out)
+    given = None if prescription is None else parse_prescription(prescription)
     export = _load(path, structures, dose, plan)
     alias_map = load_aliases(aliases) if aliases is not None else None
     if protocol == "auto":
@@ -329,7 +326,12 @@ def check(
     if alias_map is not None and aliases is not None:
         check_alias_roles(alias_map, proto, str(aliases))
     result = check_plan(
-        export, proto, alias_map, strict=strict, between_planes=between_planes.value
+        export,
+        proto,
+        alias_map,
+        strict=strict,
+        between_planes=between_planes.value,
+        prescription=given,
     )
     if json_out != "-":
         typer.echo(format_report(result))

@@ -24,3 +24,15 @@ BetweenPlanesOption = Annotated[
         "plane to the next (slower; see docs/dvh.md). Both end with flat caps.",
     ),
 ]
+
+
+PrescriptionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prescription",
+        metavar="TOTAL/FRACTIONS",
+        help="Prescription (Gy/fractions, e.g. 70/35) for plans that state none (no Target "
+        "Prescription Dose): schedule, BED and %-of-prescription rules need one. A plan's "
+        "own prescription is always used first.",
+    ),
+]

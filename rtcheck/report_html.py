@@ -90,7 +90,7 @@ font-weight:700;border-radius:3px;padding:1px 6px;font-size:12px;white-space:now
 .b-pass{background:#2e7d32}.b-minor{background:#e08600}.b-major{background:#c62828}
 .b-not_evaluated{background:#6b6b6b}
 ul{margin:4px 0;padding-left:22px}
-.warn li{color:#7a4a00}.err li{color:#a01010}
+.warn li,span.warn{color:#7a4a00}.err li,span.err{color:#a01010}
 .muted{color:#666}
 svg.dvh{width:100%;max-width:980px;height:auto;border:1px solid #ddd;background:#fff}
 svg.dvh text{font-family:inherit;font-size:12px;fill:#222}
@@ -473,15 +473,69 @@ def _plan_section(doc: Mapping[str, Any]) -> str:
     if plan is None:
         rows.append(("Plan", "no RTPLAN: dose used as stored"))
     else:
+        groups = plan["fraction_groups"]
+        fractions = _e(plan["fractions"] if plan["fractions"] else "not given")
+        if len(groups) > 1:
+            parts = " + ".join(str(g["fractions"] or "?") for g in groups)
+            fractions += _e(f" in {len(groups)} fraction groups ({parts})")
         rows += [
             ("Plan label", _e(plan["label"])),
             ("Intent", _e(plan["intent"] or "not given")),
             ("Approval", _e(plan["approval"] or "not given")),
-            ("Fractions", _e(plan["fractions"] if plan["fractions"] else "not given")),
-            ("Dose per fraction", _e(f"{_fmt(plan['dose_per_fraction_gy'])} Gy")),
-            ("Total dose", _e(f"{_fmt(plan['total_dose_gy'])} Gy")),
-            ("Prescription from", _e(plan["prescription_source"] or "-")),
+            ("Radiation", _e(plan["radiation_type"] or "not given")),
+            ("Fractions", fractions),
         ]
+    rx = doc.get("prescription")
+    if rx is not None:
+        per_fraction = " + ".join(
+            f"{g['fractions']} x {_fmt(g['dose_per_fraction_gy'])}" for g in rx["groups"]
+        )
+        rows += [
+            (
+                "Prescription",
+                _e(
+                    f"{_fmt(rx['total_gy'])} Gy" + (f" ({per_fraction} Gy)" if per_fraction else "")
+                ),
+            ),
+            ("Prescription from", _e(rx["detail"])),
+        ]
+    else:
+        rows.append(
+            (
+                "Prescription",
+                f'<span class="err">{_e(doc.get("prescription_problem") or "none")}</span>',
+            )
+        )
+        if plan is not None and plan["beam_dose_total_gy"] is not None:
+            rows.append(
+                (
+                    "Beam doses (hint)",
+                    _e(
+                        f"{_fmt(plan['beam_dose_total_gy'])} Gy at the specification point: "
+                        "not a prescription, not used by any rule"
+                    ),
+                )
+            )
+    dose = doc["inputs"]["dose"]
+    rows.append(("Dose", _e(f"{dose['summation']}, {dose['dose_type'] or 'DoseType not given'}")))
+    scale = dose.get("scale")
+    if scale is not None:
+        cls = "" if scale["confirmed"] else ' class="warn"'
+        points = [
+            _e(
+                f"{p['label']}: grid {_fmt(p['grid_gy'])} Gy; plan: course "
+                f"{_fmt(p['course_gy'])} Gy"
+                + (f", one fraction {_fmt(p['fraction_gy'])} Gy" if p["fraction_gy"] else "")
+                + f" → {p['reading']}"
+            )
+            for p in scale["points"]
+        ]
+        rows.append(
+            (
+                "Dose scale",
+                f"<span{cls}>{_e(scale['summary'])}</span>" + (_list(points) if points else ""),
+            )
+        )
     return "<div><h2>Plan</h2>" + _kv(rows) + "</div>"
 
 

@@ -62,6 +62,7 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
 #: The (retired but still customary) SOP class a structure set uses to reference a study.
 _STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
 
@@ -156,6 +157,8 @@ class SyntheticBeam(NamedTuple):
 
 
 BeamSpec = tuple[int, str, str, float | None, float | None]
+#: A point in patient coordinates (mm).
+Point3 = tuple[float, float, float]
 
 
 # --------------------------------------------------------------------------------------
@@ -578,10 +581,15 @@ def write_plan(
     sop_instance_uid: str | None = None,
     series_uid: str | None = None,
     name: str | None = None,
-    dose_references: Sequence[tuple[str, str, float | None]] | None = None,
+    dose_references: Sequence[tuple[str, str, float | None] | tuple[str, str, float | None, Point3]]
+    | None = None,
     patient_position: str = "HFS",
+    more_groups: Sequence[tuple[int, Sequence[BeamSpec]]] = (),
+    specification_point: Point3 | None = None,
+    radiation: str = "PHOTON",
+    brachy_setup_dose_gy: float | None = None,
 ) -> str:
-    """Write a photon RT Plan with one fraction group.
+    """Write an RT Plan: photon (one fraction group, or more), proton, or HDR brachytherapy.
 
     Parameters
     ----------
@@ -608,9 +616,23 @@ def write_plan(
         Identification; UIDs are generated when omitted.
     dose_references
         Explicit Dose Reference Sequence items ``(description, type, target
-        prescription dose or None)``, replacing the one made from ``prescription_gy``.
+        prescription dose or None[, point])``, replacing the one made from
+        ``prescription_gy``; an item with a point is of structure type COORDINATES with
+        that Dose Reference Point Coordinates (its prescription is written whatever its
+        type, as brachytherapy systems do).
     patient_position
         Patient Position of the patient setup.
+    more_groups
+        Further fraction groups ``(fractions, beams)`` after the first (a sequential
+        boost); their beams join the Beam Sequence.
+    specification_point
+        Beam Dose Specification Point (mm) written on every referenced beam (and brachy
+        application setup).
+    radiation
+        ``PHOTON``, or ``PROTON`` for an RT Ion Plan (Ion Beam Sequence).
+    brachy_setup_dose_gy
+        When given, an HDR brachytherapy plan: no beams, one application setup with this
+        Brachy Application Setup Dose per fraction.
 
     Returns
     -------
@@ -626,7 +648,7 @@ def write_plan(
         raise ValueError("prescription_gy must equal fractions x dose_per_fraction_gy")
     uid = _uid_or_new(sop_instance_uid)
     ds = _new_dataset(
-        RT_PLAN_STORAGE,
+        RT_ION_PLAN_STORAGE if radiation == "PROTON" else RT_PLAN_STORAGE,
         uid,
         "RTPLAN",
         patient_id=patient_id,
@@ -659,14 +681,20 @@ def write_plan(
         refs = [(label, "TARGET", prescription_gy)]
     if refs is not None:
         items = []
-        for i, (description, kind, dose) in enumerate(refs):
+        for i, spec in enumerate(refs):
+            description, kind, dose = spec[0], spec[1], spec[2]
             item = Dataset()
             item.DoseReferenceNumber = i + 1
             item.DoseReferenceUID = synthetic_uid(uid, "dose reference", str(i))
             item.DoseReferenceStructureType = "SITE"
             item.DoseReferenceDescription = description
             item.DoseReferenceType = kind
-            if dose is not None:
+            if len(spec) == 4:
+                item.DoseReferenceStructureType = "COORDINATES"
+                item.DoseReferencePointCoordinates = _ds_list(spec[3])
+                if dose is not None:
+                    item.TargetPrescriptionDose = _ds(dose)
+            elif dose is not None:
                 if kind == "TARGET":
                     item.TargetPrescriptionDose = _ds(dose)
                 else:
@@ -674,26 +702,52 @@ def write_plan(
             items.append(item)
         ds.DoseReferenceSequence = items
 
-    fg = Dataset()
-    fg.FractionGroupNumber = 1
-    if fractions is not None:
-        fg.NumberOfFractionsPlanned = fractions
-    fg.NumberOfBeams = len(beams)
-    fg.NumberOfBrachyApplicationSetups = 0
-    ref_beams = []
+    groups = []
     beam_items = []
-    for number, beam_name, delivery, meterset, beam_dose in beams:
-        rb = Dataset()
-        if beam_dose is not None:
-            rb.BeamDose = _ds(beam_dose)
-        if meterset is not None:
-            rb.BeamMeterset = _ds(meterset)
-        rb.ReferencedBeamNumber = number
-        ref_beams.append(rb)
-        beam_items.append(_beam_item(number, beam_name, delivery, float(meterset or 0.0)))
-    fg.ReferencedBeamSequence = ref_beams
-    ds.FractionGroupSequence = [fg]
-    ds.BeamSequence = beam_items
+    for index, (count, group_beams) in enumerate([(fractions, beams), *more_groups]):
+        fg = Dataset()
+        fg.FractionGroupNumber = index + 1
+        if count is not None:
+            fg.NumberOfFractionsPlanned = count
+        fg.NumberOfBeams = 0 if brachy_setup_dose_gy is not None else len(group_beams)
+        fg.NumberOfBrachyApplicationSetups = 1 if brachy_setup_dose_gy is not None else 0
+        ref_beams = []
+        for number, beam_name, delivery, meterset, beam_dose in group_beams:
+            rb = Dataset()
+            if beam_dose is not None:
+                rb.BeamDose = _ds(beam_dose)
+            if specification_point is not None:
+                rb.BeamDoseSpecificationPoint = _ds_list(specification_point)
+            if meterset is not None:
+                rb.BeamMeterset = _ds(meterset)
+            rb.ReferencedBeamNumber = number
+            ref_beams.append(rb)
+            beam_items.append(
+                _beam_item(number, beam_name, delivery, float(meterset or 0.0), radiation)
+            )
+        if brachy_setup_dose_gy is not None:
+            setup = Dataset()
+            setup.ReferencedBrachyApplicationSetupNumber = 1
+            setup.BrachyApplicationSetupDose = _ds(brachy_setup_dose_gy)
+            if specification_point is not None:
+                setup.BrachyApplicationSetupDoseSpecificationPoint = _ds_list(specification_point)
+            fg.ReferencedBrachyApplicationSetupSequence = [setup]
+        else:
+            fg.ReferencedBeamSequence = ref_beams
+        groups.append(fg)
+    ds.FractionGroupSequence = groups
+    if brachy_setup_dose_gy is not None:
+        ds.BrachyTreatmentTechnique = "INTRACAVITARY"
+        ds.BrachyTreatmentType = "HDR"
+        application = Dataset()
+        application.ApplicationSetupType = "VAGINAL"
+        application.ApplicationSetupNumber = 1
+        application.TotalReferenceAirKerma = "0"
+        ds.ApplicationSetupSequence = [application]
+    elif radiation == "PROTON":
+        ds.IonBeamSequence = beam_items
+    else:
+        ds.BeamSequence = beam_items
 
     setup = Dataset()
     setup.PatientPosition = patient_position
@@ -704,12 +758,14 @@ def write_plan(
     return uid
 
 
-def _beam_item(number: int, name: str, delivery: str, meterset: float) -> Dataset:
+def _beam_item(
+    number: int, name: str, delivery: str, meterset: float, radiation: str = "PHOTON"
+) -> Dataset:
     beam = Dataset()
     beam.BeamNumber = number
     beam.BeamName = name
     beam.BeamType = "STATIC"
-    beam.RadiationType = "PHOTON"
+    beam.RadiationType = radiation
     beam.TreatmentMachineName = "SYNTH_LINAC"
     beam.PrimaryDosimeterUnit = "MU"
     beam.SourceAxisDistance = "1000"
@@ -1058,11 +1114,14 @@ def write_demo_export(folder: str | Path) -> Path:
         fractions=DEMO_FRACTIONS,
         dose_per_fraction_gy=DEMO_PRESCRIPTION_GY / DEMO_FRACTIONS,
         prescription_gy=DEMO_PRESCRIPTION_GY,
+        # As planning systems do, the beams state their dose at a specification point
+        # (the isocentre, at the PTV centre): 67.5 Gy there over 3 fractions.
         beams=[
-            SyntheticBeam(1, "ARC1", "TREATMENT", 1450.0, 9.0),
-            SyntheticBeam(2, "ARC2", "TREATMENT", 1380.0, 9.0),
+            SyntheticBeam(1, "ARC1", "TREATMENT", 1450.0, DEMO_PEAK_GY / DEMO_FRACTIONS / 2),
+            SyntheticBeam(2, "ARC2", "TREATMENT", 1380.0, DEMO_PEAK_GY / DEMO_FRACTIONS / 2),
             SyntheticBeam(3, "SETUP_AP", "SETUP", 0.0, None),
         ],
+        specification_point=(0.0, 0.0, 0.0),
         referenced_structure_set_uid=rs_uid,
         frame_of_reference_uid=frame,
         patient_id=patient_id,

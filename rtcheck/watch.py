@@ -299,6 +299,8 @@ class Watcher:
         The event logger.
     between_planes
         Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
+    prescription
+        ``(total Gy, fractions)`` for plans that state no prescription, or None.
     """
 
     root: Path
@@ -307,6 +309,7 @@ class Watcher:
     settle: float
     log: Callable[..., None]
     between_planes: str = "slab"
+    prescription: tuple[float, int] | None = None
     ledger: Ledger = field(init=False)
     outcomes: list[PlanOutcome] = field(default_factory=list)
     _units: dict[Path, _Unit] = field(default_factory=dict)
@@ -372,7 +375,13 @@ class Watcher:
         todo = [(src, s) for src, s in fresh if not self.ledger.done(keys[id(s)])]
         if not todo:
             return
-        jobs = prepare_jobs(todo, self.out, self.protocol, between_planes=self.between_planes)
+        jobs = prepare_jobs(
+            todo,
+            self.out,
+            self.protocol,
+            between_planes=self.between_planes,
+            prescription=self.prescription,
+        )
         for job in jobs:
             key = keys[id(job.export)]
             job = replace(job, stem=f"{job.stem}-{key[:8]}")
@@ -439,6 +448,7 @@ def run_watch(
     stream: IO[str] | None = None,
     stop: threading.Event | None = None,
     between_planes: str = "slab",
+    prescription: tuple[float, int] | None = None,
 ) -> str:
     """Watch ``root`` (or, with ``once``, process what is there) and check complete plans.
 
@@ -462,6 +472,8 @@ def run_watch(
         Set to stop watching (SIGTERM and SIGINT set it too).
     between_planes
         Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
+    prescription
+        ``(total Gy, fractions)`` for plans that state no prescription, or None.
 
     Returns
     -------
@@ -489,7 +501,7 @@ def run_watch(
     log = EventLog(stream or sys.stderr, out_dir / LOG_NAME)
     stop = stop or threading.Event()
     wake = threading.Event()
-    watcher = Watcher(root_dir, out_dir, fixed, settle, log, between_planes)
+    watcher = Watcher(root_dir, out_dir, fixed, settle, log, between_planes, prescription)
     try:
         with (
             _stop_on_signals(stop)

@@ -24,7 +24,7 @@ from rtcheck.cli_errors import (
     EXIT_OK,
     exit_codes,
 )
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption
+from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
 
 __all__ = ["history", "watch"]
 
@@ -66,6 +66,7 @@ def watch(
         ),
     ] = False,
     between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    prescription: PrescriptionOption = None,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks of internal errors.")] = False,
 ) -> None:
     """Check each plan exported into EXPORT_DIR once, when its export is complete.
@@ -73,6 +74,7 @@ def watch(
     Logs one JSON line per event to stderr (and OUT/watch.log); stop with SIGTERM or Ctrl-C.
     """
     with exit_codes(debug):
+        from rtcheck.prescription import parse_prescription
         from rtcheck.watch import run_watch
 
         verdict = run_watch(
@@ -83,6 +85,7 @@ def watch(
             polling=polling,
             once=once,
             between_planes=between_planes.value,
+            prescription=None if prescription is None else parse_prescription(prescription),
         )
     raise typer.Exit(EXIT_BY_VERDICT[verdict] if once else EXIT_OK)
 

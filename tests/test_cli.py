@@ -169,7 +169,7 @@ def test_dvh_folder_prints_a_table(export: Export) -> None:
     out = result.stdout
     assert f"Patient {PATIENT}" in out
     assert "Plan 'PLAN_A'" in out and "3 x 18 Gy = 54 Gy" in out
-    assert "Dose PLAN: RD_A.dcm" in out
+    assert "Dose PLAN, PHYSICAL: RD_A.dcm" in out
     header = next(line for line in out.splitlines() if line.startswith("ROI"))
     for column in ("Volume[cc]", "Min[Gy]", "Mean[Gy]", "Max[Gy]", "D98%[Gy]", "D0.03cc[Gy]"):
         assert column in header
@@ -292,14 +292,24 @@ def test_the_plan_line_says_what_the_prescription_rests_on(tmp_path: Path) -> No
     del ds.FractionGroupSequence  # the target dose stands, the fractions are unknown
     ds.save_as(e.rp, enforce_file_format=True)
     result = run("dvh", e.folder, "--metric", "V100%[%]")
-    assert "54 Gy in total, fractions not given" in result.stdout, result.output
+    assert "fractions not given" in result.stdout, result.output
+    assert (
+        "Prescription: 54 Gy, fractions not given (the plan's Target Prescription Dose)"
+        in result.stdout
+    )
 
     e = write_export(tmp_path / "y")
     ds = dcmread(e.rp)
     del ds.DoseReferenceSequence  # no target dose: 3 fractions x (9 + 9) Gy of beam dose
     ds.save_as(e.rp, enforce_file_format=True)
     result = run("dvh", e.folder)
-    assert "3 x 18 Gy = 54 Gy, derived from beam doses" in result.stdout, result.output
+    assert (
+        "Prescription: none stated in the plan; the beam doses add up to 54 Gy at their "
+        "specification point (a hint, not used as a prescription)" in result.stdout
+    ), result.output
+    # V100% needs a prescription: not computable, never taken from the beam doses.
+    result = run("dvh", e.folder, "--metric", "V100%[%]")
+    assert result.exit_code == 3, result.output
 
 
 def test_a_contour_crossing_itself_cannot_be_evaluated(tmp_path: Path) -> None:
@@ -342,6 +352,7 @@ def test_csv_file(export: Export, tmp_path: Path) -> None:
     assert list(rows[0]) == [
         "patient_id", "roi", "number", "type", "volume_cc", "volume_outside_dose_cc",
         "complete", "min_gy", "mean_gy", "max_gy", "Mean[Gy]", "V100%[%]",
+        "metrics_not_computable",
     ]  # fmt: skip
     assert rows[0]["patient_id"] == PATIENT
     assert float(rows[0]["volume_cc"]) == pytest.approx(8.0, rel=1e-5)
@@ -483,16 +494,14 @@ def _oblique(tmp: Path) -> tuple[list[Any], Path, str]:
     return [e.folder], e.rd, "oblique dose grid"
 
 
-def _two_points(tmp: Path) -> tuple[list[Any], Path, str]:
-    two = np.array([[0.0, 0.0], [5.0, 0.0]])
-    bad = SyntheticRoi(
-        3,
-        "Cord",
-        "ORGAN",
-        [ContourPlane(0.0, (circle_polygon(0, 0, 3, 8),)), ContourPlane(2.5, (two,))],
-    )
+def _not_triples(tmp: Path) -> tuple[list[Any], Path, str]:
+    bad = SyntheticRoi(3, "Cord", "ORGAN", [ContourPlane(0.0, (circle_polygon(0, 0, 3, 8),))])
     e = write_export(tmp / "x", rois=[box_roi(), bad])
-    return [e.folder], e.rs, "at least 3 points"
+    ds = dcmread(e.rs)
+    contour = ds.ROIContourSequence[1].ContourSequence[0]
+    contour.ContourData = contour.ContourData[:-1]  # 8 points: 23 values
+    ds.save_as(e.rs, enforce_file_format=True)
+    return [e.folder], e.rs, "has 23 values, not a non-empty multiple of 3"
 
 
 def _nan(tmp: Path) -> tuple[list[Any], Path, str]:
@@ -539,7 +548,7 @@ BAD_INPUTS = {
     "frames of reference disagree": _frames_disagree,
     "relative dose": _relative,
     "oblique dose grid": _oblique,
-    "contour with 2 points": _two_points,
+    "contour data not x, y, z triples": _not_triples,
     "NaN in contour data": _nan,
     "zero pixel spacing": _zero_pixel_spacing,
     "zero frame spacing": _zero_frame_spacing,
@@ -651,6 +660,134 @@ def test_percent_of_prescription_without_a_plan(export: Export) -> None:
     assert "PTV" in table.stdout  # the table is still shown, with '-' for the missing value
 
 
+def tiny_roi() -> SyntheticRoi:
+    """A 2 x 1 mm rectangle on the first two planes: 2 mm² x 5 mm = 0.01 cc, < 0.03 cc."""
+    rectangle = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 1.0], [0.0, 1.0]])
+    return SyntheticRoi(3, "Tiny", "ORGAN", [ContourPlane(z, (rectangle,)) for z in PLANES_Z[:2]])
+
+
+TINY_WHY = "the structure holds only 0.01 cc, less than the 0.03 cc the metric asks for"
+
+
+def test_default_metric_larger_than_a_tiny_roi_is_not_computable(tmp_path: Path) -> None:
+    e = write_export(tmp_path / "x", rois=[box_roi(), tiny_roi()])
+    result = run("dvh", e.folder, "--json", "-", "--no-curves")
+    assert result.exit_code == 0, result.output
+    assert_clean(result)
+    doc = report(result)
+    tiny, ptv = by_name(doc)["Tiny"], by_name(doc)["PTV"]
+    assert tiny["volume_cc"] == pytest.approx(0.01, rel=1e-9)
+    assert tiny["metrics"]["D0.03cc[Gy]"] is None
+    assert tiny["metrics_not_computable"] == {"D0.03cc[Gy]": TINY_WHY}
+    for key in ("D98%[Gy]", "D95%[Gy]", "D50%[Gy]", "D2%[Gy]"):  # uniform 54 Gy
+        assert tiny["metrics"][key] == pytest.approx(RX_GY, abs=1e-3)
+    assert ptv["metrics"]["D0.03cc[Gy]"] == pytest.approx(RX_GY, abs=1e-3)
+    assert ptv["metrics_not_computable"] == {}
+    assert doc["errors"] == []
+    warning = f"ROI 'Tiny': D0.03cc[Gy] not computable: {TINY_WHY}"
+    assert warning in doc["warnings"]
+    assert lines(result.stderr, "error:") == []
+    assert f"warning: {warning}" in lines(result.stderr, "warning:")
+
+    table = run("dvh", e.folder)
+    assert table.exit_code == 0, table.output
+    out = table.stdout.splitlines()
+    row = next(line.split() for line in out if line.startswith("Tiny"))
+    assert row == ["Tiny", "0.010", *["54.00"] * 7, "n/a"]
+    assert f"n/a 'Tiny' D0.03cc[Gy] not computable: {TINY_WHY}" in out
+    assert lines(table.stderr, "error:") == []
+
+    target = tmp_path / "table.csv"
+    assert run("dvh", e.folder, "--csv", target).exit_code == 0
+    rows = {r["roi"]: r for r in csv.DictReader(io.StringIO(target.read_text("utf-8")))}
+    assert rows["Tiny"]["D0.03cc[Gy]"] == ""
+    assert rows["Tiny"]["metrics_not_computable"] == f"D0.03cc[Gy]: {TINY_WHY}"
+    assert float(rows["PTV"]["D0.03cc[Gy]"]) == pytest.approx(RX_GY, abs=1e-3)
+    assert rows["PTV"]["metrics_not_computable"] == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--roi", "Tiny"], 0),  # the ROI named, the default metrics not
+        (["--metric", "D0.03cc[Gy]"], 0),  # the metric named, for every ROI
+        (["--roi", "Tiny", "--metric", "D0.03cc[Gy]"], 3),  # both named: it must be computed
+    ],
+)
+def test_tiny_roi_is_an_error_only_when_roi_and_metric_are_named(
+    tmp_path: Path, args: list[str], code: int
+) -> None:
+    e = write_export(tmp_path / "x", rois=[box_roi(), tiny_roi()])
+    result = run("dvh", e.folder, *args, "--json", "-", "--no-curves")
+    assert result.exit_code == code, result.output
+    assert_clean(result)
+    tiny = by_name(report(result))["Tiny"]
+    assert tiny["volume_cc"] == pytest.approx(0.01, rel=1e-9)
+    assert tiny["metrics"]["D0.03cc[Gy]"] is None
+    errors = lines(result.stderr, "error:")
+    if code == 0:
+        assert tiny["metrics_not_computable"] == {"D0.03cc[Gy]": TINY_WHY}
+        assert errors == []
+    else:
+        assert tiny["metrics_not_computable"] == {}
+        assert len(errors) == 1 and "'Tiny'" in errors[0] and "0.03 cc" in errors[0], errors
+        assert "cannot evaluate D0.03cc[Gy]" in errors[0]
+
+
+def degenerate_export(tmp_path: Path) -> Export:
+    """The box PTV with degenerate contours added, and an ROI of degenerate contours only."""
+    square = box_roi().planes[0].polygons[0]
+    point = np.array([[1.0, 2.0]])
+    segment = np.array([[-5.0, 0.0], [5.0, 0.0]])
+    collinear = np.array([[-5.0, -5.0], [0.0, 0.0], [5.0, 5.0]])
+    ptv = SyntheticRoi(
+        1,
+        "PTV",
+        "PTV",
+        [ContourPlane(z, (square, point) if z == PLANES_Z[2] else (square,)) for z in PLANES_Z]
+        + [ContourPlane(15.0, (segment,)), ContourPlane(17.5, (collinear,))],
+    )
+    dots = SyntheticRoi(
+        4, "Dots", "ORGAN", [ContourPlane(0.0, (point,)), ContourPlane(2.5, (collinear,))]
+    )
+    return write_export(tmp_path / "x", rois=[ptv, dots])
+
+
+DOTS_WARNING = (
+    "ROI 'Dots': skipped 2 degenerate contour(s) (1 or 2 points, or no area) on 2 plane(s), "
+    "z = 0, 2.5 mm: no contour with an area is left, the ROI is empty (0 cc); no DVH"
+)
+
+
+def test_degenerate_contours_are_skipped(tmp_path: Path) -> None:
+    e = degenerate_export(tmp_path)
+    result = run("dvh", e.folder, "--json", "-", "--no-curves")
+    assert result.exit_code == 0, result.output
+    assert_clean(result)
+    doc = report(result)
+    ptv, dots = by_name(doc)["PTV"], by_name(doc)["Dots"]
+    assert ptv["volume_cc"] == pytest.approx(8.0, rel=1e-9)  # the box alone: 20 x 20 x 20 mm
+    assert ptv["complete"] is True
+    assert dots["volume_cc"] is None and dots["metrics"] == {}
+    assert [w for w in doc["warnings"] if w.startswith("ROI ")] == [
+        "ROI 'PTV': skipped 3 degenerate contour(s) (1 or 2 points, or no area) on 3 plane(s), "
+        "z = -3.75, 15, 17.5 mm",
+        DOTS_WARNING,
+    ]
+    assert doc["errors"] == []
+    assert not any("outside" in w for w in doc["warnings"])
+
+    table = run("dvh", e.folder)
+    assert table.exit_code == 0, table.output
+    row = next(line.split() for line in table.stdout.splitlines() if line.startswith("Dots"))
+    assert row == ["Dots", *["-"] * 9]
+    assert f"warning: {DOTS_WARNING}" in lines(table.stderr, "warning:")
+
+    named = run("dvh", e.folder, "--roi", "Dots")  # asked for by name: an error
+    assert named.exit_code == 3, named.output
+    assert lines(named.stderr, "error:") == [f"error: {DOTS_WARNING}"]
+
+
 # ----------------------------------------------------------------------------- 7. several plans
 
 
@@ -696,7 +833,7 @@ def test_input_folder_is_never_modified(tmp_path: Path) -> None:
     runs: list[tuple[int, list[Any]]] = [
         (0, [good.folder, "--json", out / "a.json", "--csv", out / "a.csv"]),
         (0, ["--structures", good.rs, "--dose", good.rd, "--plan", good.rp, "--json", "-"]),
-        (3, [good.folder, "--metric", "D500cc[Gy]"]),
+        (3, [good.folder, "--roi", "PTV", "--metric", "D500cc[Gy]"]),
         (2, [good.folder, "--roi", "nothing"]),
         (3, [bad.folder]),
     ]
@@ -1029,3 +1166,63 @@ def test_breast_dicompyler(shared_data: Path) -> None:
     assert table.exit_code == 0
     for name in names:
         assert any(line.startswith(name) for line in table.stdout.splitlines()), name
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("name", "count", "empty"),
+    [("pinnacle_hn_2", 52, 14), ("pinnacle_hn_4", 57, 4), ("pinnacle_brain_6", 18, 6)],
+)
+def test_pinnacle_exports_give_dvhs(
+    shared_data: Path, tmp_path: Path, name: str, count: int, empty: int
+) -> None:
+    """Pinnacle's 1-2 point and collinear contours are skipped, one warning per ROI.
+
+    Dose values are not asserted (whether a Pinnacle grid holds one fraction is decided
+    elsewhere): the structures, their volumes and the warnings are.
+    """
+    folder = shared_data / "real-exports" / name
+    target = tmp_path / "dvh.csv"
+    result = run("dvh", folder, "--csv", target)
+    assert result.exit_code == 0, result.output
+    assert_clean(result)
+    assert lines(result.stderr, "error:") == []
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert len(rows) == count
+    assert sum(r["volume_cc"] == "" for r in rows) == empty
+    assert all(float(r["volume_cc"]) > 0 for r in rows if r["volume_cc"])
+    warnings = lines(result.stderr, "warning:")
+    skipped = [w for w in warnings if "degenerate contour(s)" in w]
+    assert skipped and len({w.split("':")[0] for w in skipped}) == len(skipped)  # one per ROI
+    assert not any("outside the dose grid" in w and "degenerate" in w for w in warnings)
+    if name == "pinnacle_hn_2":
+        # Both contours of 'Rt BP +66' are degenerate: an empty ROI, never "outside".
+        assert (
+            "warning: ROI 'Rt BP +66': skipped 2 degenerate contour(s) (1 or 2 points, or no "
+            "area) on 2 plane(s), z = 282.5, 285.5 mm: no contour with an area is left, the "
+            "ROI is empty (0 cc); no DVH"
+        ) in warnings
+        # '5425 (VMAT)' (0.00207 cc) cannot give D0.03cc: not computable, the rest stands.
+        tiny = next(r for r in rows if r["roi"] == "5425 (VMAT)")
+        assert float(tiny["volume_cc"]) == pytest.approx(0.00207, abs=5e-6)
+        assert tiny["D0.03cc[Gy]"] == "" and tiny["D95%[Gy]"] != ""
+        assert tiny["metrics_not_computable"] == (
+            "D0.03cc[Gy]: the structure holds only 0.00207 cc, less than the 0.03 cc the "
+            "metric asks for"
+        )
+
+
+@pytest.mark.shared_data
+def test_monaco_export_without_file_meta(shared_data: Path) -> None:
+    folder = shared_data / "real-exports" / "monaco_hn_1"
+    result = run("dvh", folder)
+    assert result.exit_code == 0, result.output
+    assert_clean(result)
+    assert lines(result.stderr, "error:") == []
+    out = result.stdout.splitlines()
+    header = out.index(next(line for line in out if line.startswith("ROI ")))
+    names = [line.split()[0] for line in out[header + 2 : header + 5]]
+    assert names == ["BODY", "PAROTID_LT", "PTV"]
+    assert all(float(line.split()[1]) > 0 for line in out[header + 2 : header + 5])
+    assert any("transfer syntax inferred as Implicit VR Little Endian" in w
+               for w in lines(result.stderr, "warning:"))  # fmt: skip

@@ -31,6 +31,7 @@ from rtcheck.constraints.protocol import (
     Rule,
     TargetVolumesRule,
 )
+from rtcheck.constraints.registry import require_external_beam
 from rtcheck.constraints.structures import RoleMatch, match_roles
 from rtcheck.constraints.targets import (
     TargetInfo,
@@ -41,6 +42,7 @@ from rtcheck.dicom_io import PlanExport, Roi
 from rtcheck.dvh import DVH
 from rtcheck.errors import EvaluationError
 from rtcheck.geometry import Distance, structure_distance
+from rtcheck.prescription import Prescription, resolve_prescription
 
 PASS, MINOR, MAJOR, NOT_EVALUATED = "pass", "minor", "major", "not_evaluated"
 
@@ -74,6 +76,8 @@ class CheckResult:
     strict: bool = False
     unmatched_rois: list[str] = field(default_factory=list)
     between_planes: str = "slab"
+    prescription: Prescription | None = None
+    prescription_problem: str = ""
 
     @property
     def dose_rules_evaluated(self) -> bool:
@@ -133,12 +137,19 @@ class _Context:
     notes: list[str] = field(default_factory=list)
     targets: list[TargetInfo] = field(default_factory=list)
     between_planes: str = "slab"
+    rx: Prescription | None = None
+    rx_problem: str = "no prescription"
 
     def dvh_of(self, roi: Roi) -> DVH | str:
         """The DVH of an ROI, or why there is none (cached by ROI number)."""
         if roi.number not in self.dvhs:
             if not roi.planes:
-                self.dvhs[roi.number] = f"ROI '{roi.name}' has no contours"
+                what = (
+                    "no contour with an area"
+                    if roi.geometric_type == "CLOSED_PLANAR"
+                    else "no contours"
+                )
+                self.dvhs[roi.number] = f"ROI '{roi.name}' has {what}"
             else:
                 try:
                     dvh = roi_dvh(self.export, roi, self.between_planes)
@@ -176,37 +187,31 @@ class _Context:
 
     @property
     def plan_schedule_problem(self) -> str | None:
-        """Why the plan has no single schedule (fractions x dose per fraction), if so."""
-        plan = self.export.plan
-        if plan is None:
-            return "no RTPLAN"
-        if plan.fraction_groups > 1:
-            return (
-                f"the plan has {plan.fraction_groups} fraction groups (e.g. a sequential "
-                "boost): rtcheck cannot reduce them to one schedule"
-            )
-        if not plan.fractions or plan.total_dose_gy is None:
-            return "the plan gives no fractions or prescription"
+        """Why the course has no schedule (fractions and prescription), if so."""
+        if self.rx is None:
+            return self.rx_problem
+        if not self.rx.fractions:
+            return "the plan gives no number of fractions (Number of Fractions Planned)"
         return None
 
     @property
     def fractions(self) -> int | None:
-        plan = self.export.plan
-        if self.plan_schedule_problem is not None or plan is None:
+        """Fractions of the course (every fraction group), when the schedule is known."""
+        if self.plan_schedule_problem is not None or self.rx is None:
             return None
-        return plan.fractions
+        return self.rx.fractions
 
     @property
     def dose_per_fraction(self) -> float | None:
-        plan = self.export.plan
-        if self.plan_schedule_problem is not None or plan is None:
+        """Mean dose per fraction of the course, when the schedule is known."""
+        if self.plan_schedule_problem is not None or self.rx is None:
             return None
-        return plan.dose_per_fraction_gy
+        return self.rx.dose_per_fraction_gy
 
     @property
     def prescription(self) -> float | None:
-        plan = self.export.plan
-        return plan.total_dose_gy if plan is not None else None
+        """Total prescribed dose (Gy): the plan's, else the one given; never derived."""
+        return self.rx.total_gy if self.rx is not None else None
 
 
 def check_plan(
@@ -216,6 +221,7 @@ def check_plan(
     *,
     strict: bool = False,
     between_planes: str = "slab",
+    prescription: tuple[float, int] | None = None,
 ) -> CheckResult:
     """Evaluate ``protocol`` on ``export``.
 
@@ -232,7 +238,18 @@ def check_plan(
     between_planes
         Structure model between contour planes for the DVHs, ``"slab"`` or ``"shape"``
         (see :func:`rtcheck.dvh.compute_dvh`).
+    prescription
+        ``(total Gy, fractions)`` given by the user, used when the plan states no
+        prescription (see :mod:`rtcheck.prescription`).
+
+    Raises
+    ------
+    InputError
+        For a brachytherapy plan: the protocols are for external-beam plans.
     """
+    require_external_beam(export)
+    plan = export.plan
+    rx, rx_warnings, rx_problem = resolve_prescription(plan, prescription)
     counts = Counter(r.name for r in export.structures.rois)
     duplicated = {name for name, n in counts.items() if n > 1}
     rois = {r.name: r for r in export.structures.rois if r.name not in duplicated}
@@ -248,7 +265,10 @@ def check_plan(
         if any(n in duplicated for n in names):
             roles.ambiguous[role] = names
             del roles.matched[role]
-    ctx = _Context(export, protocol, roles, rois, between_planes=between_planes)
+    ctx = _Context(
+        export, protocol, roles, rois, between_planes=between_planes, rx=rx, rx_problem=rx_problem
+    )
+    warnings.extend(rx_warnings)
     for role, names in roles.ambiguous.items():
         warnings.append(
             f"role {role}: several ROIs match ({', '.join(names)}); name one with "
@@ -293,6 +313,8 @@ def check_plan(
         strict,
         unmatched,
         between_planes,
+        rx,
+        rx_problem,
     )
 
 
@@ -331,15 +353,15 @@ def _facts(ctx: _Context) -> None:
 
     bed: dict[str, float] = {}
     eqd2: dict[str, float] = {}
-    n, d = ctx.fractions, ctx.dose_per_fraction
-    if n and d:
+    if ctx.rx is not None and ctx.fractions:
         alpha_betas = {10.0} | {
             r.alpha_beta for r in ctx.protocol.rules if isinstance(r, RadiobiologyRule)
         }
         for ab in sorted(alpha_betas):
-            key = f"{ab:g}"
-            bed[key] = round(radiobiology.bed(n, d, ab), 3)
-            eqd2[key] = round(radiobiology.eqd2(n, d, ab), 3)
+            b, e = ctx.rx.bed(ab), ctx.rx.eqd2(ab)
+            if b is not None and e is not None:
+                bed[f"{ab:g}"] = round(b, 3)
+                eqd2[f"{ab:g}"] = round(e, 3)
     ctx.facts["bed_gy"] = bed
     ctx.facts["eqd2_gy"] = eqd2
 
@@ -463,9 +485,11 @@ def _evaluate(ctx: _Context, rule: Rule) -> list[RuleResult]:
 
 def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
     n, d, total = ctx.fractions, ctx.dose_per_fraction, ctx.prescription
-    if n is None or d is None or total is None:
+    if n is None or d is None or total is None or ctx.rx is None:
         return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule")
-    schedule = f"{n} x {d:g} Gy = {total:g} Gy"
+    schedule = ctx.rx.schedule
+    if len(ctx.rx.groups) > 1:
+        schedule += f" (mean {d:.4g} Gy per fraction over the course)"
     for s in rule.schedules:
         if (
             s.fractions.contains(n)
@@ -486,11 +510,18 @@ def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
 
 
 def _radiobiology(ctx: _Context, rule: RadiobiologyRule) -> RuleResult:
-    n, d = ctx.fractions, ctx.dose_per_fraction
-    if n is None or d is None:
+    rx = ctx.rx
+    if rx is None or ctx.plan_schedule_problem is not None:
         return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule")
-    fn = radiobiology.bed if rule.quantity == "BED" else radiobiology.eqd2
-    value = fn(n, d, rule.alpha_beta)
+    computed = rx.bed(rule.alpha_beta) if rule.quantity == "BED" else rx.eqd2(rule.alpha_beta)
+    if computed is None:
+        return _result(
+            rule,
+            NOT_EVALUATED,
+            "how the prescription divides between the plan's fraction groups is unknown "
+            "(a group gives no beam doses), so its BED cannot be computed",
+        )
+    value = computed
     name = f"{rule.quantity}{rule.alpha_beta:g}"
     status, limit = _compare(
         value, rule.minimum, rule.maximum, rule.minor_minimum, rule.minor_maximum
@@ -501,7 +532,7 @@ def _radiobiology(ctx: _Context, rule: RadiobiologyRule) -> RuleResult:
     return _result(
         rule,
         status,
-        f"{name} = {value:.1f} Gy for {n} x {d:g} Gy {what} {limit}",
+        f"{name} = {value:.1f} Gy for {rx.schedule} {what} {limit}",
         metric=name,
         measured=round(value, 3),
         limit=limit,
@@ -593,6 +624,8 @@ def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
 
 
 def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metric) -> RuleResult:
+    if metric.needs_prescription and ctx.prescription is None:
+        return _result(rule, NOT_EVALUATED, ctx.rx_problem, structure=name, metric=str(metric))
     dvh = ctx.dvh(name)
     if isinstance(dvh, str):
         return _result(rule, NOT_EVALUATED, dvh, structure=name, metric=str(metric))
@@ -708,6 +741,13 @@ def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:
     if rule.metric is not None:
         out = []
         for name in names:
+            if rule.metric.needs_prescription and ctx.prescription is None:
+                out.append(
+                    _result(
+                        rule, NOT_EVALUATED, ctx.rx_problem, structure=name, metric=str(rule.metric)
+                    )
+                )
+                continue
             dvh = ctx.dvh(name)
             if isinstance(dvh, str):
                 out.append(_result(rule, NOT_EVALUATED, dvh, structure=name))
@@ -837,28 +877,13 @@ def _integrity(ctx: _Context, rule: IntegrityRule) -> list[RuleResult]:
                     )
                 )
         elif check == "prescription":
-            if plan is None or plan.total_dose_gy is None:
-                out.append(
-                    RuleResult(sub, rule.kind.value, NOT_EVALUATED, "no prescription in the plan")
-                )
-            elif plan.prescription_source != "DoseReferenceSequence":
-                out.append(
-                    RuleResult(
-                        sub,
-                        rule.kind.value,
-                        MINOR,
-                        f"prescription {plan.total_dose_gy:g} Gy {plan.prescription_source}",
-                    )
-                )
-            else:
-                out.append(
-                    RuleResult(
-                        sub,
-                        rule.kind.value,
-                        PASS,
-                        f"prescription {plan.total_dose_gy:g} Gy in {plan.fractions} fractions",
-                    )
-                )
+            out.append(_prescription_present(ctx, sub, rule))
+        elif check == "dose_scale_confirmed":
+            out.append(_dose_scale_confirmed(ctx, sub, rule))
+        elif check == "prescription_matches_dose":
+            out.append(_prescription_matches_dose(ctx, sub, rule))
+        elif check == "dose_type":
+            out.append(_dose_type(ctx, sub, rule))
         elif check == "dose_absolute":
             out.append(
                 RuleResult(
@@ -896,6 +921,145 @@ def _integrity(ctx: _Context, rule: IntegrityRule) -> list[RuleResult]:
                 )
             )
     return out
+
+
+def _prescription_present(ctx: _Context, sub: str, rule: IntegrityRule) -> RuleResult:
+    rx = ctx.rx
+    if rx is None:
+        return RuleResult(sub, rule.kind.value, NOT_EVALUATED, ctx.rx_problem)
+    if rx.source == "plan":
+        message = f"prescription {rx.schedule}, from {rx.detail}"
+    else:
+        message = f"prescription {rx.schedule}, given with {rx.detail}: the plan states none"
+    return RuleResult(sub, rule.kind.value, PASS, message, measured=rx.total_gy)
+
+
+def _dose_scale_confirmed(ctx: _Context, sub: str, rule: IntegrityRule) -> RuleResult:
+    scale = ctx.export.dose.scale
+    kind = rule.kind.value
+    if scale is None:
+        return RuleResult(
+            sub, kind, NOT_EVALUATED, "no RTPLAN: whether the dose holds the course is unknown"
+        )
+    points = "; ".join(e.text for e in scale.evidence)
+    detail = f"{scale.summary}" + (f" ({points})" if points else "")
+    if scale.confirmed:
+        return RuleResult(sub, kind, PASS, detail)
+    if scale.contradicted:
+        return RuleResult(
+            sub,
+            kind,
+            MAJOR,
+            f"the export disagrees with itself: {detail}; check that the dose belongs to "
+            "this plan version and export both again",
+        )
+    return RuleResult(
+        sub, kind, MINOR, f"{detail}; check by hand that the dose is the plan's whole course"
+    )
+
+
+def _median_bounds(dvh: DVH) -> tuple[float, float] | None:
+    """Lowest and highest possible median dose (Gy) of a structure.
+
+    Equal for a structure inside the dose grid. For one partly outside, the part outside
+    may receive anything: between none of it and all of it above a dose, the median lies
+    between the dose covering half the structure inside the grid and the dose covering
+    half less the part outside. None when half the structure or more lies outside.
+    """
+    half = dvh.volume_cc / 2
+    inside = dvh.volume_inside_cc
+    if not inside > 0 or half - dvh.volume_outside_cc <= 0 or half > inside:
+        return None
+    return dvh.dose_at_volume(half), dvh.dose_at_volume(half - dvh.volume_outside_cc)
+
+
+def _main_target(ctx: _Context) -> tuple[str, tuple[float, float]] | None:
+    """The target that carries the prescription, with the bounds of its median dose: the
+    PTV (else CTV, GTV, ITV) with the highest median."""
+    ranked: dict[str, list[tuple[str, tuple[float, float]]]] = {}
+    for roi in ctx.export.structures.rois:
+        parsed = parse_target_name(roi.name)
+        if parsed is None or not parsed.is_target or parsed.helper or not roi.planes:
+            continue
+        if roi.name not in ctx.rois:  # a name shared by several ROIs: which is meant is unknown
+            continue
+        dvh = ctx.dvh_of(roi)
+        bounds = _median_bounds(dvh) if isinstance(dvh, DVH) else None
+        if bounds is not None:
+            ranked.setdefault(parsed.type, []).append((roi.name, bounds))
+    for kind in ("PTV", "CTV", "GTV", "ITV"):
+        if ranked.get(kind):
+            return max(ranked[kind], key=lambda t: t[1][1])
+    return None
+
+
+def _prescription_matches_dose(ctx: _Context, sub: str, rule: IntegrityRule) -> RuleResult:
+    kind = rule.kind.value
+    rx = ctx.rx
+    if rx is None:
+        return RuleResult(sub, kind, NOT_EVALUATED, ctx.rx_problem)
+    found = _main_target(ctx)
+    if found is None:
+        names = ", ".join(t.name for t in ctx.targets) or "none recognised"
+        return RuleResult(
+            sub,
+            kind,
+            NOT_EVALUATED,
+            "no target (PTV, CTV, GTV) with a measurable median dose to compare with the "
+            f"prescription (targets: {names}); name the target so it is recognised",
+        )
+    name, (low, high) = found
+    allowed = rule.target_median_percent
+    limit = f"median {allowed} % of the prescription"
+    lo_pct, hi_pct = 100.0 * low / rx.total_gy, 100.0 * high / rx.total_gy
+    if f"{low:.4g}" == f"{high:.4g}":
+        measured = f"median dose {low:.4g} Gy = {lo_pct:.1f} %"
+    else:
+        measured = f"median dose {low:.4g}-{high:.4g} Gy = {lo_pct:.1f}-{hi_pct:.1f} %"
+    dvh = ctx.dvh(name)
+    if isinstance(dvh, DVH) and not dvh.complete:
+        measured += f" ({dvh.volume_outside_cc:.3g} cc of it lie outside the dose grid)"
+    message = (
+        f"{name} {measured} of the prescription {rx.total_gy:.4g} Gy ({rx.detail}); "
+        f"allowed {allowed} %"
+    )
+    value = round(100.0 * (low + high) / 2 / rx.total_gy, 2)
+    if allowed.contains(lo_pct) and allowed.contains(hi_pct):
+        status = PASS
+    elif (allowed.high is not None and lo_pct > allowed.high) or (
+        allowed.low is not None and hi_pct < allowed.low
+    ):
+        status = MAJOR
+        message += (
+            ": the dose does not match the prescription (a dose of another plan version, a "
+            "wrong dose scale, or a wrong prescription)"
+        )
+    else:
+        status = NOT_EVALUATED
+        message += ": the part outside the dose grid leaves it undecided"
+    return RuleResult(sub, kind, status, message, structure=name, measured=value, limit=limit)
+
+
+def _dose_type(ctx: _Context, sub: str, rule: IntegrityRule) -> RuleResult:
+    dose, plan = ctx.export.dose, ctx.export.plan
+    kind = rule.kind.value
+    radiation = plan.radiation_type if plan is not None else ""
+    stated = dose.dose_type or "not given (read as PHYSICAL)"
+    if plan is not None and plan.is_ion and dose.dose_type != "EFFECTIVE":
+        return RuleResult(
+            sub,
+            kind,
+            NOT_EVALUATED,
+            f"{radiation} plan with a dose of DoseType {stated}: the protocol's limits are "
+            "for RBE-weighted dose (Gy(RBE)), which a physical proton dose understates by "
+            "about 10 %; export the RBE-weighted dose (DoseType EFFECTIVE)",
+        )
+    return RuleResult(
+        sub,
+        kind,
+        PASS,
+        f"DoseType {stated}" + (f" for a {radiation} plan" if radiation else ""),
+    )
 
 
 def _grid_covers(ctx: _Context, rule: IntegrityRule, check: str) -> RuleResult:

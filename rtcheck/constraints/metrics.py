@@ -304,8 +304,8 @@ class Metric:
         if prescription_gy is None:
             raise EvaluationError(
                 f"cannot evaluate {self}: a '%' dose is a percentage of the prescription, "
-                "and no prescription dose is known; give the prescription or write the "
-                "dose in Gy"
+                "and no prescription dose is known (the plan states none); give it with "
+                "--prescription TOTAL/FRACTIONS, or write the dose in Gy"
             )
         if not (math.isfinite(prescription_gy) and prescription_gy > 0):
             raise EvaluationError(

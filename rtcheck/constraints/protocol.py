@@ -56,7 +56,18 @@ INTEGRITY_CHECKS = (
     "grid_covers_targets",
     "grid_covers_constrained",
     "no_empty_structures",
+    "dose_scale_confirmed",
+    "prescription_matches_dose",
+    "dose_type",
 )
+
+#: Default range of the main target's median dose, in percent of the prescription, for
+#: ``integrity.prescription_matches_dose``: a conventional plan prescribed to the ICRU
+#: reference point or the PTV median lies within a few percent of 100; a plan whose
+#: median is outside 90-115 % was prescribed to something else, or its dose is not the
+#: one the prescription describes. SABR protocols widen the upper end (prescription to
+#: the 60-90 % isodose puts the PTV median well above the prescription).
+DEFAULT_TARGET_MEDIAN_PERCENT = (90.0, 115.0)
 
 
 @dataclass(frozen=True)
@@ -242,9 +253,15 @@ class CountRule(Rule):
 
 @dataclass(frozen=True)
 class IntegrityRule(Rule):
-    """Plan approved, prescription present, dose absolute, frames agree, grid covers."""
+    """Plan approved, prescription present, dose absolute, frames agree, grid covers,
+    dose scale confirmed, prescription matches the dose, dose type fits the radiation.
+
+    ``target_median_percent`` is the range of the main target's median dose in percent
+    of the prescription accepted by ``prescription_matches_dose``.
+    """
 
     checks: tuple[str, ...] = INTEGRITY_CHECKS
+    target_median_percent: Range = Range(*DEFAULT_TARGET_MEDIAN_PERCENT)
 
 
 @dataclass(frozen=True)
@@ -477,7 +494,7 @@ RULE_KEYS: dict[RuleKind, tuple[str, ...]] = {
     RuleKind.TARGET_VOLUMES: ("median_fraction",),
     RuleKind.COVERAGE: ("structure", "metric", "min", "minor_min", "inside", "tolerance_mm"),
     RuleKind.COUNT: ("structure", "min", "max"),
-    RuleKind.INTEGRITY: ("checks",),
+    RuleKind.INTEGRITY: ("checks", "target_median_percent"),
 }
 
 
@@ -813,7 +830,17 @@ def _rule(
                 (*path, "checks", j),
                 f"unknown check '{check}'; checks: {', '.join(INTEGRITY_CHECKS)}",
             )
-    return IntegrityRule(**common, checks=checks)
+    median = (
+        r.range(body["target_median_percent"], (*path, "target_median_percent"))
+        if "target_median_percent" in body
+        else Range(*DEFAULT_TARGET_MEDIAN_PERCENT)
+    )
+    if median.low is None or median.high is None:
+        raise doc.error(
+            (*path, "target_median_percent"),
+            "give both ends: {min: PERCENT, max: PERCENT} of the prescription",
+        )
+    return IntegrityRule(**common, checks=checks, target_median_percent=median)
 
 
 def _is_dose(metric: Metric) -> bool:

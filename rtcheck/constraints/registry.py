@@ -11,7 +11,7 @@ from pathlib import Path
 from rtcheck.constraints.protocol import Protocol, load_protocol
 from rtcheck.constraints.structures import match_roles
 from rtcheck.dicom_io import PlanExport
-from rtcheck.errors import EvaluationError, UsageError
+from rtcheck.errors import EvaluationError, InputError, UsageError
 
 
 class NoProtocolError(EvaluationError):
@@ -105,6 +105,23 @@ def consider(
     return Candidate(protocol, fits, tuple(reasons))
 
 
+def require_external_beam(export: PlanExport) -> None:
+    """Refuse a plan the protocols cannot check (brachytherapy), before anything else.
+
+    Raises
+    ------
+    InputError
+        For a brachytherapy plan, naming its RTPLAN.
+    """
+    plan = export.plan
+    if plan is not None and plan.is_brachy:
+        raise InputError(
+            "brachytherapy plan: rtcheck's protocols are for external-beam radiotherapy "
+            "and cannot check it ('rtcheck dvh' still computes its DVHs)",
+            plan.file,
+        )
+
+
 def select_protocol(
     export: PlanExport,
     protocols: Sequence[Protocol],
@@ -116,7 +133,10 @@ def select_protocol(
     ------
     NoProtocolError
         When none fits, or two of the same priority fit; the message says why.
+    InputError
+        For a plan no protocol can check (brachytherapy).
     """
+    require_external_beam(export)
     candidates = [consider(p, export, aliases) for p in protocols]
     fitting = [c for c in candidates if c.fits]
     if not fitting:

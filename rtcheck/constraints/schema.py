@@ -74,6 +74,7 @@ _FIELD_SCHEMAS: dict[str, Any] = {
     "inside": _TEXT,
     "tolerance_mm": _NUMBER,
     "checks": {"type": "array", "items": {"enum": list(INTEGRITY_CHECKS)}},
+    "target_median_percent": _RANGE,
 }
 
 
