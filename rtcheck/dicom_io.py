@@ -157,7 +157,8 @@ class DoseReference(NamedTuple):
     Maximum Dose of an ORGAN_AT_RISK item, else the Delivery Maximum Dose; None when
     the item has none of them. ``position`` is the Dose Reference Point Coordinates (mm)
     when the item gives them; ``prescription_gy`` its Target Prescription Dose whatever
-    its type (brachytherapy systems write it on UNSPECIFIED points).
+    its type (brachytherapy systems write it on UNSPECIFIED points). ``roi_number`` is
+    the ROI a VOLUME dose reference refers to (Referenced ROI Number), if any.
     """
 
     description: str
@@ -165,6 +166,7 @@ class DoseReference(NamedTuple):
     dose_gy: float | None
     position: tuple[float, float, float] | None = None
     prescription_gy: float | None = None
+    roi_number: int | None = None
 
 
 class BeamDose(NamedTuple):
@@ -611,6 +613,7 @@ def _dose_references(ds: Dataset) -> list[DoseReference]:
                 dose,
                 _point(item, "DoseReferencePointCoordinates"),
                 prescription,
+                _int(item, "ReferencedROINumber"),
             )
         )
     return references

@@ -340,10 +340,10 @@ def test_prescription_from_dose_reference_sequence(tmp_path: Path) -> None:
     assert plan.dose_per_fraction_gy == 10.0
     assert plan.prescription_source == "DoseReferenceSequence"
     assert plan.dose_references == [
-        ("PTV_low", "TARGET", 45.0, None, 45.0),
-        ("PTV_high", "TARGET", 50.0, None, 50.0),
-        ("Cord", "ORGAN_AT_RISK", 30.0, None, None),
-        ("Point", "TARGET", None, None, None),
+        ("PTV_low", "TARGET", 45.0, None, 45.0, None),
+        ("PTV_high", "TARGET", 50.0, None, 50.0, None),
+        ("Cord", "ORGAN_AT_RISK", 30.0, None, None, None),
+        ("Point", "TARGET", None, None, None, None),
     ]
     assert (plan.label, plan.intent, plan.approval) == ("P", "PALLIATIVE", "UNAPPROVED")
     assert plan.patient_position == "HFP"

@@ -185,6 +185,61 @@ class _Context:
                 self.distances[key] = f"distance between {a} and {b} not measurable: {exc}"
         return self.distances[key]
 
+    def target_level(self, name: str) -> tuple[float | None, str]:
+        """The dose level (Gy) of target ROI ``name`` and where it came from.
+
+        In this order: the plan's TARGET dose reference for that ROI (by Referenced ROI
+        Number or by description); the dose in its name (``PTV_5400``, ``PTV54``,
+        ``PTV_54Gy``); a level word (``PTV_Low``) with the protocol's ``target_levels``;
+        else the prescription. None (with the reason) for a level word the protocol does
+        not give, or no prescription.
+        """
+        roi = self.rois.get(name)
+        plan = self.export.plan
+        key = name.casefold().strip()
+        if plan is not None and roi is not None:
+            for ref in plan.dose_references:
+                if ref.type != "TARGET" or not ref.prescription_gy:
+                    continue
+                if ref.roi_number == roi.number or ref.description.casefold().strip() == key:
+                    return ref.prescription_gy, (
+                        f"the plan's dose reference '{ref.description or name}'"
+                    )
+        parsed = parse_target_name(name)
+        if parsed is not None and parsed.dose_gy:
+            return parsed.dose_gy, "its name"
+        if parsed is not None and parsed.level is not None:
+            if parsed.level in self.protocol.target_levels:
+                level = self.protocol.target_levels[parsed.level]
+                return level, f"the protocol's '{parsed.level}' level"
+            if parsed.level != "high":
+                return None, (
+                    f"the dose level of {name} ('{parsed.level}') is not known: name it "
+                    "with its dose (e.g. PTV_5400) or give the protocol's target_levels"
+                )
+        if self.prescription is None:
+            return None, self.rx_problem
+        return self.prescription, "the prescription"
+
+    def reference_dose(self, role: str, name: str) -> tuple[float | None, str]:
+        """What a '%' dose of ROI ``name`` filling ``role`` is relative to, and a note.
+
+        A target is judged at its own level (:meth:`target_level`); every other structure
+        against the prescription. The note says where a target's level came from when it
+        is not the prescription; without a reference dose it is the reason.
+        """
+        spec = self.protocol.roles.get(role)
+        if spec is None or spec.type is not RoleType.TARGET:
+            return self.prescription, "" if self.prescription is not None else self.rx_problem
+        level, source = self.target_level(name)
+        if level is None:
+            return None, source
+        if source == "the prescription" or (
+            self.prescription is not None and abs(level - self.prescription) < 1e-6
+        ):
+            return level, ""
+        return level, f" (% of {level:g} Gy, {name}'s own level from {source})"
+
     @property
     def plan_schedule_problem(self) -> str | None:
         """Why the course has no schedule (fractions and prescription), if so."""
@@ -381,10 +436,17 @@ def _facts(ctx: _Context) -> None:
             )
         targets.append(TargetInfo(name=roi.name, median_gy=median))
     ctx.targets = targets
-    ctx.facts["targets"] = [
-        {"name": t.name, "median_gy": None if t.median_gy is None else round(t.median_gy, 3)}
-        for t in targets
-    ]
+    ctx.facts["targets"] = []
+    for t in targets:
+        level, source = ctx.target_level(t.name)
+        ctx.facts["targets"].append(
+            {
+                "name": t.name,
+                "median_gy": None if t.median_gy is None else round(t.median_gy, 3),
+                "level_gy": level,
+                "level_from": source if level is not None else None,
+            }
+        )
     fraction = next(
         (r.median_fraction for r in ctx.protocol.rules if isinstance(r, TargetVolumesRule)), 0.9
     )
@@ -624,8 +686,11 @@ def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
 
 
 def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metric) -> RuleResult:
-    if metric.needs_prescription and ctx.prescription is None:
-        return _result(rule, NOT_EVALUATED, ctx.rx_problem, structure=name, metric=str(metric))
+    reference, level_note = None, ""
+    if metric.needs_prescription:
+        reference, level_note = ctx.reference_dose(rule.structure, name)
+        if reference is None:
+            return _result(rule, NOT_EVALUATED, level_note, structure=name, metric=str(metric))
     dvh = ctx.dvh(name)
     if isinstance(dvh, str):
         return _result(rule, NOT_EVALUATED, dvh, structure=name, metric=str(metric))
@@ -639,7 +704,7 @@ def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metri
             metric=str(metric),
         )
     try:
-        value = metric.evaluate(dvh, ctx.prescription)
+        value = metric.evaluate(dvh, reference)
         high, note_high = _resolve_limit(ctx, rule, rule.maximum)
         low, note_low = _resolve_limit(ctx, rule, rule.minimum)
         minor_high, _ = _resolve_limit(ctx, rule, rule.minor_maximum)
@@ -657,7 +722,7 @@ def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metri
     return _result(
         rule,
         status,
-        f"{name} {metric} = {value:.2f} {unit}: {verb} {limit}{note}",
+        f"{name} {metric} = {value:.2f} {unit}: {verb} {limit}{note}{level_note}",
         structure=name,
         metric=str(metric),
         measured=round(value, 4),
@@ -741,13 +806,16 @@ def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:
     if rule.metric is not None:
         out = []
         for name in names:
-            if rule.metric.needs_prescription and ctx.prescription is None:
-                out.append(
-                    _result(
-                        rule, NOT_EVALUATED, ctx.rx_problem, structure=name, metric=str(rule.metric)
+            reference, level_note = None, ""
+            if rule.metric.needs_prescription:
+                reference, level_note = ctx.reference_dose(rule.structure, name)
+                if reference is None:
+                    out.append(
+                        _result(
+                            rule, NOT_EVALUATED, level_note, structure=name, metric=str(rule.metric)
+                        )
                     )
-                )
-                continue
+                    continue
             dvh = ctx.dvh(name)
             if isinstance(dvh, str):
                 out.append(_result(rule, NOT_EVALUATED, dvh, structure=name))
@@ -764,7 +832,7 @@ def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:
                 )
                 continue
             try:
-                value = rule.metric.evaluate(dvh, ctx.prescription)
+                value = rule.metric.evaluate(dvh, reference)
             except EvaluationError as exc:
                 out.append(
                     _result(rule, NOT_EVALUATED, str(exc), structure=name, metric=str(rule.metric))
@@ -776,7 +844,7 @@ def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:
                 _result(
                     rule,
                     status,
-                    f"{name} {rule.metric} = {value:.2f} {unit} (limit {limit})",
+                    f"{name} {rule.metric} = {value:.2f} {unit} (limit {limit}){level_note}",
                     structure=name,
                     metric=str(rule.metric),
                     measured=round(value, 4),

@@ -291,6 +291,8 @@ class Protocol:
     sha256: str
     description: str = ""
     decisions: tuple[str, ...] = field(default=())
+    #: Dose (Gy) of a target named by a level word only (``PTV_Low``): ``{"low": 54}``.
+    target_levels: Mapping[str, float] = field(default_factory=dict)
 
 
 def load_protocol(path: Path) -> Protocol:
@@ -468,6 +470,7 @@ TOP_KEYS = (
     "facts",
     "rules",
     "decisions",
+    "target_levels",
 )
 COMMON_RULE_KEYS = ("id", "kind", "description", "when", "source")
 RULE_KEYS: dict[RuleKind, tuple[str, ...]] = {
@@ -652,6 +655,13 @@ def _build(doc: Located, sha256: str) -> Protocol:
             priority=r.integer(body.get("priority", 0), ("select", "priority")),
         )
     decisions = r.texts(top.get("decisions", []), ("decisions",), "decision")
+    levels: dict[str, float] = {}
+    if "target_levels" in top:
+        body = r.mapping(top["target_levels"], ("target_levels",), ("high", "mid", "low"))
+        levels = {
+            word: r.number(value, ("target_levels", word), positive=True)
+            for word, value in body.items()
+        }
     return Protocol(
         id=pid,
         title=r.text(top["title"], ("title",)),
@@ -665,6 +675,7 @@ def _build(doc: Located, sha256: str) -> Protocol:
         sha256=sha256,
         description=str(top.get("description", "")),
         decisions=decisions,
+        target_levels=levels,
     )
 
 

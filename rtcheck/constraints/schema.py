@@ -155,6 +155,11 @@ def protocol_json_schema() -> dict[str, Any]:
             "items": {"oneOf": [_rule_schema(k) for k in RuleKind]},
         },
         "decisions": _TEXTS,
+        "target_levels": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {w: _NUMBER for w in ("high", "mid", "low")},
+        },
     }
     assert set(properties) == set(TOP_KEYS)
     return {
