@@ -226,7 +226,8 @@ class PlanInfo:
     fractions, added up) is only a hint shown to the reader: the dose at a
     specification point that may lie anywhere, not a prescription.
     ``radiation_type`` is PHOTON, ELECTRON, PROTON, ION... (several joined by "+"), or
-    BRACHY for a brachytherapy plan.
+    BRACHY for a brachytherapy plan. ``prescription_problem`` says why the plan's target
+    prescriptions were not used, when they were not (per-phase prescriptions).
     """
 
     file: Path
@@ -250,6 +251,7 @@ class PlanInfo:
     fraction_groups: tuple[FractionGroup, ...] = ()
     beam_dose_total_gy: float | None = None
     radiation_type: str = ""
+    prescription_problem: str = ""
 
     @property
     def is_brachy(self) -> bool:
@@ -651,10 +653,20 @@ def _fraction_group(group: Dataset, delivery: dict[int, str], index: int) -> Fra
 
 
 def _radiation_type(ds: Dataset, beam_items: list[Dataset]) -> str:
-    """BRACHY for a brachytherapy plan, else the beams' radiation types joined by '+'."""
+    """BRACHY for a brachytherapy plan, else the beams' radiation types joined by '+'.
+
+    A plan is brachytherapy when it says so (Brachy Treatment Type, Application Setup or
+    Source Sequence) or when a fraction group holds brachy application setups. An RT Ion
+    Plan (Ion Beam Sequence or its SOP class) whose beams give no radiation type is ION.
+    """
+    groups = _seq(ds, "FractionGroupSequence")
     if any(
         keyword in ds
         for keyword in ("BrachyTreatmentType", "ApplicationSetupSequence", "SourceSequence")
+    ) or any(
+        (_int(g, "NumberOfBrachyApplicationSetups") or 0) > 0
+        or _seq(g, "ReferencedBrachyApplicationSetupSequence")
+        for g in groups
     ):
         return "BRACHY"
     kinds = dict.fromkeys(
@@ -663,6 +675,9 @@ def _radiation_type(ds: Dataset, beam_items: list[Dataset]) -> str:
         if (_text(b, "TreatmentDeliveryType") or "TREATMENT") != "SETUP"
     )
     kinds.pop("", None)
+    ion = "IonBeamSequence" in ds or str(ds.get("SOPClassUID", "")).strip() == _RT_ION_PLAN
+    if ion and not any(k in ("PROTON", "ION") for k in kinds):
+        kinds["ION"] = None
     return "+".join(kinds)
 
 
@@ -703,6 +718,17 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
     ]
     total: float | None = max(targets) if targets else None
     source = "DoseReferenceSequence" if targets else None
+    if len(groups) > 1 and len(set(targets)) > 1:
+        # Per-phase prescriptions (50 Gy, then a 20 Gy boost): the highest is not the course.
+        problem = (
+            f"the plan's {len(groups)} fraction groups come with several target "
+            f"prescriptions ({', '.join(f'{t:g}' for t in targets)} Gy): which one is the "
+            "course is not stated, so the plan's prescription is not used"
+        )
+        notes.append(problem)
+        total, source = None, None
+    else:
+        problem = ""
     per_fraction = total / fractions if total is not None and fractions else None
 
     structure_refs = _seq(ds, "ReferencedStructureSetSequence")
@@ -731,6 +757,7 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
         fraction_groups=groups,
         beam_dose_total_gy=hint,
         radiation_type=radiation,
+        prescription_problem=problem,
     )
 
 
@@ -1224,57 +1251,92 @@ def _dose_scale(
 ) -> DoseScale:
     """The scale of the stored grid, tested at the points where the plan states the dose.
 
-    A FRACTION dose that references fraction groups covers those groups only; every other
-    dose covers the whole plan.
+    Raises
+    ------
+    InputError
+        For a dose that covers only some fraction groups of the plan (a FRACTION dose
+        referencing one group of a sequential boost is not the course) or a group the
+        plan does not have, and for a grid that holds one fraction of a course whose
+        number of fractions the plan does not give.
     """
     groups = list(plan.fraction_groups)
     if summation == "FRACTION" and group_numbers:
-        groups = [g for g in groups if g.number in set(group_numbers)] or groups
+        numbers = {g.number for g in groups}
+        unknown = sorted(set(group_numbers) - numbers)
+        if unknown:
+            raise InputError(
+                f"the FRACTION dose references fraction group(s) {unknown}, which plan "
+                f"{plan.label} does not have (groups {sorted(numbers) or 'none'}): the dose "
+                "does not belong to this plan version; export the plan and its dose again",
+                plan.file,
+            )
+        covered = [g for g in groups if g.number in set(group_numbers)]
+        if len(covered) < len(groups):
+            raise InputError(
+                f"the FRACTION dose holds fraction group(s) {sorted(set(group_numbers))} "
+                f"only, of the plan's {len(groups)} groups: it is not the dose of the whole "
+                "course; export the plan's PLAN dose (or every group's dose)",
+                plan.file,
+            )
     counts = [g.fractions for g in groups]
     fractions = sum(c for c in counts if c) if counts and all(counts) else None
-    scale = decide_scale(grid, summation, _scale_points(plan, groups), fractions)
-    if scale.holds == "fraction" and fractions is None:
+    points, no_points = _scale_points(plan, groups)
+    scale = decide_scale(grid, summation, points, fractions, no_points)
+    if scale.holds == "fraction" and fractions is None and plan.fraction_groups:
         raise InputError(
-            f"{scale.summary}: the plan gives no Number of Fractions Planned (for every "
-            "fraction group the dose covers), so the course cannot be computed",
+            f"the dose holds one fraction ({scale.summary}), but the plan does not give the "
+            "Number of Fractions Planned of every fraction group, so the course cannot be "
+            "computed; export the plan with its fractions, or the dose of the whole course",
             plan.file,
         )
     return scale
 
 
-def _scale_points(plan: PlanInfo, groups: Sequence[FractionGroup]) -> list[ScalePoint]:
-    """Where the plan states the dose of the fraction groups ``groups``.
+def _scale_points(plan: PlanInfo, groups: Sequence[FractionGroup]) -> tuple[list[ScalePoint], str]:
+    """Where the plan states the dose of the fraction groups ``groups``; and, when the
+    beams' specification point cannot be used, why (for the reader).
 
     A beam dose specification point is used only when every beam of those groups is
-    specified there with a Beam Dose: the dose at a point also holds the beams specified
-    elsewhere, which no Beam Dose states. One fraction is defined when there is one group.
-    Dose reference points with a Target Prescription Dose are used when the dose covers
-    the whole plan; in a brachytherapy plan whose application setup dose (per fraction)
-    equals the points' prescription, that prescription is per fraction too.
+    specified there with a Beam Dose and every group gives its fractions: the dose at a
+    point also holds the beams specified elsewhere, which no Beam Dose states. One
+    fraction is defined for one group, or for groups of equal dose per fraction. Dose
+    reference points with a Target Prescription Dose are used for a plan of one fraction
+    group (with several, a point's prescription may be one phase's); in a brachytherapy
+    plan whose application setup dose (per fraction) equals the points' prescription,
+    that prescription is per fraction too.
     """
     points: list[ScalePoint] = []
     beams = [b for g in groups for b in g.beams]
     located = {b.point for b in beams}
-    if (
-        groups
-        and beams
-        and all(b.dose_gy is not None for b in beams)
-        and all(g.fractions for g in groups)
-        and len(located) == 1
-        and None not in located
-    ):
+    why = ""
+    if not groups:
+        why = " (the plan has no fraction group)"
+    elif not beams:
+        why = " (no treatment beam)"
+    elif None in located:
+        why = " (a beam gives no dose specification point)"
+    elif len(located) > 1:
+        why = " (the beams are specified at different points)"
+    elif any(b.dose_gy is None for b in beams):
+        why = " (a beam gives no Beam Dose)"
+    elif not all(g.fractions for g in groups):
+        why = " (a fraction group gives no number of fractions)"
+    else:
         position = next(iter(located))
         assert position is not None
         course = sum((g.beam_dose_gy or 0.0) * (g.fractions or 0) for g in groups)
-        one = groups[0].beam_dose_gy if len(groups) == 1 else None
+        per_fraction = {round(g.beam_dose_gy or 0.0, 6) for g in groups}
+        one = groups[0].beam_dose_gy if len(per_fraction) == 1 else None
         what = "application setups" if plan.is_brachy else "beams"
         numbers = ", ".join(str(b.number) for b in beams)
         if course > 0:
             points.append(
                 ScalePoint(f"dose specification point of {what} {numbers}", position, course, one)
             )
-    if len(groups) != len(plan.fraction_groups) or not plan.fractions:
-        return points
+        else:
+            why = " (the Beam Doses add up to 0 Gy)"
+    if len(groups) != 1 or len(plan.fraction_groups) != 1 or not plan.fractions:
+        return points, why
     n = plan.fractions
     per_fraction_rx = False
     if plan.is_brachy and len(groups) == 1 and groups[0].beam_dose_gy:
@@ -1297,9 +1359,10 @@ def _scale_points(plan: PlanInfo, groups: Sequence[FractionGroup]) -> list[Scale
                 )
             )
         else:
-            one = ref.prescription_gy / n if len(plan.fraction_groups) == 1 else None
-            points.append(ScalePoint(name, ref.position, ref.prescription_gy, one))
-    return points
+            points.append(
+                ScalePoint(name, ref.position, ref.prescription_gy, ref.prescription_gy / n)
+            )
+    return points, "" if points else why
 
 
 def _select_beam_doses(

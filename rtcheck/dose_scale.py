@@ -15,9 +15,10 @@ So the grid is sampled where the plan itself says what the dose is:
 
 Each point reads *course* when the grid there is within :data:`POINT_TOLERANCE` of the
 course dose, *fraction* when it is within it of one fraction's dose, else *neither*.
-When the tested points agree on one reading, that reading decides the scale (and
-overrides a label that says otherwise); when there is no point to test, or the points
-disagree, the label is kept and the scale is reported as not confirmed. Nothing here
+When every tested point gives the same reading, that reading decides the scale (and
+overrides a label that says otherwise). When there is no point to test, the label is kept
+and the scale is reported as not confirmed; when the tested points do not agree (or one
+matches neither), the label is kept and the export is reported as contradicting itself. Nothing here
 reads DICOM: :mod:`rtcheck.dicom_io` gathers the points.
 """
 
@@ -116,6 +117,9 @@ class DoseScale:
         Every point tested, with its reading.
     summary
         One sentence for the reader: the decision and why.
+    contradicted
+        True when the tested points do not all read the same (some course, some one
+        fraction, or a point matching neither): the export disagrees with itself.
     """
 
     label: str
@@ -125,12 +129,7 @@ class DoseScale:
     factor: float
     evidence: tuple[PointEvidence, ...]
     summary: str
-
-    @property
-    def contradicted(self) -> bool:
-        """True when points were tested and none of them reads course or fraction."""
-        tested = [e for e in self.evidence if e.reading != OUTSIDE]
-        return bool(tested) and all(e.reading == NEITHER for e in tested)
+    contradicted: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -177,6 +176,7 @@ def decide_scale(
     label: str,
     points: Sequence[ScalePoint],
     fractions: int | None,
+    no_points: str = "",
 ) -> DoseScale:
     """Decide whether ``grid`` (as stored) holds the course or one fraction.
 
@@ -191,12 +191,15 @@ def decide_scale(
     fractions
         Fractions of the course the grid belongs to, when known: the factor for a
         per-fraction grid.
+    no_points
+        Why the plan's points could not be used, when ``points`` is empty (e.g.
+        ``" (the beams are specified at different points)"``).
 
     Returns
     -------
     DoseScale
-        The decision with its evidence. A per-fraction decision without a number of
-        fractions keeps factor 1 and says so.
+        The decision with its evidence. A grid that holds one fraction of a course whose
+        number of fractions is unknown keeps factor 1 (the caller refuses it).
     """
     label_reads = FRACTION if label == "FRACTION" else COURSE
     words = {COURSE: "the course", FRACTION: "one fraction"}
@@ -208,52 +211,49 @@ def decide_scale(
                 evidence.append(PointEvidence(point, None, OUTSIDE))
             else:
                 evidence.append(PointEvidence(point, float(value), _reading(float(value), point)))
-    readings = {e.reading for e in evidence if e.reading in (COURSE, FRACTION)}
+    tested = [e for e in evidence if e.reading != OUTSIDE]
+    readings = {e.reading for e in tested}
     single = fractions == 1
-    if len(readings) == 1:
+    contradicted = False
+    if len(readings) == 1 and NEITHER not in readings:
         holds = readings.pop()
         confirmed = True
-        agree = sum(1 for e in evidence if e.reading == holds)
-        tested = sum(1 for e in evidence if e.reading != OUTSIDE)
-        how = f"{agree} of {tested} point(s) tested"
+        how = f"{len(tested)} of {len(tested)} point(s) tested agree"
         if single:
-            why = f"the grid holds the course (1 fraction): {how} agree"
+            why = f"the grid holds the course (1 fraction): {how}"
         elif holds == label_reads:
-            why = f"the grid holds {words[holds]}, as its label {label} says: {how} agree"
+            why = f"the grid holds {words[holds]}, as its label {label} says: {how}"
         else:
             why = (
                 f"the grid holds {words[holds]}, although its label {label} reads as "
-                f"{words[label_reads]}: {how} agree"
+                f"{words[label_reads]}: {how}"
             )
     else:
         holds = label_reads
         confirmed = False
+        kept = f"the label {label} is taken to mean {words[holds]}"
         if not evidence:
+            why = f"no point where the plan states the dose{no_points}: {kept}, unconfirmed"
+        elif not tested:
             why = (
-                f"no point where the plan states the dose: the label {label} is taken "
-                f"to mean {words[holds]}, unconfirmed"
-            )
-        elif readings:
-            why = (
-                f"the points disagree (some read course, some one fraction): the label "
-                f"{label} is taken to mean {words[holds]}, unconfirmed"
-            )
-        elif all(e.reading == OUTSIDE for e in evidence):
-            why = (
-                f"every point where the plan states the dose lies outside the dose grid: "
-                f"the label {label} is taken to mean {words[holds]}, unconfirmed"
+                "every point where the plan states the dose lies outside the dose grid: "
+                f"{kept}, unconfirmed"
             )
         else:
+            contradicted = True
+            counts = ", ".join(
+                f"{sum(1 for e in tested if e.reading == r)} {r}"
+                for r in (COURSE, FRACTION, NEITHER)
+                if any(e.reading == r for e in tested)
+            )
             why = (
-                "the grid matches neither the course nor one fraction at any point where "
-                f"the plan states the dose: the label {label} is taken to mean the "
-                f"{words[holds]}, unconfirmed"
+                f"the points where the plan states the dose do not agree on one reading "
+                f"({counts}): the export disagrees with itself; {kept}"
             )
     factor = 1.0
-    if holds == FRACTION and not single:
-        if fractions:
-            factor = float(fractions)
-            why += f"; multiplied by the {fractions} fractions planned"
-        else:
-            why += "; the number of fractions is unknown, so the grid is used as stored"
-    return DoseScale(label, label_reads, holds, confirmed, factor, tuple(evidence), why)
+    if holds == FRACTION and not single and fractions:
+        factor = float(fractions)
+        why += f"; multiplied by the {fractions} fractions planned"
+    return DoseScale(
+        label, label_reads, holds, confirmed, factor, tuple(evidence), why, contradicted
+    )

@@ -13,9 +13,10 @@ may lie anywhere (outside the target, in a gradient). It is shown as a hint only
 
 With several fraction groups (a sequential boost) the course is their sum; BED and EQD2
 add up the groups, each with its own dose per fraction. The prescription gives the total;
-how it divides between the groups comes from the groups' Beam Doses (the planning
-system's statement of each group's dose per fraction at one specification point). Without
-them the division is unknown and BED is not computed.
+how it divides between the groups comes from the groups' Beam Doses, and only when every
+beam of every group states its dose at one common specification point (the planning
+system's statement of each group's dose per fraction there). Otherwise the division is
+unknown: BED, EQD2 and dose-per-fraction schedule limits are not evaluated.
 """
 
 from __future__ import annotations
@@ -137,10 +138,17 @@ def _groups(
     if len(groups) <= 1:
         return (((fractions, total / fractions),) if fractions else ()), ""
     weights = [(g.fractions or 0) * (g.beam_dose_gy or 0.0) for g in groups]
-    if not all(g.fractions and g.beam_dose_gy for g in groups) or not sum(weights) > 0:
+    points = {b.point for g in groups for b in g.beams}
+    if (
+        not all(g.fractions and g.beam_dose_gy for g in groups)
+        or not sum(weights) > 0
+        or len(points) != 1
+        or None in points
+    ):
         return (), (
-            f"the plan's {len(groups)} fraction groups do not all give their fractions and "
-            "beam doses, so how the prescription divides between them (for BED) is unknown"
+            f"the plan's {len(groups)} fraction groups do not all state their beam doses at "
+            "one common specification point, so how the prescription divides between them "
+            "(for BED and the dose per fraction) is unknown"
         )
     share = total / sum(weights)
     return (
@@ -217,12 +225,15 @@ def resolve_prescription(
             warnings,
             "",
         )
-    why = (
-        "the plan states no prescription (no Target Prescription Dose in its Dose "
-        "Reference Sequence)"
-        if plan is not None
-        else "there is no RTPLAN, so no prescription"
-    )
+    if plan is None:
+        why = "there is no RTPLAN, so no prescription"
+    elif plan.prescription_problem:
+        why = plan.prescription_problem
+    else:
+        why = (
+            "the plan states no prescription (no Target Prescription Dose in its Dose "
+            "Reference Sequence)"
+        )
     if (
         plan is not None
         and plan.beam_dose_total_gy is not None

@@ -43,11 +43,20 @@ def test_tolerance_edge() -> None:
     assert not scale.confirmed and scale.contradicted and scale.holds == "course"
 
 
-def test_points_that_disagree_leave_the_label() -> None:
+def test_points_that_disagree_contradict_the_export() -> None:
     points = [point(0.0, 10.0, 2.0), point(0.0, 50.0, 10.0)]  # course at one, fraction at other
     scale = decide_scale(linear_grid(), "FRACTION", points, 5)
-    assert not scale.confirmed and scale.holds == "fraction" and scale.factor == 5.0
-    assert "disagree" in scale.summary
+    assert not scale.confirmed and scale.contradicted
+    assert scale.holds == "fraction" and scale.factor == 5.0  # the label, reported as such
+    assert "(1 course, 1 fraction)" in scale.summary
+
+
+def test_a_point_matching_neither_is_never_ignored() -> None:
+    # One point reads course, the other matches nothing: not "confirmed".
+    points = [point(0.0, 10.0, 2.0), point(0.0, 17.0, 3.4)]
+    scale = decide_scale(linear_grid(), "PLAN", points, 5)
+    assert not scale.confirmed and scale.contradicted
+    assert "(1 course, 1 neither)" in scale.summary
 
 
 def test_points_outside_the_grid_do_not_count() -> None:
@@ -63,6 +72,6 @@ def test_one_fraction_is_the_course() -> None:
 
 
 def test_fraction_without_a_number_of_fractions_keeps_the_grid() -> None:
-    scale = decide_scale(linear_grid(), "FRACTION", [], None)
-    assert scale.holds == "fraction" and scale.factor == 1.0
-    assert "number of fractions is unknown" in scale.summary
+    scale = decide_scale(linear_grid(), "FRACTION", [], None, " (no fractions)")
+    assert scale.holds == "fraction" and scale.factor == 1.0 and not scale.confirmed
+    assert "no point where the plan states the dose (no fractions)" in scale.summary

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from typer.testing import CliRunner
 
 from rtcheck.cli import app
@@ -102,18 +103,48 @@ def test_a_grid_matching_neither_reading_is_an_inconsistent_export(tmp_path: Pat
     assert match["status"] == "major" and match["measured"] == pytest.approx(60.0, abs=0.01)
 
 
-def test_a_fraction_dose_of_one_group_is_tested_against_that_group(tmp_path: Path) -> None:
-    # Group 2 (3 fractions of 2 + 2 Gy) only: 12 Gy at the point over its fractions.
+def test_a_fraction_dose_of_one_group_of_a_boost_is_refused(tmp_path: Path) -> None:
+    # Group 2 (3 fractions) only: not the course of the 28-fraction plan.
     plan = TrustPlan(
         grid_gy=12.0,
         summation="FRACTION",
         groups=((25, (1.0, 1.0)), (3, (2.0, 2.0))),
         referenced_fraction_group=2,
     )
+    with pytest.raises(InputError, match=r"holds fraction group\(s\) \[2\] only"):
+        load_path(write_trust_export(tmp_path, plan))
+
+
+def test_a_fraction_dose_of_a_group_the_plan_lacks_is_refused(tmp_path: Path) -> None:
+    plan = TrustPlan(grid_gy=6.0, summation="FRACTION", referenced_fraction_group=7)
+    with pytest.raises(InputError, match="does not have"):
+        load_path(write_trust_export(tmp_path, plan))
+
+
+def test_fraction_dose_of_groups_with_equal_dose_per_fraction(tmp_path: Path) -> None:
+    # 25 + 10 fractions of 2 Gy at the point; the grid holds one fraction (2 Gy).
+    plan = TrustPlan(grid_gy=2.0, summation="FRACTION", groups=((25, (1.0, 1.0)), (10, (1.0, 1.0))))
     export = load_path(write_trust_export(tmp_path, plan))
     scale = export.dose.scale
-    assert scale is not None and scale.confirmed and scale.holds == "course"
-    assert scale.evidence[0].point.course_gy == pytest.approx(12.0)
+    assert scale is not None and scale.confirmed and scale.factor == 35.0
+    assert float(export.dose.grid.dose.max()) == pytest.approx(70.0, rel=1e-6)
+
+
+def test_points_that_disagree_fail_the_plan(tmp_path: Path) -> None:
+    # A per-fraction grid (3 Gy) labelled PLAN: the beams' point reads one fraction of
+    # 10 x 3 Gy, a target dose reference point written per fraction (3 Gy) reads course.
+    plan = TrustPlan(
+        grid_gy=3.0,
+        groups=((10, (1.5, 1.5)),),
+        dose_references=[("PTV", "TARGET", 3.0, (0.0, 0.0, 0.0))],
+    )
+    folder = write_trust_export(tmp_path, plan)
+    scale = load_path(folder).dose.scale
+    assert scale is not None and scale.contradicted and not scale.confirmed
+    code, out, _ = run("check", folder, "--protocol", "palliative", "--json", "-")
+    doc = json.loads(out)
+    assert results(doc)["integrity.dose_scale_confirmed"]["status"] == "major"
+    assert doc["verdict"] == "fail" and code == 1
 
 
 # -- fraction groups and prescriptions -------------------------------------------------
@@ -373,3 +404,62 @@ def test_batch_and_watch_take_a_prescription(tmp_path: Path, command: str) -> No
 def test_malformed_prescription_is_a_usage_error_in_batch(tmp_path: Path) -> None:
     code, _, err = run("batch", tmp_path, "--out", tmp_path / "out", "--prescription", "70")
     assert code == 2 and "TOTAL/FRACTIONS" in err
+
+
+def test_brachytherapy_told_by_its_application_setups_alone(tmp_path: Path) -> None:
+    folder = write_trust_export(tmp_path, brachy())
+    ds = dcmread(folder / "RP.dcm")
+    del ds.BrachyTreatmentType, ds.BrachyTreatmentTechnique, ds.ApplicationSetupSequence
+    ds.save_as(folder / "RP.dcm", enforce_file_format=True)
+    export = load_path(folder)
+    assert export.plan is not None and export.plan.is_brachy
+    code, _, err = run("check", folder, "--protocol", "palliative")
+    assert code == 3 and "brachytherapy" in err
+
+
+def test_ion_plan_without_radiation_type_is_still_an_ion_plan(tmp_path: Path) -> None:
+    folder = write_trust_export(
+        tmp_path, TrustPlan(grid_gy=30.0, prescription_gy=30.0, radiation="PROTON")
+    )
+    ds = dcmread(folder / "RP.dcm")
+    for beam in ds.IonBeamSequence:
+        del beam.RadiationType
+    ds.save_as(folder / "RP.dcm", enforce_file_format=True)
+    export = load_path(folder)
+    assert export.plan is not None and export.plan.radiation_type == "ION" and export.plan.is_ion
+    code, out, _ = run("check", folder, "--protocol", "palliative", "--json", "-")
+    assert results(json.loads(out))["integrity.dose_type"]["status"] == "not_evaluated"
+    assert code == 3
+
+
+def test_per_phase_prescriptions_are_not_the_course(tmp_path: Path) -> None:
+    # 25 x 2 Gy (50 Gy) then 10 x 2 Gy (20 Gy boost), each with its own TARGET dose reference.
+    plan = TrustPlan(
+        grid_gy=70.0,
+        groups=((25, (1.0, 1.0)), (10, (1.0, 1.0))),
+        dose_references=[("PTV_50", "TARGET", 50.0), ("PTV_boost", "TARGET", 20.0)],
+    )
+    folder = write_trust_export(tmp_path, plan)
+    export = load_path(folder)
+    assert export.plan is not None and export.plan.total_dose_gy is None
+    assert "several target prescriptions (50, 20 Gy)" in export.plan.prescription_problem
+    result = check_plan(export, resolve_protocol("palliative"))
+    assert result.prescription is None and result.verdict == "error"
+    assert "several target prescriptions" in result.prescription_problem
+    result = check_plan(export, resolve_protocol("palliative"), prescription=(70.0, 35))
+    assert result.prescription is not None and result.prescription.total_gy == 70.0
+
+
+def test_a_boost_phase_named_with_its_own_dose_is_not_judged_at_it(tmp_path: Path) -> None:
+    # Sequential boost: PTV_boost_20Gy receives the whole course (70 Gy), not 20 Gy.
+    plan = TrustPlan(
+        grid_gy=70.0, groups=((25, (1.0, 1.0)), (10, (1.0, 1.0))), prescription_gy=70.0
+    )
+    folder = write_trust_export(tmp_path, plan)
+    ds = dcmread(folder / "RS.dcm")
+    ds.StructureSetROISequence[0].ROIName = "PTV_boost_20Gy"
+    ds.save_as(folder / "RS.dcm", enforce_file_format=True)
+    result = check_plan(load_path(folder), resolve_protocol("palliative"))
+    (coverage,) = [r for r in result.results if r.id == "ptv-coverage"]
+    assert coverage.status == "not_evaluated"
+    assert "may be one phase's dose" in coverage.message

@@ -12,10 +12,14 @@ from rtcheck.errors import UsageError
 from rtcheck.prescription import parse_prescription, resolve_prescription
 
 
-def plan(total: float | None, groups: list[tuple[int, float | None]]) -> PlanInfo:
+def plan(
+    total: float | None,
+    groups: list[tuple[int, float | None]],
+    points: list[tuple[float, float, float]] | None = None,
+) -> PlanInfo:
+    where = points or [(0.0, 0.0, 0.0)] * len(groups)
     fraction_groups = tuple(
-        FractionGroup(i + 1, n, (BeamDose(i + 1, d, (0.0, 0.0, 0.0)),))
-        for i, (n, d) in enumerate(groups)
+        FractionGroup(i + 1, n, (BeamDose(i + 1, d, where[i]),)) for i, (n, d) in enumerate(groups)
     )
     return PlanInfo(
         file=Path("RP.dcm"),
@@ -85,3 +89,12 @@ def test_no_prescription_says_how_to_give_one() -> None:
     assert "--prescription TOTAL/FRACTIONS" in problem
     rx, _, problem = resolve_prescription(None)
     assert rx is None and "no RTPLAN" in problem
+
+
+def test_groups_specified_at_different_points_have_no_bed() -> None:
+    # Group 1's beams state their dose in the penumbra, group 2's at the isocentre: their
+    # ratio says nothing about how 58 Gy divides, so no BED (it would be 91.8 Gy, not 69.6).
+    p = plan(None, [(25, 0.2), (4, 2.0)], points=[(0.0, 40.0, 0.0), (0.0, 0.0, 0.0)])
+    rx, warnings, _ = resolve_prescription(p, (58.0, 29))
+    assert rx is not None and rx.groups == () and rx.bed(10.0) is None
+    assert "one common specification point" in warnings[0]
