@@ -61,7 +61,8 @@ carry ``helper=True`` and a ``helper_reason``; they never count as targets in
 * it holds an optimisation or derived-structure word: ``opt``/``optim*``, ``ring``,
   ``shell``, ``wall``, ``avoid``/``avd``, ``help``/``helper``/``hlp``, ``tmp``/``temp``,
   ``dummy``, ``overlap``/``ovlp``, unions (``all``, ``total``, ``tot``, ``sum``, ``union``,
-  ``composite``);
+  ``composite``, ``and``, ``plus``, ``combined``: ``PTV 1 AND 2``, ``PTV_ALL``); the word
+  table is shared with organ names in :mod:`rtcheck.constraints.roinames`;
 * it names a previous course or an annotation: ``old``, ``prev``, ``previous``, ``prior``,
   ``gone``, or a ``?`` anywhere (``GTVp_gone?`` is a note, not a target of this plan);
 * it is a Boolean or margin expression: two target types (``PTV54-PTV70``, ``CTV+PTV``),
@@ -124,6 +125,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
+
+from rtcheck.constraints.roinames import TARGET_HELPER_WORDS
 
 __all__ = [
     "DEFAULT_DOSE_FRACTION",
@@ -220,29 +223,7 @@ _NODAL_WORDS = frozenset(
         "imn",
     }
 )
-_HELPER_WORDS: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "opt",
-            "ring",
-            "shell",
-            "wall",
-            "avoid",
-            "avd",
-            "help",
-            "helper",
-            "hlp",
-            "tmp",
-            "temp",
-            "dummy",
-            "overlap",
-            "ovlp",
-        ),
-        "optimisation helper",
-    ),
-    **dict.fromkeys(("all", "total", "tot", "sum", "union", "composite"), "union of targets"),
-    **dict.fromkeys(("old", "prev", "previous", "prior", "gone"), "previous course or note"),
-}
+_HELPER_WORDS: dict[str, str] = TARGET_HELPER_WORDS
 _HELPER_PREFIXES: dict[str, str] = {"optim": "optimisation helper"}
 _EVAL_WORDS = frozenset({"eval", "evaluation"})
 _BOOST_WORDS = frozenset({"boost"})
