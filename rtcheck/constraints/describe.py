@@ -9,6 +9,7 @@ from rtcheck.constraints.protocol import (
     FractionationRule,
     GeometryRule,
     IntegrityRule,
+    PlanQualityRule,
     Protocol,
     RadiobiologyRule,
     Rule,
@@ -139,4 +140,18 @@ def _what(rule: Rule) -> str:
         return f"number of {rule.structure} " + " and ".join(b for b in bounds if b)
     if isinstance(rule, IntegrityRule):
         return "integrity: " + ", ".join(rule.checks)
+    if isinstance(rule, PlanQualityRule):
+        unit = {"D2cm": " % of the prescription", "max_in_target": " mm outside"}.get(
+            rule.quantity, ""
+        )
+        what = f"{rule.structure} {rule.quantity}"
+        if rule.table:
+            table = "; ".join(
+                f"{row.volume_cc:g} cc: <= {row.maximum:g}"
+                + (f" (minor <= {row.minor_maximum:g})" if row.minor_maximum is not None else "")
+                for row in rule.table
+            )
+            return f"{what}{unit} by target volume, interpolated: {table}"
+        minor_text = f" (minor <= {rule.minor_maximum:g})" if rule.minor_maximum is not None else ""
+        return f"{what} <= {rule.maximum:g}{unit}{minor_text}"
     return rule.kind.value

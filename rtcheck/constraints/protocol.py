@@ -38,6 +38,7 @@ class RuleKind(Enum):
     COVERAGE = "coverage"
     COUNT = "count"
     INTEGRITY = "integrity"
+    PLAN_QUALITY = "plan_quality"
 
 
 class RoleType(Enum):
@@ -262,6 +263,37 @@ class IntegrityRule(Rule):
 
     checks: tuple[str, ...] = INTEGRITY_CHECKS
     target_median_percent: Range = Range(*DEFAULT_TARGET_MEDIAN_PERCENT)
+
+
+#: Quantities of ``plan_quality`` rules (definitions in :mod:`rtcheck.plan_quality`).
+PLAN_QUALITY_QUANTITIES = ("R100", "R50", "D2cm", "max_in_target")
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    """One row of a ``plan_quality`` table: limits for a target of ``volume_cc``."""
+
+    volume_cc: float
+    maximum: float
+    minor_maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class PlanQualityRule(Rule):
+    """A SABR plan-quality quantity of each target against an upper limit.
+
+    The limit is ``maximum`` (with ``minor_maximum``), or read from ``table`` by the
+    target's volume, linearly interpolated between rows (RTOG 0915/0813); ``body`` is the
+    role of the patient outline that bounds isodose volumes (default: the ROI of type
+    EXTERNAL, when there is exactly one).
+    """
+
+    quantity: str = "R50"
+    structure: str = ""
+    body: str | None = None
+    maximum: float | None = None
+    minor_maximum: float | None = None
+    table: tuple[QualityRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -498,6 +530,7 @@ RULE_KEYS: dict[RuleKind, tuple[str, ...]] = {
     RuleKind.COVERAGE: ("structure", "metric", "min", "minor_min", "inside", "tolerance_mm"),
     RuleKind.COUNT: ("structure", "min", "max"),
     RuleKind.INTEGRITY: ("checks", "target_median_percent"),
+    RuleKind.PLAN_QUALITY: ("quantity", "structure", "body", "max", "minor_max", "table"),
 }
 
 
@@ -834,6 +867,8 @@ def _rule(
             minimum=r.integer(body["min"], (*path, "min"), minimum=0) if "min" in body else None,
             maximum=r.integer(body["max"], (*path, "max"), minimum=0) if "max" in body else None,
         )
+    if kind is RuleKind.PLAN_QUALITY:
+        return _plan_quality_rule(r, body, path, common, role_ref)
     checks = r.texts(body.get("checks", list(INTEGRITY_CHECKS)), (*path, "checks"), "check")
     for j, check in enumerate(checks):
         if check not in INTEGRITY_CHECKS:
@@ -852,6 +887,65 @@ def _rule(
             "give both ends: {min: PERCENT, max: PERCENT} of the prescription",
         )
     return IntegrityRule(**common, checks=checks, target_median_percent=median)
+
+
+def _plan_quality_rule(
+    r: _Reader, body: dict[str, Any], path: PathKey, common: dict[str, Any], role_ref: Any
+) -> PlanQualityRule:
+    doc = r.doc
+    for key in ("quantity", "structure"):
+        if key not in body:
+            raise doc.error(path, f"a plan_quality rule needs '{key}'")
+    quantity = r.text(body["quantity"], (*path, "quantity"))
+    if quantity not in PLAN_QUALITY_QUANTITIES:
+        raise doc.error(
+            (*path, "quantity"), f"quantity must be one of {', '.join(PLAN_QUALITY_QUANTITIES)}"
+        )
+    has_table = "table" in body
+    if has_table == ("max" in body):
+        raise doc.error(path, "a plan_quality rule needs either 'max' or 'table', not both")
+    if "minor_max" in body and has_table:
+        raise doc.error((*path, "minor_max"), "give 'minor_max' in each table row", key=True)
+    rows: list[QualityRow] = []
+    if has_table:
+        raw = body["table"]
+        if not isinstance(raw, list) or not raw:
+            raise doc.error((*path, "table"), "expected a non-empty list of rows")
+        for j, item in enumerate(raw):
+            p = (*path, "table", j)
+            row = r.mapping(item, p, ("volume_cc", "max", "minor_max"), ("volume_cc", "max"))
+            rows.append(
+                QualityRow(
+                    volume_cc=r.number(row["volume_cc"], (*p, "volume_cc"), positive=True),
+                    maximum=r.number(row["max"], (*p, "max"), minimum=0.0),
+                    minor_maximum=r.number(row["minor_max"], (*p, "minor_max"), minimum=0.0)
+                    if "minor_max" in row
+                    else None,
+                )
+            )
+            if rows[-1].minor_maximum is not None and rows[-1].minor_maximum < rows[-1].maximum:
+                raise doc.error((*p, "minor_max"), "minor_max is below max")
+            if j and rows[-1].volume_cc <= rows[-2].volume_cc:
+                raise doc.error((*p, "volume_cc"), "table rows must rise in volume_cc")
+        if len({r_.minor_maximum is None for r_ in rows}) > 1:
+            raise doc.error((*path, "table"), "give 'minor_max' in every row or in none")
+    maximum = r.number(body["max"], (*path, "max"), minimum=0.0) if "max" in body else None
+    minor = (
+        r.number(body["minor_max"], (*path, "minor_max"), minimum=0.0)
+        if "minor_max" in body
+        else None
+    )
+    if maximum is not None and minor is not None and minor < maximum:
+        raise doc.error((*path, "minor_max"), "minor_max is below max")
+    return PlanQualityRule(
+        **common,
+        quantity=quantity,
+        structure=role_ref(body["structure"], (*path, "structure")),
+        body=role_ref(body["body"], (*path, "body")) if "body" in body else None,
+        maximum=maximum,
+        minor_maximum=minor,
+        table=tuple(rows),
+    )
 
 
 def _is_dose(metric: Metric) -> bool:

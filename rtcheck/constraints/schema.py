@@ -13,6 +13,7 @@ from rtcheck.constraints.protocol import (
     BUILTIN_FACTS,
     COMMON_RULE_KEYS,
     INTEGRITY_CHECKS,
+    PLAN_QUALITY_QUANTITIES,
     RULE_KEYS,
     TOP_KEYS,
     RuleKind,
@@ -75,6 +76,17 @@ _FIELD_SCHEMAS: dict[str, Any] = {
     "tolerance_mm": _NUMBER,
     "checks": {"type": "array", "items": {"enum": list(INTEGRITY_CHECKS)}},
     "target_median_percent": _RANGE,
+    "body": _TEXT,
+    "table": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["volume_cc", "max"],
+            "properties": {"volume_cc": _NUMBER, "max": _NUMBER, "minor_max": _NUMBER},
+        },
+    },
 }
 
 
@@ -88,6 +100,9 @@ def _rule_schema(kind: RuleKind) -> dict[str, Any]:
     }
     for key in RULE_KEYS[kind]:
         properties[key] = _FIELD_SCHEMAS[key]
+    if kind is RuleKind.PLAN_QUALITY:
+        properties["quantity"] = {"enum": list(PLAN_QUALITY_QUANTITIES)}
+        properties["max"] = properties["minor_max"] = _NUMBER
     assert set(properties) == {*COMMON_RULE_KEYS, *RULE_KEYS[kind]}
     return {
         "type": "object",
