@@ -18,7 +18,29 @@ STRUCTURED_FACTS = (
     "elective_volumes",
     "targets",
     "metastasis_count",
+    "plan_quality",
 )
+
+
+def plan_quality_lines(facts: dict[str, Any]) -> list[str]:
+    """One line per target scored for SABR plan quality (R100, R50, D2cm, Paddick)."""
+
+    def num(value: Any, spec: str = ".2f") -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    out = []
+    for role, found in (facts.get("plan_quality") or {}).items():
+        for name, q in (found.get("targets") or {}).items():
+            pooled = q.get("pooled_50") or []
+            out.append(
+                f"Plan quality {name} ({role}, {num(q.get('volume_cc'), '.3g')} cc): "
+                f"R100 {num(q.get('R100'))}, R50 {num(q.get('R50'))}, D2cm "
+                f"{num(q.get('D2cm_percent'), '.1f')} %, Paddick CI {num(q.get('paddick_ci'))}, "
+                f"GI {num(q.get('gradient_index'))}"
+                + (f" (50 % isodose pooled with {', '.join(pooled)})" if pooled else "")
+            )
+    return out
+
 
 _MARK = {"pass": "PASS", "minor": "MINOR", "major": "MAJOR", "not_evaluated": "N/E"}
 
@@ -59,13 +81,20 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             "elective_volumes": result.facts.get("elective_volumes", []),
             "targets": result.facts.get("targets", []),
             "metastasis_count": result.facts.get("metastasis_count"),
+            "plan_quality": result.facts.get("plan_quality", {}),
         },
         "structures": {
             role: names[0] if len(names) == 1 else names
             for role, names in result.roles.matched.items()
         },
+        "structures_matched_by": dict(result.roles.how),
         "missing_roles": list(result.roles.missing),
         "unmatched_rois": list(result.unmatched_rois),
+        "excluded_rois": [dict(e.as_dict()) for e in result.roles.excluded],
+        "stand_ins": [
+            {"roi": s.roi, "role": s.role, "note": s.note} for s in result.roles.stand_ins
+        ],
+        "role_notes": dict(result.roles.notes),
         "ambiguous_roles": dict(result.roles.ambiguous),
         "results": [
             {
@@ -90,6 +119,37 @@ def to_json(result: CheckResult) -> dict[str, Any]:
     }
 
 
+def not_checked_lines(result: CheckResult) -> list[str]:
+    """What the check did not look at, for the first screen of a report.
+
+    Every rule skipped (an optional structure missing, a ``when`` that does not apply),
+    every ROI a role's names matched or that resembles a role but that was not evaluated as
+    it, and every stand-in and note on how a role was filled.
+    """
+    roles = result.roles
+    lines: list[str] = []
+    for stand_in in roles.stand_ins:
+        lines.append(f"Stand-in: {stand_in.note}")
+    for role, note in roles.notes.items():
+        if not any(s.role == role for s in roles.stand_ins):
+            lines.append(f"Role {role}: {note}")
+    if roles.excluded:
+        lines.append(f"Not evaluated as a role ({len(roles.excluded)}):")
+        lines.extend(f"  {e.roi}: {e.reason}" for e in roles.excluded)
+    if result.skipped:
+        lines.append(f"Rules skipped ({len(result.skipped)}):")
+        lines.extend(f"  {', '.join(ids)}: {reason}" for reason, ids in skipped_by_reason(result))
+    return lines
+
+
+def skipped_by_reason(result: CheckResult) -> list[tuple[str, list[str]]]:
+    """The skipped rules grouped by their reason, in the protocol's order."""
+    groups: dict[str, list[str]] = {}
+    for s in result.skipped:
+        groups.setdefault(s["reason"], []).append(s["id"])
+    return list(groups.items())
+
+
 def format_report(result: CheckResult) -> str:
     """A readable verdict, plan facts, role mapping and one row per rule result."""
     plan, facts = result.export.plan, result.facts
@@ -111,6 +171,7 @@ def format_report(result: CheckResult) -> str:
         )
     for e in facts.get("elective_volumes", []):
         lines.append(f"Elective volume suspected: {e['name']} ({'; '.join(e['reasons'])})")
+    lines.extend(plan_quality_lines(facts))
     mapping = ", ".join(
         f"{role} = {', '.join(names)}" for role, names in result.roles.matched.items()
     )
@@ -119,6 +180,7 @@ def format_report(result: CheckResult) -> str:
         lines.append(f"Missing roles: {', '.join(result.roles.missing)}")
     if result.unmatched_rois:
         lines.append(f"ROIs not matched to any role: {', '.join(result.unmatched_rois)}")
+    lines.extend(not_checked_lines(result))
     lines.append("")
     rows = [("STATUS", "RULE", "STRUCTURE", "MEASURED", "LIMIT")]
     for r in result.results:

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtcheck.analysis import roi_dvh
-from rtcheck.check_report import STRUCTURED_FACTS, to_json
+from rtcheck.check_report import (
+    STRUCTURED_FACTS,
+    plan_quality_lines,
+    skipped_by_reason,
+    to_json,
+)
 from rtcheck.constraints.engine import CheckResult, RuleResult
 from rtcheck.constraints.metrics import DoseUnit, Metric, MetricKind, VolumeUnit, parse_metric
 from rtcheck.dvh import DVH
@@ -617,6 +622,9 @@ def _facts_section(doc: Mapping[str, Any]) -> str:
             ),
         )
     )
+    quality = plan_quality_lines(dict(facts))
+    if quality:
+        rows.append(("Plan quality (RTOG 0915 metrics)", _list([_e(q) for q in quality], empty="")))
     if facts.get("metastasis_count") is not None:
         rows.append(("Lesions counted", _e(facts["metastasis_count"])))
     return "<h2>Facts</h2>" + _kv(rows)
@@ -662,6 +670,39 @@ def _rules_section(result: CheckResult, doc: Mapping[str, Any]) -> str:
             ]
         )
     return f"<h2>Rules ({len(result.results)} results)</h2>{table}{skipped_html}{references}"
+
+
+def _not_checked_section(result: CheckResult) -> str:
+    """First screen: rules skipped, ROIs not evaluated as a role, stand-ins (issue 10)."""
+    roles = result.roles
+    parts: list[str] = []
+    notes = [_e(s.note) for s in roles.stand_ins] + [
+        f"{_e(role)}: {_e(note)}"
+        for role, note in roles.notes.items()
+        if not any(s.role == role for s in roles.stand_ins)
+    ]
+    if notes:
+        parts.append("<h3>How roles were filled</h3>" + _list(notes, "warn"))
+    if roles.excluded:
+        parts.append(
+            f"<h3>Not evaluated as a role ({len(roles.excluded)})</h3>"
+            + _list(
+                [f'<span class="mono">{_e(e.roi)}</span>: {_e(e.reason)}' for e in roles.excluded]
+            )
+        )
+    if result.skipped:
+        parts.append(
+            f"<h3>Rules skipped ({len(result.skipped)})</h3>"
+            + _list(
+                [
+                    f'<span class="mono">{_e(", ".join(ids))}</span>: {_e(reason)}'
+                    for reason, ids in skipped_by_reason(result)
+                ]
+            )
+        )
+    if not parts:
+        return '<p id="not-checked" class="muted">No rule skipped, no ROI set aside.</p>'
+    return '<section id="not-checked"><h2>Not checked</h2>' + "".join(parts) + "</section>"
 
 
 def _structures_section(result: CheckResult, doc: Mapping[str, Any]) -> str:
@@ -819,6 +860,7 @@ def render_html(result: CheckResult, dvhs: Mapping[str, DVH]) -> str:
         banner
         + heading
         + problems
+        + _not_checked_section(result)
         + '<div class="grid">'
         + _plan_section(doc)
         + _protocol_section(doc)

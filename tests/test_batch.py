@@ -240,7 +240,8 @@ def test_batch_rows_and_verdicts(
     assert "truncated DICOM file" in by_source["P2"].message
     assert "RD.dcm" in by_source["P2"].message
     assert by_source["P1/central"].major >= 1 and by_source["P1/central"].protocol_id == "sabr-lung"
-    assert by_source["P1/peripheral"].major == by_source["P1/peripheral"].minor == 0
+    # The fixture's 100 % isodose lies 15 % beyond the PTV radius: R100 is a minor deviation.
+    assert by_source["P1/peripheral"].major == 0 and by_source["P1/peripheral"].minor == 1
     assert tree_hashes(root) == before  # nothing in ROOT written, added or removed
 
 

@@ -25,6 +25,7 @@ from rtcheck.constraints.protocol import (
     GeometryRule,
     IntegrityRule,
     Limit,
+    PlanQualityRule,
     Protocol,
     RadiobiologyRule,
     RoleType,
@@ -191,8 +192,10 @@ class _Context:
         In this order: the plan's TARGET dose reference for that ROI (by Referenced ROI
         Number or by description); the dose in its name (``PTV_5400``, ``PTV54``,
         ``PTV_54Gy``); a level word (``PTV_Low``) with the protocol's ``target_levels``;
-        else the prescription. None (with the reason) for a level word the protocol does
-        not give, or no prescription.
+        else the prescription. None (with the reason) without a prescription, for a level
+        word the protocol does not give, for a name above the prescription, and for a
+        name below it in a plan of several fraction groups (a sequential boost names its
+        phases: ``PTV3_6 Gy`` is the third phase's dose, not the target's level).
         """
         roi = self.rois.get(name)
         plan = self.export.plan
@@ -205,8 +208,23 @@ class _Context:
                     return ref.prescription_gy, (
                         f"the plan's dose reference '{ref.description or name}'"
                     )
+        if self.prescription is None:
+            return None, self.rx_problem
         parsed = parse_target_name(name)
+        groups = len(plan.fraction_groups) if plan is not None else 1
         if parsed is not None and parsed.dose_gy:
+            if parsed.dose_gy > self.prescription * (1 + 1e-6):
+                return None, (
+                    f"the name of {name} says {parsed.dose_gy:g} Gy, above the prescription "
+                    f"{self.prescription:g} Gy: its level is not known; check the names and "
+                    "the prescription"
+                )
+            if groups > 1 and parsed.dose_gy < self.prescription * (1 - 1e-6):
+                return None, (
+                    f"in a plan of {groups} fraction groups the {parsed.dose_gy:g} Gy in the "
+                    f"name of {name} may be one phase's dose, not its level over the course: "
+                    "give its level with a dose reference for the ROI in the plan"
+                )
             return parsed.dose_gy, "its name"
         if parsed is not None and parsed.level is not None:
             if parsed.level in self.protocol.target_levels:
@@ -217,8 +235,6 @@ class _Context:
                     f"the dose level of {name} ('{parsed.level}') is not known: name it "
                     "with its dose (e.g. PTV_5400) or give the protocol's target_levels"
                 )
-        if self.prescription is None:
-            return None, self.rx_problem
         return self.prescription, "the prescription"
 
     def reference_dose(self, role: str, name: str) -> tuple[float | None, str]:
@@ -308,7 +324,12 @@ def check_plan(
     counts = Counter(r.name for r in export.structures.rois)
     duplicated = {name for name, n in counts.items() if n > 1}
     rois = {r.name: r for r in export.structures.rois if r.name not in duplicated}
-    roles = match_roles(protocol, [r.name for r in export.structures.rois], aliases)
+    roles = match_roles(
+        protocol,
+        [r.name for r in export.structures.rois],
+        aliases,
+        no_volume={r.name: _no_volume(r) for r in export.structures.rois if not r.planes},
+    )
     warnings: list[str] = []
     for name in sorted(duplicated):
         numbers = ", ".join(str(r.number) for r in export.structures.rois if r.name == name)
@@ -336,7 +357,11 @@ def check_plan(
     results: list[RuleResult] = []
     skipped: list[dict[str, str]] = []
     for rule in protocol.rules:
-        absent = [r for r in _rule_roles(rule) if protocol.roles[r].optional and r in roles.missing]
+        absent = [
+            r
+            for r in _rule_roles(rule)
+            if protocol.roles[r].optional and r in roles.missing and r not in roles.candidates
+        ]
         if absent:
             patterns = "; ".join(
                 f"{r}: {', '.join((*protocol.roles[r].names, *protocol.roles[r].aliases))}"
@@ -373,6 +398,15 @@ def check_plan(
     )
 
 
+def _no_volume(roi: Roi) -> str:
+    """What an ROI without a volume is, for the report."""
+    if roi.geometric_type == "POINT":
+        return "POINT ROI"
+    if roi.geometric_type == "CLOSED_PLANAR":
+        return "no contour with an area"
+    return "no contours"
+
+
 def _rule_roles(rule: Rule) -> list[str]:
     """The structure roles a rule refers to."""
     if isinstance(rule, DoseVolumeRule | CountRule):
@@ -381,6 +415,8 @@ def _rule_roles(rule: Rule) -> list[str]:
         return [rule.structure, *rule.others]
     if isinstance(rule, CoverageRule):
         return [rule.structure] + ([rule.inside] if rule.inside else [])
+    if isinstance(rule, PlanQualityRule):
+        return [rule.structure] + ([rule.body] if rule.body else [])
     return []
 
 
@@ -542,6 +578,8 @@ def _evaluate(ctx: _Context, rule: Rule) -> list[RuleResult]:
         return [_count(ctx, rule)]
     if isinstance(rule, IntegrityRule):
         return _integrity(ctx, rule)
+    if isinstance(rule, PlanQualityRule):
+        return _plan_quality(ctx, rule)
     raise AssertionError(f"unhandled rule kind {rule.kind}")
 
 
@@ -550,12 +588,25 @@ def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
     if n is None or d is None or total is None or ctx.rx is None:
         return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule")
     schedule = ctx.rx.schedule
-    if len(ctx.rx.groups) > 1:
-        schedule += f" (mean {d:.4g} Gy per fraction over the course)"
+    plan = ctx.export.plan
+    several = plan is not None and len(plan.fraction_groups) > 1
+    # With several fraction groups, every group's dose per fraction must fit the schedule.
+    per_fraction = [dg for _, dg in ctx.rx.groups] if several else [d]
+    if several and not ctx.rx.groups and any(s.dose_per_fraction_gy for s in rule.schedules):
+        return _result(
+            rule,
+            NOT_EVALUATED,
+            "the dose per fraction of each of the plan's fraction groups is unknown (their "
+            "beam doses are not stated at one common point), so the schedule's dose per "
+            "fraction cannot be checked",
+        )
     for s in rule.schedules:
         if (
             s.fractions.contains(n)
-            and (s.dose_per_fraction_gy is None or s.dose_per_fraction_gy.contains(d))
+            and (
+                s.dose_per_fraction_gy is None
+                or all(s.dose_per_fraction_gy.contains(x) for x in per_fraction)
+            )
             and (s.total_gy is None or s.total_gy.contains(total))
         ):
             return _result(
@@ -681,8 +732,16 @@ def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
         return [_result(rule, NOT_EVALUATED, problem, metric=str(metric))]
     out = []
     for name in names:
-        out.append(_metric_result(ctx, rule, name, metric))
+        out.append(_stand_in_note(ctx, _metric_result(ctx, rule, name, metric)))
     return out
+
+
+def _stand_in_note(ctx: _Context, result: RuleResult) -> RuleResult:
+    """Say so in the result when its structure stands in for an uncontoured organ."""
+    stand_in = ctx.roles.stand_in_for(result.structure or "")
+    if stand_in is not None:
+        result.message += f" [{stand_in.note}]"
+    return result
 
 
 def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metric) -> RuleResult:
@@ -740,6 +799,13 @@ def _role_rois(ctx: _Context, role: str) -> tuple[list[str], str]:
     if not names:
         spec = ctx.protocol.roles[role]
         patterns = ", ".join((*spec.names, *spec.aliases))
+        candidates = ctx.roles.candidates.get(role, [])
+        if candidates:
+            listed = "; ".join(f"{c.roi} ({c.reason})" for c in candidates)
+            return [], (
+                f"no ROI is {role}; resembling it but not evaluated as it: {listed}; "
+                f"contour {role}, or map the ROI with --aliases if it is {role}"
+            )
         return [], f"no ROI matches role {role} (looked for {patterns})"
     return names, ""
 
@@ -1149,3 +1215,165 @@ def _grid_covers(ctx: _Context, rule: IntegrityRule, check: str) -> RuleResult:
             sub, rule.kind.value, MAJOR, f"the dose grid does not cover: {', '.join(missing)}"
         )
     return RuleResult(sub, rule.kind.value, PASS, f"the dose grid covers every {what[:-1]}")
+
+
+def _plan_quality(ctx: _Context, rule: PlanQualityRule) -> list[RuleResult]:
+    """R100, R50, D2cm or the hottest point's location, for each ROI of the role.
+
+    The numbers of every target of the role are computed once (by the first rule that
+    needs them) and kept in ``facts['plan_quality']`` with Paddick's indices.
+    """
+    from rtcheck.plan_quality import limits_by_volume
+
+    if ctx.prescription is None:
+        return [_result(rule, NOT_EVALUATED, ctx.rx_problem, metric=rule.quantity)]
+    names, problem = _role_rois(ctx, rule.structure)
+    if problem:
+        return [_result(rule, NOT_EVALUATED, problem, metric=rule.quantity)]
+    facts = _plan_quality_facts(ctx, rule, names)
+    if isinstance(facts, str):
+        return [_result(rule, NOT_EVALUATED, facts, metric=rule.quantity)]
+    out = []
+    for name in names:
+        fact = facts["targets"][name]
+        problem = fact["problems"].get(rule.quantity, "")
+        value = {
+            "R100": fact["R100"],
+            "R50": fact["R50"],
+            "D2cm": fact["D2cm_percent"],
+            "max_in_target": fact["max_outside_mm"],
+        }[rule.quantity]
+        if problem or value is None:
+            out.append(
+                _result(
+                    rule,
+                    NOT_EVALUATED,
+                    f"{name}: {problem or 'not computable'}",
+                    structure=name,
+                    metric=rule.quantity,
+                )
+            )
+            continue
+        pooled = fact["pooled_50" if rule.quantity == "R50" else "pooled_100"]
+        volume = fact["group_volume_cc_50" if rule.quantity == "R50" else "group_volume_cc_100"]
+        if rule.quantity not in ("R100", "R50"):
+            pooled, volume = [], fact["volume_cc"]
+        high: float | None
+        if rule.table:
+            rows = [(r.volume_cc, r.maximum, r.minor_maximum) for r in rule.table]
+            high, minor_high, note = limits_by_volume(rows, volume)
+            high = round(high, 3)
+            minor_high = None if minor_high is None else round(minor_high, 3)
+            note = f"; limit for {volume:.3g} cc{note}"
+        else:
+            high, minor_high, note = rule.maximum, rule.minor_maximum, ""
+        unit = {"D2cm": "%", "max_in_target": "mm"}.get(rule.quantity, "")
+        status, limit = _compare(value, None, high, None, minor_high, unit)
+        limit = " ".join(limit.replace(" )", ")").split())
+        what = {
+            "R100": "prescription isodose volume / PTV volume",
+            "R50": "50 % isodose volume / PTV volume",
+            "D2cm": "highest dose 2 cm or more from the PTV, % of the prescription",
+            "max_in_target": "distance of the hottest point outside the PTV",
+        }[rule.quantity]
+        if pooled:
+            note += (
+                f"; its isodose merges with that of {', '.join(pooled)}: ratio of the group "
+                "(their isodose volume over their summed volumes)"
+            )
+        if rule.quantity == "max_in_target":
+            where = ", ".join(f"{c:.1f}" for c in fact["max_point"])
+            note += f"; {fact['max_gy']:.2f} Gy at ({where}) mm"
+        out.append(
+            _result(
+                rule,
+                status,
+                f"{name} {rule.quantity} ({what}) = {value:.2f} {unit}".rstrip()
+                + f": limit {limit}{note}",
+                structure=name,
+                metric=rule.quantity,
+                measured=round(value, 4),
+                limit=limit + (f" (for {volume:.3g} cc)" if rule.table else ""),
+            )
+        )
+    return out
+
+
+def _plan_quality_facts(
+    ctx: _Context, rule: PlanQualityRule, names: list[str]
+) -> dict[str, Any] | str:
+    """The plan-quality numbers of the role's targets (cached in the facts), or why not."""
+    from rtcheck.plan_quality import Solid, gradient_index, paddick_ci, target_quality
+
+    assert ctx.prescription is not None
+    cache: dict[str, Any] = ctx.facts.setdefault("plan_quality", {})
+    if rule.structure in cache:
+        cached: dict[str, Any] | str = cache[rule.structure].get("problem") or cache[rule.structure]
+        return cached
+    positions = ctx.export.structures.slice_positions
+    thickness = fallback_thickness(ctx.export)
+    body_name: str | None = None
+    if rule.body is not None:
+        bodies, problem = _role_rois(ctx, rule.body)
+        if problem or len(bodies) != 1:
+            cache[rule.structure] = {"problem": problem or f"several ROIs fill {rule.body}"}
+            return str(cache[rule.structure]["problem"])
+        body_name = bodies[0]
+    else:
+        external = [
+            r.name
+            for r in ctx.export.structures.rois
+            if r.interpreted_type.upper() == "EXTERNAL" and r.name in ctx.rois and r.planes
+        ]
+        body_name = external[0] if len(external) == 1 else None
+    try:
+        solids = [Solid.from_planes(ctx.rois[n].planes, positions, thickness) for n in names]
+        body = (
+            Solid.from_planes(ctx.rois[body_name].planes, positions, thickness)
+            if body_name
+            else None
+        )
+    except ValueError as exc:
+        cache[rule.structure] = {"problem": f"plan quality not computable: {exc}"}
+        return str(cache[rule.structure]["problem"])
+    volumes, covered = [], []
+    for name, solid in zip(names, solids, strict=True):
+        dvh = ctx.dvh(name)
+        if isinstance(dvh, DVH) and dvh.complete:
+            volumes.append(dvh.volume_cc)
+            covered.append(dvh.volume_at_dose(ctx.prescription))
+        else:
+            volumes.append(solid.volume_cc)
+            covered.append(float("nan"))
+    rx = ctx.prescription
+    quality = target_quality(ctx.export.dose.grid, solids, rx, body=body, target_volumes_cc=volumes)
+    targets: dict[str, Any] = {}
+    for name, q, tv_piv in zip(names, quality, covered, strict=True):
+        own_piv = q.piv100_cc if not q.pooled_100 else float("nan")
+        ci = paddick_ci(q.volume_cc, tv_piv, own_piv) if tv_piv == tv_piv else None
+        gi = gradient_index(q.piv50_cc, q.piv100_cc)
+
+        def r(v: float | None, digits: int = 4) -> float | None:
+            return None if v is None or v != v else round(v, digits)
+
+        targets[name] = {
+            "volume_cc": r(q.volume_cc),
+            "piv100_cc": r(q.piv100_cc),
+            "piv50_cc": r(q.piv50_cc),
+            "R100": r(q.r100),
+            "R50": r(q.r50),
+            "D2cm_percent": r(q.d2cm_percent, 2),
+            "max_gy": r(q.max_gy),
+            "max_point": q.max_point,
+            "max_outside_mm": r(q.max_outside_mm, 2),
+            "paddick_ci": r(ci),
+            "gradient_index": r(gi),
+            "pooled_100": [names[i] for i in q.pooled_100],
+            "pooled_50": [names[i] for i in q.pooled],
+            "group_volume_cc_100": q.group_volume_100_cc,
+            "group_volume_cc_50": q.group_volume_50_cc,
+            "problems": q.problems,
+        }
+    found: dict[str, Any] = {"prescription_gy": rx, "body": body_name, "targets": targets}
+    cache[rule.structure] = found
+    return found
