@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rtcheck.cli import app
+from rtcheck.constraints.engine import check_plan
 from rtcheck.constraints.protocol import (
     CoverageRule,
     DoseVolumeRule,
@@ -24,7 +25,8 @@ from rtcheck.constraints.protocol import (
     Protocol,
     load_protocol,
 )
-from rtcheck.constraints.registry import shipped_protocol_files
+from rtcheck.constraints.registry import resolve_protocol, shipped_protocol_files
+from rtcheck.dicom_io import load_path
 from tests.fixtures.plans import PlanSpec, cylinder, sphere, write_plan_export
 from tests.test_golden import GROSS, PERIPHERAL, head_neck, liver, lung, primary
 
@@ -240,17 +242,15 @@ def test_gtv_coverage(pid: str) -> None:
     assert r.source == "rtog0236"
 
 
-def test_central_zone_includes_the_spinal_cord() -> None:
-    (fact,) = protocol("sabr-lung").facts
+def test_central_zone_is_the_iaslc_list() -> None:
+    p = protocol("sabr-lung")
+    (fact,) = p.facts
     assert fact.source == "GTV"
-    assert set(fact.targets) == {
-        "Bronchus",
-        "Trachea",
-        "Heart",
-        "GreatVes",
-        "Esophagus",
-        "SpinalCord",
-    }
+    required = {"Bronchus", "Trachea", "Heart", "GreatVes", "Esophagus", "SpinalCord"}
+    when_contoured = {"BrachialPlex", "PhrenicNerve", "RecurrentLaryngealNerve"}
+    assert set(fact.targets) == required | when_contoured
+    assert not any(p.roles[r].optional for r in required)
+    assert all(p.roles[r].optional for r in when_contoured)
     assert fact.within_mm == 20
 
 
@@ -418,3 +418,27 @@ def test_hn_cord_limit_never_rises_above_50_gy_for_long_courses(tmp_path: Path) 
     assert converted["status"] == "pass"  # 51.6 Gy after conversion
     assert cap["status"] == "major"
     assert report["verdict"] == "fail"
+
+
+def test_central_zone_counts_an_optional_nerve_or_plexus_only_when_contoured(
+    tmp_path: Path,
+) -> None:
+    # A lesion 12 mm from a contoured brachial plexus is central; the same plan without a
+    # plexus contour is classified on the mediastinal distances alone (peripheral), and
+    # the report says the plexus was not measured.
+    base = lung(PERIPHERAL, 3, 18)
+    # PERIPHERAL's GTV: r 8 mm at (80, -20, 0); a plexus cylinder r 4 mm along z at
+    # (80, 4): 24 - 8 - 4 = 12 mm surface to surface.
+    with_plexus = replace(
+        base, shapes=(*base.shapes, cylinder("BrachialPlex_R", (80, 4, 0), 4, 40))
+    )
+    sabr_lung = resolve_protocol("sabr-lung")
+    near = check_plan(load_path(write_plan_export(tmp_path / "a", with_plexus)), sabr_lung)
+    assert near.facts["location"] == "central"
+    assert near.facts["distances_mm"]["BrachialPlex_R"] == pytest.approx(12.0, abs=0.5)
+    far = check_plan(load_path(write_plan_export(tmp_path / "b", base)), sabr_lung)
+    assert far.facts["location"] == "peripheral"
+    assert any(
+        "BrachialPlex, PhrenicNerve, RecurrentLaryngealNerve not contoured" in w
+        for w in far.warnings
+    )

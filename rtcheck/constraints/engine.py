@@ -502,17 +502,28 @@ def _proximity(
     within_mm: float,
     distances: dict[str, float],
 ) -> tuple[bool | None, str]:
-    """Whether any ROI of ``source`` lies within ``within_mm`` of any ROI of ``targets``."""
+    """Whether any ROI of ``source`` lies within ``within_mm`` of any ROI of ``targets``.
+
+    A target role the protocol marks optional counts only when contoured: when no ROI
+    fills it (and none resembles it), its distance is not measured and a note says so,
+    so the answer can still be "far". A missing required role, or an optional one with a
+    lookalike ROI, leaves the answer unknown.
+    """
     sources = ctx.roles.matched.get(source, [])
     if not sources:
         return None, f"no ROI matches role {source}"
     near = False
     missing: list[str] = []
+    not_contoured: list[str] = []
     problems: list[str] = []
     for target in targets:
         names = ctx.roles.matched.get(target, [])
         if not names:
-            missing.append(target)
+            spec = ctx.protocol.roles[target]
+            if spec.optional and not ctx.roles.candidates.get(target):
+                not_contoured.append(target)
+            else:
+                missing.append(target)
             continue
         for other in names:
             measured = [ctx.distance(s, other) for s in sources]
@@ -531,6 +542,12 @@ def _proximity(
         return None, (
             f"no ROI for {', '.join(missing)}: the target could still lie within "
             f"{within_mm:g} mm of it"
+        )
+    if not_contoured:
+        ctx.notes.append(
+            f"{', '.join(not_contoured)} not contoured: the distance from {source} to "
+            f"{'it' if len(not_contoured) == 1 else 'them'} was not measured, and counts "
+            f"for nothing in the {within_mm:g} mm proximity"
         )
     return False, ""
 
