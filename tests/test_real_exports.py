@@ -112,21 +112,16 @@ def test_boost_plan_reads_as_35_fractions(real: Path) -> None:
     relative = [r for r in doc["results"] if r["metric"] and "%" in r["metric"].split("[")[0]]
     assert relative and all(r["status"] == "not_evaluated" for r in relative)
     code, out, _ = run(
-        "check",
-        real / "pinnacle_hn_2",
-        "--protocol",
-        "hn-locoregional-metastatic",
-        "--prescription",
-        "70/35",
-        "--json",
-        "-",
+        "check", real / "pinnacle_hn_2", "--protocol", "hn-locoregional-metastatic", "--json", "-"
     )
-    doc = json.loads(out)
-    assert doc["prescription"]["fractions"] == 35
-    assert [g["fractions"] for g in doc["prescription"]["groups"]] == [25, 7, 3]
-    assert sum(
-        g["fractions"] * g["dose_per_fraction_gy"] for g in doc["prescription"]["groups"]
-    ) == pytest.approx(70.0, abs=0.01)  # per-fraction doses are rounded to 0.1 mGy
+    results = json.loads(out)["results"]
+    # The phases' names (PTV2_14 G, PTV3_6 Gy) are not read as elective dose levels (a
+    # measured median well below the boost's may still be, by dose)...
+    (elective,) = [r for r in results if r["id"] == "no-elective-volume"]
+    assert "in the name" not in elective["message"]
+    # ... and absolute organ limits need the course's 35 fractions, not a prescription.
+    (cord,) = [r for r in results if r["id"] == "cord-max"]
+    assert cord["status"] != "not_evaluated" and "35-fraction" in cord["limit"]
 
 
 def test_eclipse_dose_does_not_match_its_prescription(real: Path) -> None:

@@ -257,6 +257,22 @@ class _Context:
         return level, f" (% of {level:g} Gy, {name}'s own level from {source})"
 
     @property
+    def name_doses(self) -> bool:
+        """Whether doses in target names are target levels: not in a plan of several
+        fraction groups (a sequential boost names its phases' doses)."""
+        plan = self.export.plan
+        return plan is None or len(plan.fraction_groups) <= 1
+
+    @property
+    def course_fractions(self) -> int | None:
+        """Fractions of the course, for organ limits tabulated by fraction count: the
+        prescription's, else the plan's (absolute organ limits need no prescription)."""
+        if self.rx is not None and self.rx.fractions:
+            return self.rx.fractions
+        plan = self.export.plan
+        return plan.fractions if plan is not None else None
+
+    @property
     def plan_schedule_problem(self) -> str | None:
         """Why the course has no schedule (fractions and prescription), if so."""
         if self.rx is None:
@@ -429,9 +445,12 @@ def _facts(ctx: _Context) -> None:
     ctx.fact_values["intent"] = intent or None
     if not intent:
         ctx.fact_reasons["intent"] = "the plan gives no intent (PlanIntent)"
-    ctx.fact_values["fractions"] = str(ctx.fractions) if ctx.fractions else None
-    if ctx.fractions is None:
-        ctx.fact_reasons["fractions"] = ctx.plan_schedule_problem or "no number of fractions"
+    n = ctx.course_fractions
+    ctx.fact_values["fractions"] = str(n) if n else None
+    if n is None:
+        ctx.fact_reasons["fractions"] = (
+            "the plan gives no number of fractions (Number of Fractions Planned)"
+        )
 
     distances: dict[str, float] = {}
     for fact in ctx.protocol.facts:
@@ -486,7 +505,9 @@ def _facts(ctx: _Context) -> None:
     fraction = next(
         (r.median_fraction for r in ctx.protocol.rules if isinstance(r, TargetVolumesRule)), 0.9
     )
-    suspects = find_elective_volumes(targets, ctx.prescription, dose_fraction=fraction)
+    suspects = find_elective_volumes(
+        targets, ctx.prescription, dose_fraction=fraction, name_doses=ctx.name_doses
+    )
     ctx.facts["elective_volumes"] = [dict(s.as_dict()) for s in suspects]
     count_rules = [r for r in ctx.protocol.rules if isinstance(r, CountRule)]
     if count_rules:
@@ -704,7 +725,7 @@ def _resolve_limit(
     """The limit for the plan's fractionation, converted with EQD2 where the rule says."""
     if limit is None:
         return None, ""
-    n = ctx.fractions
+    n = ctx.course_fractions
     if limit.value is not None:
         if rule.reference_dose_per_fraction_gy is None or rule.alpha_beta is None:
             return limit.value, ""
@@ -860,7 +881,12 @@ def _geometry(ctx: _Context, rule: GeometryRule) -> list[RuleResult]:
 
 
 def _target_volumes(ctx: _Context, rule: TargetVolumesRule) -> RuleResult:
-    found = find_elective_volumes(ctx.targets, ctx.prescription, dose_fraction=rule.median_fraction)
+    found = find_elective_volumes(
+        ctx.targets,
+        ctx.prescription,
+        dose_fraction=rule.median_fraction,
+        name_doses=ctx.name_doses,
+    )
     suspects = [(s.name, list(s.reasons)) for s in found]
     if not ctx.facts.get("targets"):
         return _result(rule, NOT_EVALUATED, "no target volumes (GTV/CTV/ITV/PTV) recognised")

@@ -84,6 +84,8 @@ _OPTIMISATION = (
     "dummy",
     "overlap",
     "ovlp",
+    "push",
+    "pull",
 )
 _PREVIOUS = ("old", "prev", "previous", "prior")
 

@@ -123,7 +123,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypedDict
 
 from rtcheck.constraints.roinames import TARGET_HELPER_WORDS
@@ -755,6 +755,7 @@ def find_elective_volumes(
     dose_fraction: float = DEFAULT_DOSE_FRACTION,
     nodal_full_dose_fraction: float = DEFAULT_NODAL_FULL_DOSE_FRACTION,
     level_tolerance_gy: float = DEFAULT_LEVEL_TOLERANCE_GY,
+    name_doses: bool = True,
 ) -> list[ElectiveSuspect]:
     """List the targets that look like elective (prophylactic) volumes, with the reasons.
 
@@ -772,6 +773,9 @@ def find_elective_volumes(
         is an involved node at full dose (0.95).
     level_tolerance_gy
         Named levels closer than this are the same level (0.5 Gy).
+    name_doses
+        Read dose levels from the names. False for a plan of several fraction groups,
+        where ``PTV3_6 Gy`` names the third phase's dose, not a target level.
 
     Returns
     -------
@@ -794,6 +798,8 @@ def find_elective_volumes(
         raise ValueError(f"level_tolerance_gy must be >= 0, got {level_tolerance_gy}")
     nodal_full = nodal_full_dose_fraction
     entries = _evaluable(targets)
+    if not name_doses:
+        entries = [(info, replace(t, dose_gy=None), m) for info, t, m in entries]
     ref, source = _reference(entries, _check_prescription(prescription_gy))
     named_doses = [t.dose_gy for _, t, _ in entries if t.dose_gy is not None]
     others = [t for _, t, _ in entries]
