@@ -112,3 +112,27 @@ def test_level_word_needs_the_protocol(
     result = check_plan(load_path(folder), protocol)
     low = by_structure(result, "cov")["PTV_Low"]
     assert low.status == status and message in low.message  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "message"),
+    [
+        # 30 Gy everywhere, 5 x 6 Gy: the median is 30 Gy.
+        ("PTV_6Gy", "not_evaluated", "is the dose per fraction"),
+        ("PTV_20Gy", "not_evaluated", "measured median dose is 30 Gy (150 % of it"),
+        ("PTV_27Gy", "pass", "of 27 Gy, PTV_27Gy's own level from its name"),  # 111 %
+    ],
+)
+def test_a_name_level_is_believed_only_when_the_dose_agrees(
+    tmp_path: Path, name: str, status: str, message: str
+) -> None:
+    from tests.fixtures.trust import TrustPlan, write_trust_export
+
+    folder = write_trust_export(tmp_path, TrustPlan(grid_gy=30.0, prescription_gy=30.0))
+    ds = dcmread(folder / "RS.dcm")
+    ds.StructureSetROISequence[0].ROIName = name
+    ds.save_as(folder / "RS.dcm", enforce_file_format=True)
+    result = check_plan(load_path(folder), resolve_protocol("palliative"))
+    coverage = by_structure(result, "ptv-coverage")[name]
+    assert coverage.status == status  # type: ignore[attr-defined]
+    assert message in coverage.message  # type: ignore[attr-defined]

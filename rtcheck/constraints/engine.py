@@ -47,6 +47,11 @@ from rtcheck.prescription import Prescription, resolve_prescription
 
 PASS, MINOR, MAJOR, NOT_EVALUATED = "pass", "minor", "major", "not_evaluated"
 
+#: A dose below the prescription in a target's name is its level only when the target's
+#: measured median lies within this range of it (an under- or over-dosed target at its
+#: own level still shows within it; a name carrying a dose per fraction does not).
+NAME_LEVEL_MEDIAN_RANGE = (0.85, 1.40)
+
 
 @dataclass
 class RuleResult:
@@ -225,6 +230,10 @@ class _Context:
                     f"name of {name} may be one phase's dose, not its level over the course: "
                     "give its level with a dose reference for the ROI in the plan"
                 )
+            if parsed.dose_gy < self.prescription * (1 - 1e-6) and roi is not None:
+                problem = self._name_level_problem(roi, parsed.dose_gy)
+                if problem:
+                    return None, problem
             return parsed.dose_gy, "its name"
         if parsed is not None and parsed.level is not None:
             if parsed.level in self.protocol.target_levels:
@@ -236,6 +245,37 @@ class _Context:
                     "with its dose (e.g. PTV_5400) or give the protocol's target_levels"
                 )
         return self.prescription, "the prescription"
+
+    def _name_level_problem(self, roi: Roi, level: float) -> str:
+        """Why a dose below the prescription in ``roi``'s name is not its level, or "".
+
+        A name can carry a dose per fraction (``PTV_18Gy`` in 3 x 18 Gy) or a phase's dose
+        rather than the target's level; judged at it, a cold target would pass. The name
+        is believed only when the target's measured median dose agrees with it
+        (:data:`NAME_LEVEL_MEDIAN_RANGE` of it) and it is not the dose per fraction.
+        """
+        per_fraction = self.dose_per_fraction
+        if per_fraction is not None and abs(level - per_fraction) <= 0.01 * per_fraction:
+            return (
+                f"the {level:g} Gy in the name of {roi.name} is the dose per fraction, not a "
+                "level of the course: its level is not known"
+            )
+        dvh = self.dvh_of(roi)
+        if not isinstance(dvh, DVH) or not dvh.complete or not dvh.volume_inside_cc > 0:
+            return (
+                f"the {level:g} Gy in the name of {roi.name} cannot be checked against its "
+                "measured dose (no complete DVH): its level is not known"
+            )
+        median = dvh.dose_at_volume(dvh.volume_inside_cc / 2)
+        low, high = NAME_LEVEL_MEDIAN_RANGE
+        if not low * level <= median <= high * level:
+            return (
+                f"the name of {roi.name} says {level:g} Gy but its measured median dose is "
+                f"{median:.4g} Gy ({100 * median / level:.0f} % of it, outside "
+                f"{100 * low:.0f}-{100 * high:.0f} %): the name is not its level (a dose per "
+                "fraction or a phase's dose?); give its level with a dose reference in the plan"
+            )
+        return ""
 
     def reference_dose(self, role: str, name: str) -> tuple[float | None, str]:
         """What a '%' dose of ROI ``name`` filling ``role`` is relative to, and a note.
