@@ -104,8 +104,9 @@ def plan_lines(
                 "Prescription Dose)"
             )
         else:
+            what = "application setup doses" if plan.is_brachy else "beam doses"
             hint = (
-                f"; the beam doses add up to {plan.beam_dose_total_gy:.4g} Gy at their "
+                f"; the {what} add up to {plan.beam_dose_total_gy:.4g} Gy at their "
                 "specification point (a hint, not used as a prescription)"
                 if plan.beam_dose_total_gy is not None
                 else ""
