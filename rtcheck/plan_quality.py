@@ -68,6 +68,9 @@ MM3_PER_CC = 1000.0
 #: structure (beyond, distances come from sampled surface points).
 FIELD_STEP_MM = 0.25
 FIELD_MARGIN_MM = 25.0
+#: How near (mm) a distance may be to a limit for :meth:`Solid.compare` to leave the
+#: answer to :meth:`Solid.distance` (far above the rounding of either).
+COMPARE_TOLERANCE_MM = 1e-9
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,17 @@ class Solid:
             fields[k] = ndimage.distance_transform_edt(~inside, sampling=step)
         return xs, ys, fields
 
+    def _raster_nodes(
+        self, pts: FloatArray
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], BoolArray]:
+        """Column, row of the raster node nearest each point, and whether it is on it."""
+        xs, ys, _ = self._fields
+        step = FIELD_STEP_MM
+        ix = np.rint((pts[:, 0] - xs[0]) / step).astype(np.intp)
+        iy = np.rint((pts[:, 1] - ys[0]) / step).astype(np.intp)
+        on = (ix >= 0) & (ix < xs.size) & (iy >= 0) & (iy < ys.size)
+        return ix, iy, on
+
     def distance(self, points: FloatArray, *, upper: float = math.inf) -> FloatArray:
         """Distance (mm) of each point ``(n, 3)`` from the solid: 0 inside.
 
@@ -202,11 +216,8 @@ class Solid:
         out = np.full(pts.shape[0], np.inf)
         if pts.shape[0] == 0:
             return out
-        xs, ys, fields = self._fields
-        step = FIELD_STEP_MM
-        ix = np.rint((pts[:, 0] - xs[0]) / step).astype(np.intp)
-        iy = np.rint((pts[:, 1] - ys[0]) / step).astype(np.intp)
-        on = (ix >= 0) & (ix < xs.size) & (iy >= 0) & (iy < ys.size)
+        _, _, fields = self._fields
+        ix, iy, on = self._raster_nodes(pts)
         sel = np.flatnonzero(on)
         if sel.size:
             z = pts[sel, 2]
@@ -219,6 +230,80 @@ class Solid:
             out[off] = d
         out[out > upper] = np.inf
         return out
+
+    @cached_property
+    def _fields_squared(self) -> FloatArray:
+        """The in-plane distance fields squared in float64, one flat row per plane."""
+        fields = self._fields[2]
+        return np.square(fields.reshape(fields.shape[0], -1), dtype=np.float64)
+
+    def compare(self, points: FloatArray, limit: float | FloatArray) -> NDArray[np.int8]:
+        """Whether :meth:`distance` of each point ``(n, 3)`` is below or above ``limit``.
+
+        Returns -1 where the distance is surely below ``limit``, +1 where surely above,
+        0 where it cannot tell cheaply (within ``COMPARE_TOLERANCE_MM`` of the limit, or
+        a point beyond the raster not far from the solid): the caller then takes
+        :meth:`distance` itself.
+
+        Exact, not an estimate. First a lower bound: the surface points and the raster
+        nodes inside the polygons lie in :attr:`box`, and a point is at most
+        ``FIELD_STEP_MM / sqrt(2)`` from the raster node it is read at, so the distance
+        is at least the distance to the box less that (float32 fields: less 1e-7 of it
+        too, as the slack below allows). Then, on the raster, :meth:`distance` is the
+        least over the slabs of ``hypot(f_k, d_k)`` with ``f_k`` read off the same node
+        and ``d_k`` the same z gap; here ``q_k = f_k**2 + d_k**2`` in float64, whose
+        square root is within a few 1e-16 (relative) of that ``hypot``. A ``q_k`` at
+        most ``(limit - tol)**2`` makes the distance below the limit; every ``q_k`` at
+        least ``(limit + tol)**2`` makes it above. With ``tol`` 1e-9 mm the rounding
+        (below 1e-12 mm for distances under a metre) cannot flip either answer.
+        """
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        out = np.zeros(pts.shape[0], dtype=np.int8)
+        if pts.shape[0] == 0:
+            return out
+        tol = COMPARE_TOLERANCE_MM
+        scalar = np.ndim(limit) == 0
+        lim = np.broadcast_to(np.asarray(limit, dtype=np.float64), (pts.shape[0],))
+        # The whole set at once when its box is far from the solid's.
+        gap = [
+            max(self.box[0, a] - float(pts[:, a].max()), float(pts[:, a].min()) - self.box[1, a], 0)
+            for a in range(3)
+        ]
+        top = float(limit) if scalar else float(lim.max())
+        if self._lower_bound(math.hypot(*gap)) >= top + tol:
+            out[:] = 1
+            return out
+        ix, iy, on = self._raster_nodes(pts)
+        off = np.flatnonzero(~on)
+        if off.size:
+            gap = np.maximum(np.maximum(self.box[0] - pts[off], pts[off] - self.box[1]), 0.0)
+            lower = self._lower_bound(np.sqrt(np.square(gap).sum(axis=1)))
+            out[off[lower >= lim[off] + tol]] = 1
+        sel = np.flatnonzero(on)
+        if sel.size == 0:
+            return out
+        if scalar:
+            value = float(lim[0])
+            below2: float | FloatArray = (value - tol) ** 2 if value > tol else -1.0
+            above2: float | FloatArray = (value + tol) ** 2
+        else:
+            part = lim[sel]
+            below2 = np.where(part > tol, np.square(part - tol), -1.0)
+            above2 = np.square(part + tol)
+        z = pts[sel, 2]
+        node = iy[sel] * self._fields[0].size + ix[sel]
+        least = np.full(sel.size, np.inf)
+        for k, squared in enumerate(self._fields_squared):
+            dz = np.maximum(np.maximum(self.lo[k] - z, z - self.hi[k]), 0.0)
+            np.minimum(least, squared[node] + dz * dz, out=least)
+        out[sel] = np.where(least <= below2, -1, np.where(least >= above2, 1, 0))
+        return out
+
+    @staticmethod
+    def _lower_bound(to_box: float | FloatArray) -> float | FloatArray:
+        """A lower bound of :meth:`distance` from the distance to :attr:`box` (see
+        :meth:`compare`)."""
+        return (to_box - 0.7072 * FIELD_STEP_MM) * (1 - 1e-6) - COMPARE_TOLERANCE_MM
 
 
 def _resample(polygons: Sequence[FloatArray], step: float) -> FloatArray:
@@ -270,20 +355,6 @@ def _steps(spacing: float, step: float = LATTICE_STEP_MM) -> int:
     return max(1, math.ceil(spacing / step - 1e-9))
 
 
-def _upsample(values: FloatArray, axis: int, m: int) -> FloatArray:
-    """Linear values at ``m`` sub-cell centres of every interval along ``axis``."""
-    a = np.take(values, np.arange(values.shape[axis] - 1), axis=axis)
-    b = np.take(values, np.arange(1, values.shape[axis]), axis=axis)
-    t = (np.arange(m) + 0.5) / m
-    shape = [1] * (values.ndim + 1)
-    shape[axis + 1] = m
-    t = t.reshape(shape)
-    out = np.expand_dims(a, axis + 1) * (1 - t) + np.expand_dims(b, axis + 1) * t
-    new_shape = list(values.shape)
-    new_shape[axis] = (values.shape[axis] - 1) * m
-    return out.reshape(new_shape)
-
-
 def _sub_axis(axis: FloatArray, m: int) -> FloatArray:
     t = (np.arange(m) + 0.5) / m
     return (axis[:-1, None] + np.diff(axis)[:, None] * t[None, :]).ravel()
@@ -322,35 +393,73 @@ def isodose_cloud(grid: DoseGrid, level_gy: float, body: Solid | None = None) ->
     xs, ys, zs = grid.x[lo[2] : hi[2] + 1], grid.y[lo[1] : hi[1] + 1], grid.z[lo[0] : hi[0] + 1]
     mx, my = _steps(grid.dx), _steps(grid.dy)
     sub_x, sub_y = _sub_axis(xs, mx), _sub_axis(ys, my)
-    plane_xy = _upsample(_upsample(block, 2, mx), 1, my)  # (nz, ny_sub, nx_sub)
     ncz, ncy, ncx = block.shape[0] - 1, block.shape[1] - 1, block.shape[2] - 1
     cells = np.zeros((ncz, ncy, ncx))
     area = grid.dx * grid.dy / (mx * my)
     rasters: dict[int, BoolArray] = {}
+    inside_counts: dict[int, NDArray[np.intp]] = {}
+    # Only voxels whose corners straddle the level are sampled. The sampled dose is a
+    # chain of three linear interpolations (x, y, then z) between the voxel's corners,
+    # so it lies between their least and greatest value up to a rounding below 1e-14 of
+    # the largest dose: a voxel whose corners are all at least ``level + tol`` has every
+    # sub-cell at or above the level, one whose corners are all below ``level - tol``
+    # none, with ``tol`` 1e-9 of the largest dose. Straddling voxels are sampled with
+    # the very operations of a whole-plane sampling, so every count (and every sum of
+    # counts, added in the same order) is what sampling every voxel gives.
+    lows = block[:-1, :-1, :-1]
+    highs = block[:-1, :-1, :-1]
+    for oz, oy, ox in np.ndindex(2, 2, 2):
+        corner = block[oz : oz + ncz, oy : oy + ncy, ox : ox + ncx]
+        lows, highs = np.minimum(lows, corner), np.maximum(highs, corner)
+    tol = 1e-9 * max(float(np.abs(block).max()), abs(level_gy))
+    whole = lows >= level_gy + tol
+    straddle = ~whole & (highs >= level_gy - tol)
+    u = (np.arange(mx) + 0.5) / mx
+    v = ((np.arange(my) + 0.5) / my)[:, None]
     for k in range(ncz):
         if not (block[k] >= level_gy).any() and not (block[k + 1] >= level_gy).any():
             continue
+        wj, wi = np.nonzero(whole[k])
+        sj, si = np.nonzero(straddle[k])
+        if wj.size == 0 and sj.size == 0:
+            continue
+        planes = []
+        for p in (block[k], block[k + 1]):
+            row0 = p[sj, si][:, None] * (1 - u) + p[sj, si + 1][:, None] * u
+            row1 = p[sj + 1, si][:, None] * (1 - u) + p[sj + 1, si + 1][:, None] * u
+            planes.append(row0[:, None, :] * (1 - v) + row1[:, None, :] * v)  # (n, my, mx)
         dz = float(zs[k + 1] - zs[k])
         mz = _steps(dz)
         for j in range(mz):
             t = (j + 0.5) / mz
-            layer = plane_xy[k] * (1 - t) + plane_xy[k + 1] * t >= level_gy
+            layer = planes[0] * (1 - t) + planes[1] * t >= level_gy
+            whole_counts: NDArray[np.intp] | int = mx * my
             if body is not None:
-                layer &= _body_raster(body, float(zs[k]) + t * dz, sub_x, sub_y, rasters)
-            counts = layer.reshape(ncy, my, ncx, mx).sum(axis=(1, 3))
-            cells[k] += counts * (area * dz / mz)
+                plane = _body_plane(body, float(zs[k]) + t * dz)
+                raster = _body_raster(body, plane, sub_x, sub_y, rasters)
+                layer &= raster.reshape(ncy, my, ncx, mx)[sj, :, si, :]
+                if plane not in inside_counts:
+                    inside_counts[plane] = raster.reshape(ncy, my, ncx, mx).sum(axis=(1, 3))
+                whole_counts = inside_counts[plane][wj, wi]
+            scale = area * dz / mz
+            cells[k, sj, si] += layer.sum(axis=(1, 2)) * scale
+            cells[k, wj, wi] += whole_counts * scale
     labels, parts = ndimage.label(cells > 0, structure=np.ones((3, 3, 3), dtype=bool))
     return IsodoseCloud(
         level_gy, (lo[0], lo[1], lo[2]), cells, np.asarray(labels), int(parts), not edge
     )
 
 
-def _body_raster(
-    body: Solid, z: float, xs: FloatArray, ys: FloatArray, cache: dict[int, BoolArray]
-) -> BoolArray:
-    """Inside-``body`` mask of the raster ``(ys, xs)`` at height ``z`` (cached by plane)."""
+def _body_plane(body: Solid, z: float) -> int:
+    """Index of the body's slab holding height ``z`` (-1: none)."""
     found = np.flatnonzero((body.lo <= z) & (z < body.hi))
-    k = int(found[0]) if found.size else -1
+    return int(found[0]) if found.size else -1
+
+
+def _body_raster(
+    body: Solid, k: int, xs: FloatArray, ys: FloatArray, cache: dict[int, BoolArray]
+) -> BoolArray:
+    """Inside-``body`` mask of the raster ``(ys, xs)`` on slab ``k`` (-1: none), cached."""
     if k not in cache:
         cache[k] = (
             inside_raster(polygon_edges(body.planes[k].polygons), xs, ys)
@@ -556,8 +665,49 @@ def _best_valid(
     t: int,
     distance_mm: float,
     body: Solid | None,
+    *,
+    own_compared: bool = False,
 ) -> float:
-    """Highest of ``values`` at points that count for target ``t``'s D2cm (else -inf)."""
+    """Highest of ``values`` at points that count for target ``t``'s D2cm (else -inf).
+
+    ``own_compared``: the points already passed ``targets[t].compare`` (not -1).
+    """
+    # Most points fail on a cheap test first: Solid.compare says -1 only where
+    # Solid.distance is below distance_mm, and such a point fails the test of
+    # _counts_for_d2cm (within distance_mm of target t or of another target).
+    if pts.shape[0]:
+        maybe = (
+            np.ones(pts.shape[0], dtype=bool)
+            if own_compared
+            else targets[t].compare(pts, distance_mm) >= 0
+        )
+        for s, other in enumerate(targets):
+            if s != t and maybe.any():
+                maybe[maybe] = other.compare(pts[maybe], distance_mm) >= 0
+        pts, values = pts[maybe], values[maybe]
+    # The others take the full test hottest first, in growing batches: the first batch
+    # holding a point that counts holds the highest such value (every later point is no
+    # hotter), so the rest need not be tested.
+    order = np.argsort(-values, kind="stable")
+    start, size = 0, 256
+    while start < order.size:
+        sel = order[start : start + size]
+        ok = _counts_for_d2cm(pts[sel], targets, t, distance_mm, body)
+        if ok.any():
+            return float(values[sel][ok].max())
+        start, size = start + size, 2 * size
+    return -math.inf
+
+
+def _counts_for_d2cm(
+    pts: FloatArray,
+    targets: Sequence[Solid],
+    t: int,
+    distance_mm: float,
+    body: Solid | None,
+) -> BoolArray:
+    """Whether each point counts for target ``t``'s D2cm: far enough from every target,
+    no nearer to another target than to ``t``, inside the body (when given)."""
     # Within distance_mm of another target, or nearer to it than to target t: not t's.
     own = targets[t].distance(pts, upper=distance_mm)
     ok = ~np.isfinite(own)
@@ -570,7 +720,7 @@ def _best_valid(
                 ok[sel] &= (d >= distance_mm) & (d >= own_full)
     if body is not None and ok.any():
         ok[ok] = body.contains(pts[ok])
-    return float(values[ok].max()) if ok.any() else -math.inf
+    return ok
 
 
 def _nodes(grid: DoseGrid, flat: NDArray[np.intp]) -> FloatArray:
@@ -599,9 +749,11 @@ def _maxima(
         return out
     order = np.argsort(-doses, kind="stable")
     missing = set(range(len(targets)))
-    chunk = 4096
-    for start in range(0, order.size, chunk):
+    # Growing chunks: the hottest nodes usually settle every target in the first one.
+    start, chunk = 0, 256
+    while start < order.size:
         sel = order[start : start + chunk]
+        start, chunk = start + chunk, min(2 * chunk, 4096)
         if len(targets) == 1:
             nearest = np.zeros(sel.size, dtype=np.intp)
         else:
@@ -679,14 +831,26 @@ def _d2cm(
     )
     half_diag = 0.5 * np.sqrt(grid.dx**2 + grid.dy**2 + (grid.z[k + 1] - grid.z[k]) ** 2)
     flat_max = corner_max.ravel()
-    # A voxel wholly nearer than distance_mm to a target holds no candidate point (with
-    # the raster's slack, so no voxel is dropped wrongly).
-    possible = np.ones(flat_max.size, dtype=bool)
-    for solid in targets:
-        far = solid.distance(centres, upper=distance_mm) + half_diag
-        possible &= far + FIELD_STEP_MM >= distance_mm
-    cand = np.flatnonzero(possible)
-    cand = cand[np.argsort(-flat_max[cand], kind="stable")]
+    nearest_allowed = distance_mm - FIELD_STEP_MM - half_diag
+
+    def possible(cells: NDArray[np.intp]) -> BoolArray:
+        """Whether each voxel may hold a candidate point: a voxel wholly nearer than
+        distance_mm to a target holds none (with the raster's slack, so no voxel is
+        dropped wrongly)."""
+        # Solid.compare settles most voxels against ``nearest_allowed``: a distance surely below
+        # it (by 1e-9 mm) makes ``d + half_diag + FIELD_STEP_MM`` below distance_mm,
+        # surely above it makes that sum at least distance_mm (the rounding of the two
+        # sums is below 1e-14 mm); the exact test decides the rest.
+        ok = np.ones(cells.size, dtype=bool)
+        for solid in targets:
+            verdict = solid.compare(centres[cells], nearest_allowed[cells])
+            ok &= verdict >= 0
+            rest = np.flatnonzero(verdict == 0)
+            if rest.size:
+                far = solid.distance(centres[cells[rest]], upper=distance_mm)
+                ok[rest] &= far + half_diag[cells[rest]] + FIELD_STEP_MM >= distance_mm
+        return ok
+
     mx, my = _steps(grid.dx, D2CM_STEP_MM), _steps(grid.dy, D2CM_STEP_MM)
     mz_all = _steps(float(np.diff(grid.z).max()), D2CM_STEP_MM)
     # Points sampled this far apart may miss the boundary of the region by half a
@@ -697,9 +861,19 @@ def _d2cm(
     threshold = distance_mm - slack
     best = -math.inf
     chunk = 512
-    for start in range(0, cand.size, chunk):
+    # The possible voxels, hottest first (ties in voxel order), in chunks of 512; which
+    # voxels are possible is worked out only as far as the search gets.
+    order = np.argsort(-flat_max, kind="stable")
+    cand = np.zeros(0, dtype=np.intp)
+    scanned = start = 0
+    while True:
+        while cand.size < start + chunk and scanned < order.size:
+            part = order[scanned : scanned + 4 * chunk]
+            scanned += part.size
+            cand = np.concatenate([cand, part[possible(part)]])
         cells = cand[start : start + chunk]
-        if flat_max[cells[0]] <= best:
+        start += chunk
+        if cells.size == 0 or flat_max[cells[0]] <= best:
             break
         cells = cells[flat_max[cells] > best]
         ck, cj, ci = k[cells], j[cells], i[cells]
@@ -719,10 +893,15 @@ def _d2cm(
                 np.broadcast_to(pz, full).ravel(),
             ]
         )
+        # Points surely nearer than the threshold to target t never count (see
+        # _best_valid): they are dropped before the dose is interpolated.
+        pts = pts[targets[t].compare(pts, threshold) >= 0]
         values = grid.interpolate(pts)
         keep = values > best
         if keep.any():
-            found = _best_valid(pts[keep], values[keep], targets, t, threshold, body)
+            found = _best_valid(
+                pts[keep], values[keep], targets, t, threshold, body, own_compared=True
+            )
             best = max(best, found)
     # Beyond the box every point is farther than distance_mm from target t: the trilinear
     # dose there peaks at nodes, so the hotter nodes outside the box finish the search.
