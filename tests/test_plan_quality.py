@@ -19,6 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rtcheck.cli import app
+from rtcheck.constraints.engine import check_plan
+from rtcheck.constraints.registry import resolve_protocol
+from rtcheck.dicom_io import load_path
 from rtcheck.constraints.protocol import load_protocol_text
 from rtcheck.dvh import ContourPlane, DoseGrid
 from rtcheck.plan_quality import (
@@ -28,7 +31,7 @@ from rtcheck.plan_quality import (
     paddick_ci,
     target_quality,
 )
-from tests.fixtures.plans import write_plan_export
+from tests.fixtures.plans import sphere, write_plan_export
 from tests.test_golden import PERIPHERAL, lung
 
 RX = 54.0
@@ -256,3 +259,17 @@ def test_cli_scores_fall_off_good_and_poor(tmp_path: Path) -> None:
     ptv = facts["plan_quality"]["PTV"]["targets"]["PTV"]
     assert 0 < ptv["paddick_ci"] < 1
     assert ptv["gradient_index"] == pytest.approx(ptv["piv50_cc"] / ptv["piv100_cc"], rel=1e-3)
+
+
+def test_overlapping_ptvs_are_not_pooled_into_a_pass(tmp_path: Path) -> None:
+    # A second copy of the lesion's PTV, 3 mm off centre: summing the two PTV volumes
+    # would count the overlap twice and halve R100 / R50.
+    base = lung(PERIPHERAL, 3, 18)
+    spec = replace(base, shapes=(*base.shapes, sphere("PTV1_eval", (83, -20, 0), 13, "PTV")))
+    result = check_plan(
+        load_path(write_plan_export(tmp_path / "p", spec)), resolve_protocol("sabr-lung")
+    )
+    r100 = {r.structure: r for r in result.results if r.id == "ptv-r100"}
+    assert set(r100) == {"PTV", "PTV1_eval"}
+    assert all(r.status == "not_evaluated" and "overlaps" in r.message for r in r100.values())
+    assert result.verdict != "pass"

@@ -1341,6 +1341,29 @@ def _plan_quality(ctx: _Context, rule: PlanQualityRule) -> list[RuleResult]:
         volume = fact["group_volume_cc_50" if rule.quantity == "R50" else "group_volume_cc_100"]
         if rule.quantity not in ("R100", "R50"):
             pooled, volume = [], fact["volume_cc"]
+        overlapping = [
+            other
+            for other in pooled
+            if other in ctx.rois
+            and isinstance(d := ctx.distance(name, other), Distance)
+            and d.overlap
+        ]
+        if overlapping:
+            # The group's volume is the sum of its PTVs: an overlap would count twice and
+            # halve the ratio (a second copy of one PTV would hide poor conformity).
+            out.append(
+                _result(
+                    rule,
+                    NOT_EVALUATED,
+                    f"{name} overlaps {', '.join(overlapping)}, whose isodose clouds merge "
+                    "with its own: which is the lesion's PTV is unclear, and their summed "
+                    "volume would count the overlap twice; keep one PTV per lesion in the "
+                    "role (name the others as helpers, e.g. with a z prefix)",
+                    structure=name,
+                    metric=rule.quantity,
+                )
+            )
+            continue
         high: float | None
         if rule.table:
             rows = [(r.volume_cc, r.maximum, r.minor_maximum) for r in rule.table]
