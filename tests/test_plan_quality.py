@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from rtcheck.cli import app
 from rtcheck.constraints.engine import check_plan
+from rtcheck.constraints.protocol import load_protocol_text
 from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path
-from rtcheck.constraints.protocol import load_protocol_text
 from rtcheck.dvh import ContourPlane, DoseGrid
 from rtcheck.plan_quality import (
     Solid,
