@@ -325,3 +325,170 @@ def test_html_first_screen_lists_skipped_rules_and_exclusions(tmp_path: Path) ->
     assert page.index('id="problems"') < first < page.index("<h2>Rules")
     assert "PTV1_ring</span>: not a target: optimisation helper (&#x27;ring&#x27;)" in page[first:]
     assert "Rules skipped (" in page[first : page.index("<h2>Rules")]
+
+
+# -- review: accents, sides, organ parts, resembling structures, one side of a pair -----------
+
+
+@pytest.mark.parametrize(
+    ("protocol", "roi", "role"),
+    [
+        ("palliative", "Moelle épinière", "SpinalCord"),
+        ("sabr-lung", "Paroi thoracique D", "Chestwall"),
+        ("sabr-lung", "Côtes_G", "Chestwall"),
+        ("sabr-liver", "Cotes_D", "Chestwall"),
+        ("sabr-lung", "Nerf phrénique G", "PhrenicNerve"),
+        ("hn-locoregional-metastatic", "SMG_Lt", "Glnd_Submand"),
+        ("hn-locoregional-metastatic", "Glande SM G", "Glnd_Submand"),
+        ("hn-locoregional-metastatic", "Tronc cérébral", "Brainstem"),
+        ("hn-locoregional-metastatic", "Parotid Lt", "Parotid_L"),
+        ("hn-locoregional-metastatic", "PAROTID_LT", "Parotid_L"),
+        ("hn-locoregional-metastatic", "Parotide droite", "Parotid_R"),
+    ],
+)
+def test_accents_and_side_words_fill_the_role(protocol: str, roi: str, role: str) -> None:
+    match = match_roles(resolve_protocol(protocol), [roi])
+    assert match.matched.get(role) == [roi], (match.matched, match.candidates)
+
+
+def test_side_words_and_accents_share_a_key() -> None:
+    assert name_key("Parotid Lt") == name_key("L_Parotid") == name_key("Parotid_Left")
+    assert name_key("Parotid_L") == name_key("PAROTID_LT")
+    assert name_key("Parotide G") == name_key("Parotide_Gauche") == name_key("Parotide_L")
+    assert name_key("Tronc cérébral") == name_key("Tronc_Cerebral")
+    assert split_side("Cotes_D") == ("Cotes", "R") and split_side("Côtes_G") == ("Côtes", "L")
+    assert split_side("Poumon Gauche") == ("Poumon", "L")
+    assert split_side("D_Cotes") == ("D_Cotes", None)  # G/D are sides only as a last word
+
+
+@pytest.mark.parametrize(
+    "protocol", [p for p in shipped_protocols() if "SpinalCord" in p.roles], ids=lambda p: p.id
+)
+@pytest.mark.parametrize("roi", ["SC", "Medulla_Spinalis", "Medulla", "Moelle Épinière"])
+def test_cord_abbreviations_are_the_cord(protocol: Protocol, roi: str) -> None:
+    assert match_roles(protocol, [roi]).matched["SpinalCord"] == [roi]
+
+
+def test_an_accented_cord_fails_like_the_cord(tmp_path: Path) -> None:
+    code, doc, _ = run(
+        write_plan_export(tmp_path, palliative_plan("Moelle épinière")), "palliative"
+    )
+    assert (code, doc["verdict"]) == (1, "fail")
+    assert {r["id"]: r["status"] for r in doc["results"]}["cord-max-eqd2"] == "major"
+
+
+ORGAN_PARTS = [
+    ("hn-locoregional-metastatic", "Larynx-PTV", "Larynx"),
+    ("hn-locoregional-metastatic", "Constrictors_Out", "Musc_Constrict"),
+    ("hn-locoregional-metastatic", "Constrictors Out", "Musc_Constrict"),
+    ("hn-locoregional-metastatic", "PCM_minusPTV", "Musc_Constrict"),
+    ("hn-locoregional-metastatic", "Glnd_Submand_R-PTV", "Glnd_Submand"),
+    ("hn-locoregional-metastatic", "Submand_L_crop", "Glnd_Submand"),
+    ("sabr-liver", "Duodenum-PTV", "Duodenum"),
+    ("sabr-liver", "Colon_out", "Colon"),
+    ("sabr-lung", "Skin-PTV", "Skin"),
+    ("sabr-lung", "BrachialPlex_L-PTV", "BrachialPlex"),
+]
+
+
+@pytest.mark.parametrize(("protocol", "roi", "role"), ORGAN_PARTS)
+def test_an_organ_part_is_a_candidate_not_the_organ(protocol: str, roi: str, role: str) -> None:
+    """Organ minus target, cropped or 'out' structures lose the hottest part of the organ."""
+    match = match_roles(resolve_protocol(protocol), [roi])
+    assert role in match.missing
+    assert [c.roi for c in match.candidates[role]] == [roi]
+    assert "its hottest part may be cut away" in match.candidates[role][0].reason
+
+
+def test_an_organ_part_beside_the_organ_is_excluded() -> None:
+    hn = resolve_protocol("hn-locoregional-metastatic")
+    match = match_roles(hn, ["CONSTRICTOR_CB", "Constrictors Out", "Larynx", "Larynx-PTV"])
+    assert match.matched["Musc_Constrict"] == ["CONSTRICTOR_CB"]
+    assert match.matched["Larynx"] == ["Larynx"]
+    assert {e.roi for e in match.excluded} == {"Constrictors Out", "Larynx-PTV"}
+
+
+@pytest.mark.parametrize("roi", ["Lungs-GTV", "Lungs-GTV2", "Lungs-PTV", "Lungs_ITV"])
+def test_a_part_the_protocol_spells_still_fills_the_role(roi: str) -> None:
+    match = match_roles(resolve_protocol("sabr-lung"), [roi])
+    assert match.matched["Lungs"] == [roi]
+    liver = match_roles(resolve_protocol("sabr-liver"), ["Liver-GTV1", "GTV1"])
+    assert liver.matched["Liver"] == ["Liver-GTV1"]
+
+
+@pytest.mark.parametrize(
+    ("rois", "role"),
+    [
+        (["Kidney_L", "Kidney_R"], "RenalCortex"),
+        (["Kidneys"], "RenalCortex"),
+        (["Rein G"], "RenalCortex"),
+        (["Bowel"], "Bowel_Small"),
+        (["BowelBag"], "Bowel_Small"),
+        (["Bowel_Bag"], "Colon"),
+    ],
+)
+def test_resembling_structures_are_candidates(rois: list[str], role: str) -> None:
+    """A whole kidney is not the cortex, a bowel bag not the small bowel: not_evaluated, not
+    skipped."""
+    match = match_roles(resolve_protocol("sabr-liver"), rois)
+    assert role in match.missing
+    assert [c.roi for c in match.candidates[role]] == rois
+
+
+def test_one_side_of_a_pair_limit_is_a_candidate() -> None:
+    """'>= 200 cc below 16 Gy' is for both cortices together: one side alone must not fail."""
+    match = match_roles(resolve_protocol("sabr-liver"), ["Kidney_Cortex_L", "Kidney_Cortex_R"])
+    assert "RenalCortex" in match.missing
+    reasons = [c.reason for c in match.candidates["RenalCortex"]]
+    assert [c.roi for c in match.candidates["RenalCortex"]] == [
+        "Kidney_Cortex_L",
+        "Kidney_Cortex_R",
+    ]
+    assert all("one side only" in r and "for both sides together" in r for r in reasons)
+    # a maximum-only role still takes the sides, each evaluated (TG-101 chest wall)
+    lung = match_roles(resolve_protocol("sabr-lung"), ["Chestwall_L", "Chestwall_R"])
+    assert lung.matched["Chestwall"] == ["Chestwall_L", "Chestwall_R"]
+
+
+DERIVED_TARGETS = (
+    "PTV_1cm",
+    "PTV_3mm",
+    "PTV1_5mm",
+    "PTV1_expand",
+    "PTV1_PRV",
+    "PTV1_noGTV",
+    "PTV1-Lung",
+    "PTV-Body",
+    "PTV_in",
+)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "role"),
+    _roles(RoleType.TARGET),
+    ids=lambda v: v if isinstance(v, str) else v.id,
+)
+def test_expansions_and_derived_targets_are_never_targets(protocol: Protocol, role: str) -> None:
+    match = match_roles(protocol, ["PTV1", "GTV1", *DERIVED_TARGETS])
+    taken = match.matched.get(role, []) + match.ambiguous.get(role, [])
+    assert not set(taken) & set(DERIVED_TARGETS)
+    assert all(
+        e.reason.startswith("not a target: ")
+        for e in match.excluded
+        if e.role == role and e.roi in DERIVED_TARGETS
+    )
+
+
+def test_derived_targets_are_reported_with_the_reason() -> None:
+    match = match_roles(resolve_protocol("hn-locoregional-metastatic"), ["PTV1", *DERIVED_TARGETS])
+    assert match.matched["PTV"] == ["PTV1"]
+    reasons = {e.roi: e.reason for e in match.excluded}
+    assert set(reasons) == set(DERIVED_TARGETS)
+    assert reasons["PTV_1cm"] == "not a target: margin expansion ('1cm')"
+    assert reasons["PTV-Body"] == "not a target: subtraction of another structure ('-body')"
+
+
+def test_a_site_prefix_before_the_ptv_fills_the_ptv_role() -> None:
+    rois = ["H&N PTV_70Gy", "H&N PTV_62Gy", "H&N PTV_54Gy", "GTV"]
+    match = match_roles(resolve_protocol("hn-locoregional-metastatic"), rois)
+    assert match.matched["PTV"] == rois[:3]

@@ -77,7 +77,6 @@ TARGETS: list[tuple[str, str, str | None, int | None, float | None, str | None, 
     ("PTV_54Gy_18fx", "PTV", None, None, 54.0, None, False, False),  # 18 is a fraction count
     ("PTV_7000Gy", "PTV", None, None, None, None, False, False),  # 7000 Gy: implausible
     ("PTV_95%", "PTV", None, None, None, None, False, False),  # an isodose, not a level
-    ("PTV_5mm", "PTV", None, None, None, None, False, False),  # a margin, not a level
     ("PTV_T12", "PTV", None, None, None, None, False, False),  # vertebra T12, not 12 Gy
     ("PTV_L1", "PTV", None, None, None, None, False, False),  # vertebra L1, not index 1
     ("PTV_12", "PTV", None, None, 12.0, None, False, False),  # >= 10: a dose, not an index
@@ -135,6 +134,7 @@ HELPERS: list[tuple[str, str]] = [
     ("PTV+5mm", "PTV"),  # margin expressions
     ("PTV+5", "PTV"),
     ("PTV-3mm", "PTV"),
+    ("PTV_5mm", "PTV"),  # a margin, not a level: an expansion of the PTV
     ("PTV70&Parotid", "PTV"),
     ("PTV_all", "PTV"),  # union of every level
     ("PTV_total", "PTV"),
@@ -500,3 +500,63 @@ def test_more_elective_and_nodal_words(name: str, level: str | None, nodal: bool
     parsed = parse_target_name(name)
     assert parsed is not None and parsed.is_target
     assert (parsed.level, parsed.nodal) == (level, nodal)
+
+
+# -- review: expansions, derived targets and site prefixes -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("PTV_1cm", "margin expansion ('1cm')"),
+        ("PTV_3mm", "margin expansion ('3mm')"),
+        ("PTV1_5mm", "margin expansion ('5mm')"),
+        ("PTV1_expand", "margin expansion ('expand')"),
+        ("PTV1_PRV", "margin expansion ('prv')"),
+        ("PTV1_noGTV", "target minus another target ('nogtv')"),
+        ("PTV1-Lung", "subtraction of another structure ('-lung')"),
+        ("PTV-Body", "subtraction of another structure ('-body')"),
+        ("PTV_in", "part of a target (inside or outside another structure) ('in')"),
+        ("PTV_out", "part of a target (inside or outside another structure) ('out')"),
+    ],
+)
+def test_expansions_and_derived_targets_are_helpers(name: str, reason: str) -> None:
+    t = parse_target_name(name)
+    assert t is not None and t.helper and t.helper_reason == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "dose"),
+    [("PTV_5400", 54.0), ("PTV_54Gy", 54.0), ("PTV 70", 70.0), ("CTV_levels_II-IV", None)],
+)
+def test_doses_and_levels_are_not_margins(name: str, dose: float | None) -> None:
+    t = parse_target_name(name)
+    assert t is not None and not t.helper and t.dose_gy == dose
+
+
+@pytest.mark.parametrize("name", ["PTV-Met2", "PTV-C7", "GTV-T", "PTV-eval", "PTV-70"])
+def test_a_dash_before_a_lesion_or_qualifier_is_no_subtraction(name: str) -> None:
+    t = parse_target_name(name)
+    assert t is not None and not t.helper
+
+
+@pytest.mark.parametrize(
+    ("name", "dose"), [("H&N PTV_70Gy", 70.0), ("H&N PTV_62Gy", 62.0), ("H&N PTV_54Gy", 54.0)]
+)
+def test_a_site_prefix_before_the_type_is_a_target(name: str, dose: float) -> None:
+    t = parse_target_name(name)
+    assert t is not None and t.is_target
+    assert (t.type, t.dose_gy, t.site) == ("PTV", dose, "h&n")
+
+
+@pytest.mark.parametrize(
+    "name", ["Lungs-GTV", "Lungs_GTV", "rx 1: H&N PTV 70 Gy:  200 cGy x 35 to 95%: pt: Calc"]
+)
+def test_an_organ_minus_target_or_a_note_has_no_site_prefix(name: str) -> None:
+    assert parse_target_name(name) is None
+
+
+def test_site_prefixed_levels_are_elective_suspects() -> None:
+    names = ["H&N PTV_70Gy", "H&N PTV_62Gy", "H&N PTV_54Gy"]
+    suspects = find_elective_volumes([TargetInfo(n) for n in names])
+    assert [s.name for s in suspects] == names[1:]

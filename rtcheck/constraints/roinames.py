@@ -7,19 +7,23 @@ both import from here; this module imports nothing from rtcheck.
 Normalisation (:func:`name_key`, :func:`pattern_key`)
 -----------------------------------------------------
 Two names are the same structure when their *keys* are equal. A key is the name folded to
-lower case with the separators ``_``, ``-``, ``.`` and white space removed
-(``Spinal-Cord``, ``Spinal_Cord``, ``spinal cord`` and ``SpinalCord`` are one key), with the
-TG-263 spellings of a few words restored (``plexus`` → ``plex``, ``constrictor``/``constric``
-→ ``constrict``, ``muscle`` → ``musc``, ``oesophag`` → ``esophag``) and a few common
-abbreviations of a whole word expanded (``BP`` → ``BrachialPlex``). Alias patterns are keyed
-the same way outside their ``[...]`` character classes, so ``PTV [0-9]*`` still means a
-digit after ``PTV``.
+lower case without accents (:func:`fold`: Unicode NFKD, combining marks dropped, ``œ`` →
+``oe``) with its side word written last as ``l``/``r`` (``L_Parotid``, ``Parotid Lt`` and
+``Parotid_L`` are one key; see Laterality), with the separators ``_``, ``-``, ``.`` and
+white space removed (``Spinal-Cord``, ``Spinal_Cord``, ``spinal cord`` and ``SpinalCord``
+are one key), with the TG-263 spellings of a few words restored (``plexus`` → ``plex``,
+``constrictor``/``constric`` → ``constrict``, ``muscle`` → ``musc``, ``oesophag`` →
+``esophag``) and a few common abbreviations of a whole word expanded (``BP`` →
+``BrachialPlex``). Alias patterns are keyed the same way outside their ``[...]`` character
+classes, so ``PTV [0-9]*`` still means a digit after ``PTV``.
 
 Laterality (:func:`split_side`)
 -------------------------------
 TG-263 writes the side as a last word ``_L``/``_R``; real plans also write ``_Lt``/``_Rt``,
-``Left``/``Right`` and put it first (``L_Parotid``). A side needs a separator: ``LungL`` is not
-split (TG-263 forbids it, and ``...l`` ends many words).
+``Left``/``Right``, the French ``Gauche``/``Droit``/``Droite`` and put it first
+(``L_Parotid``); the French letters ``G``/``D`` are a side only as the last word
+(``Parotide G``, ``Cotes_D``). A side needs a separator: ``LungL`` is not split (TG-263
+forbids it, and ``...l`` ends many words).
 
 Helper structures of organs (:func:`organ_exclusion`)
 -----------------------------------------------------
@@ -35,13 +39,22 @@ An ROI whose name carries an organ's name is not that organ when it is
 
 ``wall``, ``shell`` and the union words (``total``, ``all``...) are helper words for targets
 (:mod:`rtcheck.constraints.targets`) but not for organs: ``Chest_Wall``, ``Bladder_Wall`` and
-``Lungs_Total`` are organs. An organ minus a target (``Lungs-GTV``) is not excluded here: a
-protocol that accepts it says so with an alias.
+``Lungs_Total`` are organs.
+
+Parts of organs (:func:`organ_subset`)
+--------------------------------------
+An organ minus a target or another structure, or a cropped organ (``Larynx-PTV``,
+``PCM_minusPTV``, ``Constrictors_Out``, ``Submand_L_crop``, ``Lungs-Heart``) is a *subset*
+of the organ with its hottest part cut away. :mod:`rtcheck.constraints.structures` never
+lets it fill an organ role unless the matching pattern spells the subtraction itself
+(``Lungs-GTV*``: a protocol's deliberate choice); otherwise it is a candidate.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
@@ -53,23 +66,30 @@ __all__ = [
     "ExclusionFact",
     "OrganExclusionKind",
     "core_key",
+    "fold",
     "name_key",
     "organ_exclusion",
+    "organ_subset",
     "pattern_key",
     "split_side",
 ]
 
 OrganExclusionKind = Literal["prv", "helper", "previous"]
 
-#: Side words (lower case) and the side they name.
+#: Side words (folded) and the side they name, written first or last.
 SIDES: dict[str, str] = {
     "l": "L",
     "lt": "L",
     "left": "L",
+    "gauche": "L",
     "r": "R",
     "rt": "R",
     "right": "R",
+    "droit": "R",
+    "droite": "R",
 }
+#: French side letters: a side only as the *last* word (``Parotide G``, ``Cotes_D``).
+_SUFFIX_SIDES: dict[str, str] = {"g": "L", "d": "R"}
 
 _OPTIMISATION = (
     "opt",
@@ -104,9 +124,19 @@ TARGET_HELPER_WORDS: dict[str, str] = {
         "union of targets",
     ),
     **dict.fromkeys((*_PREVIOUS, "gone"), "previous course or note"),
+    **dict.fromkeys(("expand", "expanded", "expansion", "exp", "prv"), "margin expansion"),
+    **dict.fromkeys(
+        ("in", "inside", "out", "outside"),
+        "part of a target (inside or outside another structure)",
+    ),
+    **dict.fromkeys(
+        ("minus", "excl", "exclude", "excluding", "without", "except"),
+        "subtraction of another structure",
+    ),
 }
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
+_LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d"})
 _SPELLING = (
     (re.compile(r"plexus"), "plex"),
     (re.compile(r"constric(?:tors?|t)?"), "constrict"),
@@ -127,6 +157,39 @@ def _respell(text: str) -> str:
     return text
 
 
+def fold(text: str) -> str:
+    """Lower case without accents: Unicode NFKD with the combining marks dropped.
+
+    Examples
+    --------
+    >>> fold("Moelle Épinière")
+    'moelle epiniere'
+    >>> fold("Œsophage")
+    'oesophage'
+    """
+    text = unicodedata.normalize("NFKD", text.strip().casefold().translate(_LIGATURES))
+    return "".join(c for c in text if not unicodedata.combining(c)).translate(_LIGATURES)
+
+
+def _side_word(word: str, last: bool) -> str | None:
+    side = SIDES.get(word)
+    if side is None and last:
+        side = _SUFFIX_SIDES.get(word)
+    return side
+
+
+def _side_last(words: list[str]) -> list[str]:
+    """Words with a first or last side word written as the last word ``l``/``r``."""
+    if len(words) >= 2:
+        side = _side_word(words[-1], last=True)
+        if side is not None:
+            return [*words[:-1], side.lower()]
+        side = _side_word(words[0], last=False)
+        if side is not None:
+            return [*words[1:], side.lower()]
+    return words
+
+
 def name_key(name: str) -> str:
     """The normalised key of a structure name (see the module notes).
 
@@ -136,15 +199,26 @@ def name_key(name: str) -> str:
     True
     >>> name_key("BP_L") == name_key("BrachialPlexus_L")
     True
+    >>> name_key("Parotid Lt") == name_key("L_Parotid") == name_key("Parotid_L")
+    True
+    >>> name_key("Moelle épinière") == name_key("Moelle_Epiniere")
+    True
     """
-    words = [w for w in _SEPARATORS.split(name.strip().casefold()) if w]
+    words = _side_last([w for w in _SEPARATORS.split(fold(name)) if w])
     words = [_ABBREVIATIONS.get(w, w) for w in words]
     return _respell("".join(words))
 
 
 def pattern_key(pattern: str) -> str:
-    """An alias pattern keyed like :func:`name_key`, character classes kept as written."""
-    parts = _CLASS.split(pattern.strip().casefold())
+    """An alias pattern keyed like :func:`name_key`, character classes kept as written.
+
+    A side word is moved last only in a pattern without character classes (``Parotide_G``
+    and ``Parotid_L`` key alike; ``PTV_L[0-9]*`` keeps its letter).
+    """
+    parts = _CLASS.split(fold(pattern))
+    if len(parts) == 1:
+        words = _side_last([w for w in _SEPARATORS.split(parts[0]) if w])
+        return _respell("".join(_ABBREVIATIONS.get(w, w) for w in words))
     out = []
     for i, part in enumerate(parts):
         if i % 2:
@@ -169,10 +243,12 @@ def split_side(name: str) -> tuple[str, str | None]:
     """
     words = [w for w in _SEPARATORS.split(name.strip()) if w]
     if len(words) >= 2:
-        if words[-1].casefold() in SIDES:
-            return "_".join(words[:-1]), SIDES[words[-1].casefold()]
-        if words[0].casefold() in SIDES:
-            return "_".join(words[1:]), SIDES[words[0].casefold()]
+        side = _side_word(fold(words[-1]), last=True)
+        if side is not None:
+            return "_".join(words[:-1]), side
+        side = _side_word(fold(words[0]), last=False)
+        if side is not None:
+            return "_".join(words[1:]), side
     return name, None
 
 
@@ -184,8 +260,7 @@ class _Words:
 
 
 def _organ_words(name: str) -> _Words:
-    text = name.strip()
-    lower = text.casefold()
+    lower = fold(name)
     kind: OrganExclusionKind | None = None
     reason = ""
     if _EXPANSION.search(lower):
@@ -225,6 +300,76 @@ def organ_exclusion(name: str) -> tuple[OrganExclusionKind, str] | None:
     if words.kind is None:
         return None
     return words.kind, words.reason
+
+
+#: Words that make an organ-named ROI a part of the organ (:func:`organ_subset`).
+SUBSET_WORDS: dict[str, str] = {
+    **dict.fromkeys(("out", "outside", "minus", "excl", "exclude", "excluding"), "subtraction"),
+    **dict.fromkeys(("without", "except", "crop", "cropped"), "subtraction"),
+}
+#: Structures written after a ``-`` that are always subtracted (``Lung-Body`` is not a lung).
+_SUBTRACTED = frozenset({"body", "external", "ext", "outline", "skin", "bones", "bone"})
+_TARGET_TYPE = re.compile(r"^(?:gtv|ctv|itv|ptv)")
+_GLUED_SUBTRACTION = re.compile(r"^(?:minus|excl|no|sans)(?:gtv|ctv|itv|ptv)|^minus")
+_SUBSET_TOKENS = re.compile(r"[a-z0-9]+|[-+&]")
+
+
+def organ_subset(name: str, others: Collection[str] = ()) -> str | None:
+    """Why an organ-named ROI is only *part* of the organ (cropped, organ minus target), or None.
+
+    A part never fills an organ role through a pattern that does not spell the subtraction
+    (its hottest part was cut away: a lower mean, ``D<x>cc`` or maximum than the organ's),
+    see :mod:`rtcheck.constraints.structures`. An ROI is a part when, after its first word,
+
+    * a word is ``out``/``outside``, ``minus``, ``excl``/``exclude``/``excluding``,
+      ``without``, ``except``, ``crop``/``cropped`` (``Constrictors_Out``, ``Colon_out``,
+      ``Submand_L_crop``), or starts with ``minus`` or ``no``/``excl`` + a target type
+      (``PCM_minusPTV``, ``Lung_noGTV``);
+    * a word starts with a target type and no ``+`` precedes it (``Larynx-PTV``,
+      ``Glnd_Submand_R-PTV``, ``Lungs_GTV``: an organ minus a target);
+    * a ``-`` is followed by ``Body``/``External``/``Skin``/``Bone`` or by the name of
+      another ROI of the structure set (``others``): ``Lungs-Heart`` when ``Heart`` exists.
+
+    A name that starts with a target type (``PTV_Liver``) is a target, not an organ part.
+
+    Examples
+    --------
+    >>> organ_subset("Larynx-PTV")
+    "organ minus a target ('ptv')"
+    >>> organ_subset("Constrictors Out")
+    "part of the organ ('out')"
+    >>> organ_subset("Heart+Pericardium") is None
+    True
+    """
+    folded = fold(name)
+    tokens = _SUBSET_TOKENS.findall(folded)
+    if not tokens or _TARGET_TYPE.match(tokens[0]) or tokens[0] in "-+&":
+        return None
+    keys = {name_key(o) for o in others if o != name}
+    for i, tok in enumerate(tokens[1:], start=1):
+        prev = tokens[i - 1]
+        if tok in SUBSET_WORDS:
+            return f"part of the organ ('{tok}')"
+        if _GLUED_SUBTRACTION.match(tok):
+            what = "a target" if re.search(r"gtv|ctv|itv|ptv", tok) else "another structure"
+            return f"organ minus {what} ('{tok}')"
+        if _TARGET_TYPE.match(tok) and prev != "+":
+            return f"organ minus a target ('{tok}')"
+        if tok == "-" and i + 1 < len(tokens) and not _TARGET_TYPE.match(tokens[i + 1]):
+            after = tokens[i + 1]
+            rest = folded[_nth_dash(folded, tokens, i) + 1 :]
+            if after in _SUBTRACTED or (keys and name_key(rest) in keys):
+                return f"organ minus another structure ('{after}')"
+    return None
+
+
+def _nth_dash(folded: str, tokens: list[str], index: int) -> int:
+    """Character position of the dash that is ``tokens[index]``."""
+    count = tokens[: index + 1].count("-")
+    pos = -1
+    for _ in range(count):
+        pos = folded.index("-", pos + 1)
+    return pos
 
 
 def core_key(name: str) -> str:

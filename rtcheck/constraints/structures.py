@@ -27,17 +27,29 @@ Decisions (issue 10: no plan passes on a structure that was never looked at)
    * for an **organ** role matched by a pattern (never by its exact name), its name is a PRV,
      margin expansion, optimisation helper or previous-course structure
      (:func:`rtcheck.constraints.roinames.organ_exclusion`): ``SpinalCord_PRV`` is not the
-     cord.
+     cord;
+   * for an **organ** role matched by a pattern, its name is a *part* of the organ (an organ
+     minus a target or another structure, ``out``/``minus``/``excl``/``crop``:
+     :func:`rtcheck.constraints.roinames.organ_subset`; ``Larynx-PTV``,
+     ``Constrictors_Out``): the hottest part was cut away, so its mean, ``D<x>cc`` and
+     maximum are below the organ's. Unless the matching pattern spells the subtraction
+     itself, wildcards aside (sabr-lung's ``Lungs-GTV*``: the protocol's choice for a
+     cold-volume limit; ``Larynx-*`` spells nothing), it is a candidate (4.).
 3. **Laterality.** An organ role not filled by its names and patterns takes the ROIs whose
    name *without its side word* (``_L``, ``_R``, ``_Lt``, ``Left``...) matches it and that no
    other role claims by name or pattern (``Lung_L`` stays with a ``Lung_L`` role): a single
    ``Chestwall`` role takes ``Chestwall_L``; with both sides contoured it takes both and each
    is evaluated against the limit (TG-101's chest-wall, rib and plexus limits are for the
-   organ next to the target; a limit on the two sides together would need their union).
+   organ next to the target). Sides fill a role only when every rule on it passes the
+   stand-in test of 4. (maximum-like per-organ limits) or the role's own names are one side
+   each (``Glnd_Submand_L``/``_R``); a critical-volume, mean or percent limit is on both
+   sides together, so the sides are candidates (``Kidney_Cortex_L`` for ``RenalCortex``).
 4. **Stand-ins.** An organ role still unfilled looks for ROIs that *resemble* it: the same
    organ name once PRV, helper, margin and side words are removed (``SpinalCord_PRV``,
-   ``zSpinalCord``, ``Cord_opt``), an ROI excluded under 2., or an anatomical structure known
-   to contain the organ (the spinal canal or thecal sac for the cord, :data:`CONTAINERS`).
+   ``zSpinalCord``, ``Cord_opt``), an ROI excluded under 2. or 3., an anatomical structure
+   known to contain the organ (the spinal canal or thecal sac for the cord,
+   :data:`CONTAINERS`), or a structure that only resembles it (a whole kidney for the renal
+   cortex, a bowel bag for the small bowel or colon, :data:`RESEMBLES`: always a candidate).
 
    * A **superset** (a PRV or margin expansion of the organ, or a containing structure)
      fills the role when every rule on the role can only get stricter on a larger
@@ -58,6 +70,7 @@ Decisions (issue 10: no plan passes on a structure that was never looked at)
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +86,10 @@ from rtcheck.constraints.protocol import (
 from rtcheck.constraints.roinames import (
     Exclusion,
     core_key,
+    fold,
     name_key,
     organ_exclusion,
+    organ_subset,
     pattern_key,
     split_side,
 )
@@ -87,6 +102,26 @@ from rtcheck.errors import ProtocolError
 #: cord; they are the usual surrogate on spine SABR (e.g. RTOG 0631 allows the thecal sac).
 CONTAINERS: dict[str, tuple[str, ...]] = {
     "spinalcord": ("spinalcanal", "canalspinal", "canalmedullaire", "thecalsac", "canal"),
+}
+
+#: Structures that *resemble* an organ without being it or containing it for sure, by the
+#: organ's key, with what they are: they never fill the role (not even under maximum limits)
+#: but are its candidates, so its rules come out ``not_evaluated`` naming them instead of
+#: being skipped (decision 4). Keys are compared with the ROI's :func:`core_key` (side, PRV
+#: and helper words removed: ``Kidney_L`` and ``Rein G`` give ``kidney``/``rein``).
+RESEMBLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "kidneyscortex": (
+        ("kidney", "kidneys", "kidneyboth", "kidneysboth", "rein", "reins", "renal"),
+        "a whole kidney, not the renal cortex the limit is written for",
+    ),
+    "bowelsmall": (
+        ("bowel", "bowels", "bowelbag", "bowelsbag", "bag", "intestin", "intestins", "sacdigestif"),
+        "a bowel bag, not the small bowel itself",
+    ),
+    "colon": (
+        ("bowel", "bowels", "bowelbag", "bowelsbag", "bag", "intestin", "intestins", "sacdigestif"),
+        "a bowel bag, not the colon itself",
+    ),
 }
 
 #: How a stand-in is described in the report, by kind.
@@ -224,8 +259,8 @@ def match_roles(
     for role in protocol.roles.values():
         institution = tuple(extra.get(role.name, ()))
 
-        def accept(roi: str, how: str, role: Role = role) -> Exclusion | None:
-            return _exclusion(role, roi, how, empty)
+        def accept(roi: str, how: str, pattern: str, role: Role = role) -> Exclusion | None:
+            return _exclusion(role, roi, how, empty, pattern, roi_names)
 
         names, how, excluded = _match(role, roi_names, institution, accept)
         result.excluded.extend(excluded)
@@ -234,9 +269,21 @@ def match_roles(
     for role in protocol.roles.values():
         names, how = direct[role.name]
         institution = tuple(extra.get(role.name, ()))
+        sides: list[Exclusion] = []
         if role.type is RoleType.OAR and (not names or role.multiple):
             lateral = _lateral(role, roi_names, institution, claimed, names, empty, result)
-            if lateral:
+            unsafe = _unsafe_for_superset(protocol, role.name) if lateral else ""
+            if lateral and unsafe and not _sided(role):
+                sides = [
+                    Exclusion(
+                        roi,
+                        role.name,
+                        f"not {role.name}: one side only, and a limit on {role.name} such as "
+                        f"{unsafe} is for both sides together (contour them as one structure)",
+                    )
+                    for roi in lateral
+                ]
+            elif lateral:
                 how = how or "laterality variant"
                 names = names + lateral
                 if len(lateral) > 1 and not role.multiple:
@@ -245,6 +292,7 @@ def match_roles(
                         "against the limit"
                     )
         if not names:
+            result.excluded.extend(sides)
             names, how = _stand_ins(protocol, role, roi_names, institution, empty, result)
         if not names:
             result.missing.append(role.name)
@@ -257,8 +305,22 @@ def match_roles(
     return result
 
 
-def _exclusion(role: Role, roi: str, how: str, empty: Mapping[str, str]) -> Exclusion | None:
-    """Why ``roi``, matched to ``role`` by ``how``, is not evaluated as it (decision 2)."""
+def _sided(role: Role) -> bool:
+    """A role whose own names are one side each (``Glnd_Submand_L``, ``Glnd_Submand_R``):
+    its limits are per side by design, so a side ROI is one of its organs."""
+    return any(split_side(n)[1] is not None for n in role.names)
+
+
+def _exclusion(
+    role: Role,
+    roi: str,
+    how: str,
+    empty: Mapping[str, str],
+    pattern: str = "",
+    roi_names: Sequence[str] = (),
+) -> Exclusion | None:
+    """Why ``roi``, matched to ``role`` by ``how`` (through ``pattern``), is not evaluated as
+    it (decision 2)."""
     if roi in empty:
         what = "a target" if role.type is RoleType.TARGET else role.name
         return Exclusion(roi, role.name, f"not {what}: no volume ({empty[roi]})")
@@ -272,14 +334,29 @@ def _exclusion(role: Role, roi: str, how: str, empty: Mapping[str, str]) -> Excl
     found = organ_exclusion(roi)
     if found is not None:
         return Exclusion(roi, role.name, f"not {role.name}: {found[1]}")
+    part = organ_subset(roi, roi_names)
+    if part is not None and not _spells_subtraction(pattern):
+        return Exclusion(
+            roi,
+            role.name,
+            f"not {role.name}: {part}, its hottest part may be cut away "
+            f"(lower mean, D<x>cc and maximum than {role.name}'s)",
+        )
     return None
+
+
+def _spells_subtraction(pattern: str) -> bool:
+    """The pattern itself names an organ part (``Lungs-GTV``, ``Liver_PTV*``), wildcards and
+    character classes aside: the protocol chose that part on purpose (decision 2)."""
+    literal = re.sub(r"\[[^\]]*\]|[*?]", "", pattern)
+    return bool(literal) and organ_subset(literal) is not None
 
 
 def _match(
     role: Role,
     roi_names: Sequence[str],
     institution: tuple[str, ...],
-    accept: Callable[[str, str], Exclusion | None] | None = None,
+    accept: Callable[[str, str, str], Exclusion | None] | None = None,
 ) -> tuple[list[str], str, list[Exclusion]]:
     """ROIs matching a role, how (the tier of the first hit), and the matches excluded.
 
@@ -288,7 +365,9 @@ def _match(
     role that may hold several ROIs collects the hits of every pattern of every tier, so
     an exact ``PTV`` does not hide ``PTV2``.
     """
-    keyed = [(n, n.casefold().strip(), name_key(n)) for n in roi_names]
+    keyed = [(n, fold(n), name_key(n)) for n in roi_names]
+    if role.type is RoleType.TARGET:
+        keyed = [(n, *_target_part(n, f, k)) for n, f, k in keyed]
     hits: list[str] = []
     excluded: dict[str, Exclusion] = {}
     how = ""
@@ -298,7 +377,7 @@ def _match(
         ("alias", role.aliases, False),
     ):
         for pattern in patterns:
-            p = pattern.casefold().strip()
+            p = fold(pattern)
             pk = pattern_key(pattern) if not exact else name_key(pattern)
             found: list[str] = []
             for original, folded, key in keyed:
@@ -314,7 +393,7 @@ def _match(
                     tier = label
                 else:
                     continue
-                reason = accept(original, tier) if accept is not None else None
+                reason = accept(original, tier, pattern) if accept is not None else None
                 if reason is not None:
                     excluded[original] = reason
                     continue
@@ -325,6 +404,16 @@ def _match(
                 if not role.multiple:
                     return hits, how, list(excluded.values())
     return hits, how, list(excluded.values())
+
+
+def _target_part(name: str, folded: str, key: str) -> tuple[str, str]:
+    """A target name without its site prefix (``H&N PTV_70Gy`` → ``ptv_70gy``), so the
+    role's patterns (``PTV*``) see the target part; other names unchanged."""
+    parsed = parse_target_name(name)
+    if parsed is None or parsed.site is None:
+        return folded, key
+    rest = folded[len(fold(parsed.site)) :].strip()
+    return rest, name_key(rest)
 
 
 def _lateral(
@@ -346,7 +435,7 @@ def _lateral(
         hits, _, _ = _match(multiple, [base], institution)
         if not hits:
             continue
-        reason = _exclusion(role, roi, "laterality variant", empty)
+        reason = _exclusion(role, roi, "laterality variant", empty, "", roi_names)
         if reason is not None:
             result.excluded.append(reason)
             continue
@@ -356,7 +445,8 @@ def _lateral(
 
 def _resembles(role: Role, roi: str, institution: tuple[str, ...]) -> str | None:
     """``"same"`` when ``roi`` names the role's organ under helper words, ``"container"``
-    when it is a structure known to contain it, else None."""
+    when it is a structure known to contain it, ``"related"`` when it only resembles it
+    (:data:`RESEMBLES`), else None."""
     core = core_key(roi)
     if not core:
         return None
@@ -366,6 +456,8 @@ def _resembles(role: Role, roi: str, institution: tuple[str, ...]) -> str | None
         return "same"
     if any(core in CONTAINERS.get(k, ()) for k in keys):
         return "container"
+    if any(core in RESEMBLES.get(k, ((), ""))[0] for k in keys):
+        return "related"
     return None
 
 
@@ -395,7 +487,11 @@ def _stand_ins(
             others.append(Exclusion(roi, role.name, f"not {role.name}: no volume ({empty[roi]})"))
             continue
         found = organ_exclusion(roi)
-        if kind == "container":
+        if kind == "related":
+            core = core_key(roi)
+            what = next(w for k, (c, w) in RESEMBLES.items() if k in _keys(role) and core in c)
+            others.append(Exclusion(roi, role.name, f"not {role.name}: {what}"))
+        elif kind == "container":
             supersets.append((roi, "container"))
         elif found is not None and found[0] == "prv":
             supersets.append((roi, "prv"))
@@ -432,6 +528,10 @@ def _stand_ins(
             if e.roi not in already:
                 result.excluded.append(e)
     return [], ""
+
+
+def _keys(role: Role) -> list[str]:
+    return [name_key(n) for n in role.names]
 
 
 def _unsafe_for_superset(protocol: Protocol, role: str) -> str:

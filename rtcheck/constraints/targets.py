@@ -19,7 +19,8 @@ target type glued to a classifier or qualifier (``PTVn``, ``CTVhr``, ``hrCTV``, 
 is split as well.
 
 * **Type**: ``GTV``, ``CTV``, ``ITV`` or ``PTV`` must appear, and only qualifier words may
-  precede it (``HR_CTV``, ``Neck_PTV``, ``Ring_PTV``). An unknown word before the type means an
+  precede it (``HR_CTV``, ``Neck_PTV``, ``Ring_PTV``), or a site prefix separated by white
+  space (``H&N PTV_70Gy``, see below). Another unknown word before the type means an
   organ-derived structure (``Lungs-GTV``, ``Skin-PTV``): not a target, ``None``.
 * **Classifier**: ``p`` (primary), ``n`` (nodal), ``sb`` (surgical bed), from the TG-263
   letters and from the European ``GTV-T``/``GTV-N`` letters (``t`` = primary), ``tb`` (tumour
@@ -34,9 +35,10 @@ is split as well.
   3. A bare number of 100 or more is cGy (``_7000`` = 70 Gy, ``_5040`` = 50.4 Gy); a bare
      number below 100 is Gy (``_70``, ``PTV54``, ``_54.0``, ``_59.4``; a decimal comma,
      ``59,4``, is read as a point).
-  4. Numbers followed by ``%`` (isodose), ``mm``/``cm`` (margins) or ``fx``/``fr``/
-     ``fractions`` (fraction counts) are not doses; ``C1``-``C7``, ``T1``-``T12``, ``L1``-
-     ``L5``, ``S1``-``S5`` written as separate words (``PTV_T12``) are vertebrae.
+  4. Numbers followed by ``%`` (isodose), ``mm``/``cm`` (margins: the name is a helper) or
+     ``fx``/``fr``/``fractions`` (fraction counts) are not doses; ``C1``-``C7``,
+     ``T1``-``T12``, ``L1``-``L5``, ``S1``-``S5`` written as separate words (``PTV_T12``)
+     are vertebrae.
   5. A value outside 1-150 Gy after conversion is implausible and dropped (``PTV_7000Gy``
      has no dose level rather than 7000 Gy). An explicit unit beats a bare number; otherwise
      the first dose in the name is used.
@@ -67,7 +69,23 @@ carry ``helper=True`` and a ``helper_reason``; they never count as targets in
   ``gone``, or a ``?`` anywhere (``GTVp_gone?`` is a note, not a target of this plan);
 * it is a Boolean or margin expression: two target types (``PTV54-PTV70``, ``CTV+PTV``),
   ``&``/``|``, ``+`` followed by a number (``PTV+5``) or ``+``/``-`` followed by a length
-  (``PTV-3mm``).
+  (``PTV-3mm``);
+* it is an expansion: any number followed by ``mm``/``cm`` is a margin (``PTV_1cm``,
+  ``PTV1_5mm``; never a dose: ``PTV_5400``, ``PTV_54Gy`` and ``PTV 70`` are dose levels), or
+  the words ``expand``/``expanded``/``expansion``/``exp``/``prv`` (``PTV1_PRV``);
+* it is a target minus another structure: ``no``/``minus``/``excl`` + a target type
+  (``PTV1_noGTV``), the words ``minus``/``excl``/``without``/``except``, or a ``-`` followed
+  by a word that is no qualifier, vertebra, nodal level (``II-IV``) or lesion word (``Met``,
+  ``Les``, ``SBRT``...): ``PTV1-Lung``, ``PTV-Body`` (``PTV-Met2``, ``PTV-C7``, ``GTV-T``
+  and ``PTV-eval`` stay targets; ``PTV_Lung``, with ``_``, is a site and stays a target);
+* decision on ``in``/``inside``/``out``/``outside`` (``PTV_in``, ``PTV_out``): a part of
+  the target inside or outside another structure (the body, the lung), reported as a helper
+  rather than evaluated; an evaluation volume is named ``PTV_Eval``, which stays a target.
+
+A **site prefix** of one to three words of letters, ``&`` and ``/`` written before the type
+and separated from it by white space only is kept in ``site``: ``H&N PTV_70Gy`` is a 70 Gy
+PTV (site ``h&n``). With ``-`` or ``_`` (``Lungs-GTV``, ``Lungs_GTV``) an unknown word before
+the type still means an organ-derived structure (``None``).
 
 ``eval`` (``PTV_Eval``, ``PTV-eval``) is *not* a helper: RTOG-style protocols evaluate dose on
 the skin-cropped ``PTV_Eval``; it is kept as a target and ``eval`` appears in ``qualifiers``.
@@ -126,7 +144,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypedDict
 
-from rtcheck.constraints.roinames import TARGET_HELPER_WORDS
+from rtcheck.constraints.roinames import TARGET_HELPER_WORDS, fold
 
 __all__ = [
     "DEFAULT_DOSE_FRACTION",
@@ -244,6 +262,18 @@ _TOKEN_RE = re.compile(
     r"|(?P<mark>\?)"
 )
 _TYPE_IN_WORD_RE = re.compile(r"(gtv|ctv|itv|ptv)")
+#: ``noGTV``, ``minusPTV``, ``exclCTV``: a target minus another target.
+_MINUS_TARGET_RE = re.compile(r"^(?:no|minus|excl|sans)(?:gtv|ctv|itv|ptv)")
+#: Words after a ``-`` that name the lesion or a nodal level, not a subtracted structure
+#: (``PTV-Met2``, ``CTV_levels_II-IV``).
+_LESION_WORDS = frozenset(
+    {"met", "mets", "meta", "metastasis", "les", "lesion", "sbrt", "sabr", "srs", "sib", "x"}
+    | {"i", "ii", "iii", "iv", "v", "vi", "vii", "ia", "ib", "iia", "iib", "va", "vb"}
+)
+#: A site prefix before the target type, separated from it by white space only: one to three
+#: words of letters, ``&`` and ``/`` (``H&N PTV_70Gy``, ``Lung PTV``). ``Lungs-GTV`` and
+#: ``Lungs_GTV`` (an organ minus a target) and ``rx 1: H&N PTV ...`` (a note) have none.
+_SITE_PREFIX_RE = re.compile(r"^(?P<site>[a-z][a-z&/]*(?: +[a-z][a-z&/]*){0,2}) +(?=[gcip]tv)")
 
 
 @dataclass(frozen=True)
@@ -276,6 +306,9 @@ class TargetName:
         Why it is a helper, or ``None``.
     qualifiers
         The recognised qualifier words in the order they appear (lower case), for reports.
+    site
+        A site prefix written before the target type and separated from it by white space
+        (``h&n`` in ``H&N PTV_70Gy``), folded to lower case, or ``None``.
     """
 
     text: str
@@ -290,6 +323,7 @@ class TargetName:
     helper: bool = False
     helper_reason: str | None = None
     qualifiers: tuple[str, ...] = ()
+    site: str | None = None
 
     @property
     def is_target(self) -> bool:
@@ -438,6 +472,18 @@ def _known_word(word: str) -> bool:
     )
 
 
+def _subtracted_word(tokens: Sequence[_Tok], k: int) -> bool:
+    """``tokens[k]``, written after a ``-``, names another structure (``PTV1-Lung``,
+    ``PTV-Body``): not a qualifier, a vertebra (``PTV-C7``) or a lesion word (``PTV-Met2``)."""
+    if k >= len(tokens) or tokens[k].kind != "word":
+        return False
+    word = tokens[k].text
+    nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+    if word in _VERTEBRAE and nxt is not None and nxt.kind == "num":
+        return False
+    return not (_known_word(word) or word in _LESION_WORDS or word in _GY_WORDS)
+
+
 def _is_elective(word: str) -> bool:
     return word in _ELECTIVE_EXACT or word.startswith(_ELECTIVE_PREFIXES)
 
@@ -516,8 +562,9 @@ def parse_target_name(name: str) -> TargetName | None:
     True
     """
     text = name.strip()
-    lower = text.lower()
+    lower = fold(text)
     helper_reasons: list[str] = []
+    site: str | None = None
     if lower.startswith("z"):
         lower = lower.lstrip("z").lstrip("_- .")
         helper_reasons.append("z prefix (TG-263: not for evaluation)")
@@ -527,7 +574,14 @@ def parse_target_name(name: str) -> TargetName | None:
         return None
     first = type_positions[0]
     if any(tok.kind == "word" and not _known_word(tok.text) for tok in tokens[:first]):
-        return None
+        site_match = _SITE_PREFIX_RE.match(lower)
+        if site_match is None or _TYPE_IN_WORD_RE.search(site_match.group("site")):
+            return None
+        site = site_match.group("site")
+        lower = lower[site_match.end() :]
+        tokens = _tokenize(lower)
+        type_positions = [i for i, tok in enumerate(tokens) if tok.kind == "type"]
+        first = type_positions[0]
     if len(type_positions) > 1:
         helper_reasons.append("derived from several target volumes")
     target_type = _TYPES[tokens[first].text]
@@ -578,6 +632,8 @@ def parse_target_name(name: str) -> TargetName | None:
             if following in _LENGTH_WORDS:
                 if prev is not None and prev.kind in ("op", "dash"):
                     helper_reasons.append("margin expression")
+                else:
+                    helper_reasons.append(f"margin expansion ('{tok.text}{following}')")
                 i += 2
                 continue
             if following in _FRACTION_WORDS:
@@ -630,6 +686,9 @@ def parse_target_name(name: str) -> TargetName | None:
             elif word in _HELPER_WORDS:
                 helper_reasons.append(f"{_HELPER_WORDS[word]} ('{word}')")
                 qualifiers.append(word)
+            elif _MINUS_TARGET_RE.match(word):
+                helper_reasons.append(f"target minus another target ('{word}')")
+                qualifiers.append(word)
             else:
                 for prefix, reason in _HELPER_PREFIXES.items():
                     if word.startswith(prefix):
@@ -642,6 +701,8 @@ def parse_target_name(name: str) -> TargetName | None:
             qualifiers.append("n+")
         elif tok.kind == "op" and tok.text in "&|":
             helper_reasons.append("Boolean expression")
+        elif tok.kind == "dash" and i > first and _subtracted_word(tokens, i + 1):
+            helper_reasons.append(f"subtraction of another structure ('-{tokens[i + 1].text}')")
         elif tok.kind == "mark":
             helper_reasons.append("annotation ('?')")
         i += 1
@@ -660,6 +721,7 @@ def parse_target_name(name: str) -> TargetName | None:
         helper=bool(helper_reasons),
         helper_reason="; ".join(dict.fromkeys(helper_reasons)) or None,
         qualifiers=tuple(qualifiers),
+        site=site,
     )
 
 
