@@ -463,3 +463,20 @@ def test_a_boost_phase_named_with_its_own_dose_is_not_judged_at_it(tmp_path: Pat
     (coverage,) = [r for r in result.results if r.id == "ptv-coverage"]
     assert coverage.status == "not_evaluated"
     assert "may be one phase's dose" in coverage.message
+
+
+def test_a_plan_without_fractions_cannot_pass(tmp_path: Path) -> None:
+    folder = write_trust_export(tmp_path, TrustPlan(grid_gy=30.0, prescription_gy=30.0))
+    ds = dcmread(folder / "RP.dcm")
+    del ds.FractionGroupSequence[0].NumberOfFractionsPlanned
+    ds.save_as(folder / "RP.dcm", enforce_file_format=True)
+    code, out, _ = run("check", folder, "--protocol", "palliative", "--json", "-")
+    doc = json.loads(out)
+    assert results(doc)["integrity.prescription"]["status"] == "not_evaluated"
+    assert doc["verdict"] == "error" and code == 3
+    code, out, _ = run(
+        "check", folder, "--protocol", "palliative", "--prescription", "30/5", "--json", "-"
+    )
+    doc = json.loads(out)
+    assert results(doc)["integrity.prescription"]["status"] == "pass"
+    assert doc["prescription"]["fractions"] == 5

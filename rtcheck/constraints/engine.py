@@ -1144,6 +1144,15 @@ def _prescription_present(ctx: _Context, sub: str, rule: IntegrityRule) -> RuleR
     rx = ctx.rx
     if rx is None:
         return RuleResult(sub, rule.kind.value, NOT_EVALUATED, ctx.rx_problem)
+    if not rx.fractions:
+        return RuleResult(
+            sub,
+            rule.kind.value,
+            NOT_EVALUATED,
+            f"prescription {rx.total_gy:g} Gy ({rx.detail}), but the plan gives no number of "
+            "fractions (Number of Fractions Planned): the schedule and BED cannot be "
+            "checked; give both with --prescription TOTAL/FRACTIONS",
+        )
     if rx.source == "plan":
         message = f"prescription {rx.schedule}, from {rx.detail}"
     else:
