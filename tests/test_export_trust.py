@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -27,8 +28,8 @@ def run(*args: object) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def results(doc: dict[str, object]) -> dict[str, dict[str, object]]:
-    return {r["id"]: r for r in doc["results"]}  # type: ignore[index, union-attr, attr-defined]
+def results(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in doc["results"]}
 
 
 # -- dose scale --------------------------------------------------------------------------

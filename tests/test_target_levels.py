@@ -14,7 +14,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from rtcheck.constraints.engine import check_plan
+from rtcheck.constraints.engine import CheckResult, RuleResult, check_plan
 from rtcheck.constraints.protocol import load_protocol_text
 from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path
@@ -41,25 +41,25 @@ def hn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_plan_export(tmp_path_factory.mktemp("hn") / "plan", hn_plan("PTV_5400"))
 
 
-def by_structure(result: object, rule_id: str) -> dict[str, object]:
-    return {r.structure: r for r in result.results if r.id == rule_id}  # type: ignore[attr-defined]
+def by_structure(result: CheckResult, rule_id: str) -> dict[str | None, RuleResult]:
+    return {r.structure: r for r in result.results if r.id == rule_id}
 
 
 def test_lower_level_target_judged_at_its_own_level(hn: Path) -> None:
     result = check_plan(load_path(hn), resolve_protocol("hn-locoregional-metastatic"))
     coverage = by_structure(result, "ptv-coverage")
     high, low = coverage["PTV_7000"], coverage["PTV_5400"]
-    assert high.status == low.status == "pass"  # type: ignore[attr-defined]
+    assert high.status == low.status == "pass"
     # The same relative distribution: every sample of both PTVs is >= 115 % of its level.
-    assert high.measured == pytest.approx(100.0)  # type: ignore[attr-defined]
-    assert low.measured == pytest.approx(100.0)  # type: ignore[attr-defined]
-    assert "of 54 Gy, PTV_5400's own level from its name" in low.message  # type: ignore[attr-defined]
-    assert "own level" not in high.message  # type: ignore[attr-defined]
+    assert high.measured == pytest.approx(100.0)
+    assert low.measured == pytest.approx(100.0)
+    assert "of 54 Gy, PTV_5400's own level from its name" in low.message
+    assert "own level" not in high.message
     hot = by_structure(result, "ptv-hot-spot")
     # D2% of each PTV in % of its own level: equal for both (same shape, same bell).
-    assert hot["PTV_5400"].measured == pytest.approx(  # type: ignore[attr-defined]
+    assert hot["PTV_5400"].measured == pytest.approx(
         hot["PTV_7000"].measured,
-        rel=2e-3,  # type: ignore[attr-defined]
+        rel=2e-3,
     )
     levels = {t["name"]: (t["level_gy"], t["level_from"]) for t in result.facts["targets"]}
     assert levels["PTV_5400"] == (54.0, "its name")
@@ -81,8 +81,8 @@ def test_plan_dose_reference_gives_the_level(tmp_path: Path) -> None:
     ds.save_as(rp, enforce_file_format=True)
     result = check_plan(load_path(folder), resolve_protocol("hn-locoregional-metastatic"))
     low = by_structure(result, "ptv-coverage")["PTV_Boost"]
-    assert low.status == "pass" and low.measured == pytest.approx(100.0)  # type: ignore[attr-defined]
-    assert "the plan's dose reference 'low dose PTV'" in low.message  # type: ignore[attr-defined]
+    assert low.status == "pass" and low.measured == pytest.approx(100.0)
+    assert "the plan's dose reference 'low dose PTV'" in low.message
 
 
 PROTOCOL = """
@@ -111,7 +111,7 @@ def test_level_word_needs_the_protocol(
     protocol = load_protocol_text(PROTOCOL + levels)
     result = check_plan(load_path(folder), protocol)
     low = by_structure(result, "cov")["PTV_Low"]
-    assert low.status == status and message in low.message  # type: ignore[attr-defined]
+    assert low.status == status and message in low.message
 
 
 @pytest.mark.parametrize(
@@ -134,5 +134,5 @@ def test_a_name_level_is_believed_only_when_the_dose_agrees(
     ds.save_as(folder / "RS.dcm", enforce_file_format=True)
     result = check_plan(load_path(folder), resolve_protocol("palliative"))
     coverage = by_structure(result, "ptv-coverage")[name]
-    assert coverage.status == status  # type: ignore[attr-defined]
-    assert message in coverage.message  # type: ignore[attr-defined]
+    assert coverage.status == status
+    assert message in coverage.message
