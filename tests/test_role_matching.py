@@ -364,9 +364,17 @@ def test_side_words_and_accents_share_a_key() -> None:
 @pytest.mark.parametrize(
     "protocol", [p for p in shipped_protocols() if "SpinalCord" in p.roles], ids=lambda p: p.id
 )
-@pytest.mark.parametrize("roi", ["SC", "Medulla_Spinalis", "Medulla", "Moelle Épinière"])
+@pytest.mark.parametrize("roi", ["SC", "Medulla_Spinalis", "Moelle Épinière"])
 def test_cord_abbreviations_are_the_cord(protocol: Protocol, roi: str) -> None:
     assert match_roles(protocol, [roi]).matched["SpinalCord"] == [roi]
+
+
+@pytest.mark.parametrize(
+    "protocol", [p for p in shipped_protocols() if "SpinalCord" in p.roles], ids=lambda p: p.id
+)
+def test_a_bare_medulla_is_not_the_cord(protocol: Protocol) -> None:
+    # "Medulla" alone may be the medulla oblongata (brainstem): not taken as the cord.
+    assert "SpinalCord" not in match_roles(protocol, ["Medulla"]).matched
 
 
 def test_an_accented_cord_fails_like_the_cord(tmp_path: Path) -> None:

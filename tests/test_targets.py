@@ -560,3 +560,28 @@ def test_site_prefixed_levels_are_elective_suspects() -> None:
     names = ["H&N PTV_70Gy", "H&N PTV_62Gy", "H&N PTV_54Gy"]
     suspects = find_elective_volumes([TargetInfo(n) for n in names])
     assert [s.name for s in suspects] == names[1:]
+
+
+@pytest.mark.parametrize("name", ["Lungs PTV", "Liver GTV", "Larynx PTV", "Hot PTV", "Body PTV"])
+def test_an_organ_or_word_before_the_type_is_no_site(name: str) -> None:
+    # An organ minus a target, or a helper: never a target (only site words are prefixes).
+    assert parse_target_name(name) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["PTV-RUL", "PTV-LLL", "GTV-LLL", "PTV-Rib7", "PTV-Seg7", "PTV-Sternum", "PTV-A"]
+)
+def test_a_lesion_named_after_a_dash_stays_a_target(name: str) -> None:
+    parsed = parse_target_name(name)
+    assert parsed is not None and parsed.is_target and not parsed.helper
+
+
+def test_lesions_after_a_dash_fill_the_target_role() -> None:
+    from rtcheck.constraints.registry import resolve_protocol
+    from rtcheck.constraints.structures import match_roles
+
+    roles = match_roles(
+        resolve_protocol("sabr-lung"), ["PTV_RUL", "PTV-LLL", "GTV_RUL", "GTV-LLL", "Lungs PTV"]
+    )
+    assert sorted(roles.matched["PTV"]) == ["PTV-LLL", "PTV_RUL"]
+    assert sorted(roles.matched["GTV"]) == ["GTV-LLL", "GTV_RUL"]

@@ -274,6 +274,49 @@ _LESION_WORDS = frozenset(
 #: words of letters, ``&`` and ``/`` (``H&N PTV_70Gy``, ``Lung PTV``). ``Lungs-GTV`` and
 #: ``Lungs_GTV`` (an organ minus a target) and ``rx 1: H&N PTV ...`` (a note) have none.
 _SITE_PREFIX_RE = re.compile(r"^(?P<site>[a-z][a-z&/]*(?: +[a-z][a-z&/]*){0,2}) +(?=[gcip]tv)")
+#: The site words accepted as a prefix. Only sites: an organ before the type ("Lungs PTV",
+#: "Larynx PTV", "Liver GTV") is an organ minus a target or a helper, and "Hot PTV" or
+#: "Body PTV" a helper; such names are not targets.
+_SITE_WORDS = frozenset(
+    {"h&n", "hn", "h/n", "hnc", "orl", "head&neck", "head/neck", "head & neck", "head and neck"}
+)
+#: Words after a ``-`` that name a subtracted structure (``PTV1-Lung``, ``PTV-Body``). Only
+#: these: a lesion is often named after its site with a dash (``PTV-RUL``, ``PTV-Rib7``,
+#: ``PTV-Adrenal``, ``PTV-A``), and dropping it as a helper would leave it unchecked.
+_SUBTRAHENDS = frozenset(
+    {
+        "body",
+        "external",
+        "ext",
+        "skin",
+        "outline",
+        "patient",
+        "lung",
+        "lungs",
+        "liver",
+        "bowel",
+        "bone",
+        "cord",
+        "spinalcord",
+        "brainstem",
+        "heart",
+        "esophagus",
+        "oesophagus",
+        "rectum",
+        "bladder",
+        "kidney",
+        "kidneys",
+        "stomach",
+        "duodenum",
+        "chiasm",
+        "gtv",
+        "ctv",
+        "itv",
+        "ptv",
+        "oar",
+        "oars",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -473,15 +516,15 @@ def _known_word(word: str) -> bool:
 
 
 def _subtracted_word(tokens: Sequence[_Tok], k: int) -> bool:
-    """``tokens[k]``, written after a ``-``, names another structure (``PTV1-Lung``,
-    ``PTV-Body``): not a qualifier, a vertebra (``PTV-C7``) or a lesion word (``PTV-Met2``)."""
+    """``tokens[k]``, written after a ``-``, names a subtracted structure (``PTV1-Lung``,
+    ``PTV-Body``): one of :data:`_SUBTRAHENDS`, not followed by a number."""
     if k >= len(tokens) or tokens[k].kind != "word":
         return False
     word = tokens[k].text
     nxt = tokens[k + 1] if k + 1 < len(tokens) else None
-    if word in _VERTEBRAE and nxt is not None and nxt.kind == "num":
+    if nxt is not None and nxt.kind == "num":  # PTV-Rib7, PTV-C7, PTV-Seg7: a lesion's site
         return False
-    return not (_known_word(word) or word in _LESION_WORDS or word in _GY_WORDS)
+    return word in _SUBTRAHENDS
 
 
 def _is_elective(word: str) -> bool:
@@ -578,6 +621,8 @@ def parse_target_name(name: str) -> TargetName | None:
         if site_match is None or _TYPE_IN_WORD_RE.search(site_match.group("site")):
             return None
         site = site_match.group("site")
+        if site.strip() not in _SITE_WORDS:
+            return None
         lower = lower[site_match.end() :]
         tokens = _tokenize(lower)
         type_positions = [i for i, tok in enumerate(tokens) if tok.kind == "type"]
