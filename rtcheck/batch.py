@@ -576,9 +576,10 @@ def check_one(job: PlanJob) -> PlanOutcome:
     protocol_id = None if job.protocol is None else job.protocol.id
     try:
         export = load_export(s)
-        protocol = job.protocol
+        protocol, choice = job.protocol, None
         if protocol is None:
-            protocol = select_protocol(export, _shipped(), job.aliases).protocol
+            choice = select_protocol(export, _shipped(), job.aliases)
+            protocol = choice.protocol
             protocol_id = protocol.id
             if job.aliases is not None:
                 check_alias_roles(job.aliases, protocol, job.aliases_file or "aliases")
@@ -589,6 +590,7 @@ def check_one(job: PlanJob) -> PlanOutcome:
             strict=job.strict,
             between_planes=job.between_planes,
             prescription=job.prescription,
+            selection=choice,
         )
         json_path = _report_path(job, ".json")
         json_path.parent.mkdir(parents=True, exist_ok=True)

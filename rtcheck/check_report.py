@@ -6,6 +6,7 @@ from typing import Any
 
 from rtcheck import __version__
 from rtcheck.constraints.engine import CheckResult
+from rtcheck.constraints.protocol import ScheduleFact
 from rtcheck.report_common import dose_summary, json_number, plan_lines, plan_summary
 
 SCHEMA = "rtcheck.report/1"
@@ -58,6 +59,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             "title": protocol.title,
             "file": protocol.file,
         },
+        "selection": None if result.selection is None else result.selection.as_dict(),
         "patient_id": export.patient_id,
         "plan": plan_summary(plan),
         "prescription": None if result.prescription is None else result.prescription.as_dict(),
@@ -155,6 +157,7 @@ def format_report(result: CheckResult) -> str:
     plan, facts = result.export.plan, result.facts
     lines = [
         f"Protocol {result.protocol.id} v{result.protocol.version}: {result.protocol.title}",
+        *(result.selection.lines() if result.selection is not None else []),
         f"Patient {result.export.patient_id}",
     ]
     lines.extend(
@@ -164,6 +167,10 @@ def format_report(result: CheckResult) -> str:
         lines.append(
             "BED: " + ", ".join(f"{v:.1f} Gy (a/b {k})" for k, v in facts["bed_gy"].items())
         )
+    for fact in result.protocol.facts:
+        if isinstance(fact, ScheduleFact):
+            value = facts.get(fact.name) or "unknown"
+            lines.append(f"{fact.name.capitalize()}: {value} ({facts.get(f'{fact.name}_reason')})")
     if facts.get("location") is not None or facts.get("distances_mm"):
         lines.append(
             f"Location: {facts.get('location') or 'unknown'}; distances: "

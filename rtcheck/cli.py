@@ -317,6 +317,7 @@ def check(
     given = None if prescription is None else parse_prescription(prescription)
     export = _load(path, structures, dose, plan)
     alias_map = load_aliases(aliases) if aliases is not None else None
+    chosen = None
     if protocol == "auto":
         chosen = select_protocol(export, shipped_protocols(), alias_map)
         _err(f"protocol {chosen.protocol.id} selected: {'; '.join(chosen.reasons)}")
@@ -332,6 +333,7 @@ def check(
         strict=strict,
         between_planes=between_planes.value,
         prescription=given,
+        selection=chosen,
     )
     if json_out != "-":
         typer.echo(format_report(result))

@@ -841,6 +841,10 @@ def render_html(result: CheckResult, dvhs: Mapping[str, DVH]) -> str:
         f"<h1>Plan {_e(plan_label)} · patient {_e(doc['patient_id'])}</h1>"
         f'<p class="muted">Checked against {_e(result.protocol.title)}</p>'
     )
+    if result.selection is not None:
+        heading += '<div class="selection">' + _list(
+            [_e(line) for line in result.selection.lines()]
+        ) + "</div>"
     warnings = [_e(w) for w in doc["warnings"]]
     errors = [_e(e) for e in doc["errors"]]
     if errors or warnings:

@@ -12,6 +12,7 @@ from rtcheck.constraints.protocol import (
     DoseVolumeRule,
     FractionationRule,
     Range,
+    Requirement,
     load_protocol,
     load_protocol_text,
 )
@@ -63,7 +64,8 @@ def test_a_valid_protocol_loads_with_typed_rules() -> None:
     assert isinstance(sched, FractionationRule)
     assert sched.schedules[0].dose_per_fraction_gy == Range(15.0, 20.0)
     assert sched.schedules[1].dose_per_fraction_gy == Range(7.5, 7.5)
-    assert sched.when is not None and sched.when.required == (("location", ("peripheral",)),)
+    assert sched.when is not None
+    assert sched.when.required == (Requirement("location", values=("peripheral",)),)
     cord = p.rules[1]
     assert isinstance(cord, DoseVolumeRule)
     assert str(cord.metric) == "D0.35cc[Gy]"

@@ -13,6 +13,7 @@ from rtcheck.constraints.protocol import (
     Protocol,
     RadiobiologyRule,
     Rule,
+    ScheduleFact,
     TargetVolumesRule,
 )
 
@@ -58,6 +59,13 @@ def describe_protocol(protocol: Protocol) -> str:
     if protocol.facts:
         lines += ["", "Facts:"]
         for f in protocol.facts:
+            if isinstance(f, ScheduleFact):
+                schedules = "; ".join(str(s) for s in f.schedules)
+                lines.append(
+                    f"  {f.name} = {f.match} when the course (its fractions, its highest "
+                    f"dose per fraction, its total) fits {schedules}, else {f.otherwise}"
+                )
+                continue
             lines.append(
                 f"  {f.name} = {f.near} when {f.source} lies within {f.within_mm:g} mm "
                 f"of any of {', '.join(f.targets)}, else {f.far}"
@@ -65,6 +73,7 @@ def describe_protocol(protocol: Protocol) -> str:
     lines += ["", "Rules:"]
     for rule in protocol.rules:
         when = f" [when {rule.when}]" if rule.when else ""
+        when += f" [unless {rule.unless}]" if rule.unless else ""
         source = f" (source: {rule.source})" if rule.source else ""
         lines.append(f"  {rule.id}: {_what(rule)}{when}{source}")
         if rule.description:

@@ -17,7 +17,7 @@ from rtcheck.analysis import ambiguous_contours, fallback_thickness, roi_dvh
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.metrics import Metric
 from rtcheck.constraints.protocol import (
-    Condition,
+    BUILTIN_FACTS,
     CountRule,
     CoverageRule,
     DoseVolumeRule,
@@ -28,11 +28,13 @@ from rtcheck.constraints.protocol import (
     PlanQualityRule,
     Protocol,
     RadiobiologyRule,
+    Requirement,
     RoleType,
     Rule,
+    ScheduleFact,
     TargetVolumesRule,
 )
-from rtcheck.constraints.registry import require_external_beam
+from rtcheck.constraints.registry import Choice, require_external_beam
 from rtcheck.constraints.structures import RoleMatch, match_roles
 from rtcheck.constraints.targets import (
     TargetInfo,
@@ -84,6 +86,8 @@ class CheckResult:
     between_planes: str = "slab"
     prescription: Prescription | None = None
     prescription_problem: str = ""
+    #: How ``--protocol auto`` chose the protocol (None when it was named).
+    selection: Choice | None = None
 
     @property
     def dose_rules_evaluated(self) -> bool:
@@ -136,7 +140,7 @@ class _Context:
     roles: RoleMatch
     rois: dict[str, Roi]
     facts: dict[str, Any] = field(default_factory=dict)
-    fact_values: dict[str, str | None] = field(default_factory=dict)
+    fact_values: dict[str, str | float | None] = field(default_factory=dict)
     fact_reasons: dict[str, str] = field(default_factory=dict)
     dvhs: dict[int, DVH | str] = field(default_factory=dict)
     distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
@@ -349,6 +353,7 @@ def check_plan(
     strict: bool = False,
     between_planes: str = "slab",
     prescription: tuple[float, int] | None = None,
+    selection: Choice | None = None,
 ) -> CheckResult:
     """Evaluate ``protocol`` on ``export``.
 
@@ -368,6 +373,8 @@ def check_plan(
     prescription
         ``(total Gy, fractions)`` given by the user, used when the plan states no
         prescription (see :mod:`rtcheck.prescription`).
+    selection
+        How ``--protocol auto`` chose ``protocol``, for the report.
 
     Raises
     ------
@@ -425,7 +432,7 @@ def check_plan(
             )
             skipped.append({"id": rule.id, "reason": f"no ROI matched optional role(s) {patterns}"})
             continue
-        applies, reason = _applies(ctx, rule.when)
+        applies, reason = _applies(ctx, rule)
         if applies is False:
             skipped.append({"id": rule.id, "reason": reason})
             continue
@@ -451,6 +458,7 @@ def check_plan(
         between_planes,
         rx,
         rx_problem,
+        selection,
     )
 
 
@@ -486,14 +494,21 @@ def _facts(ctx: _Context) -> None:
     if not intent:
         ctx.fact_reasons["intent"] = "the plan gives no intent (PlanIntent)"
     n = ctx.course_fractions
-    ctx.fact_values["fractions"] = str(n) if n else None
+    ctx.fact_values["fractions"] = n if n else None
     if n is None:
         ctx.fact_reasons["fractions"] = (
             "the plan gives no number of fractions (Number of Fractions Planned)"
         )
+    per_fraction, why = _highest_dose_per_fraction(ctx)
+    ctx.fact_values["dose_per_fraction_gy"] = per_fraction
+    if per_fraction is None:
+        ctx.fact_reasons["dose_per_fraction_gy"] = why
 
     distances: dict[str, float] = {}
     for fact in ctx.protocol.facts:
+        if isinstance(fact, ScheduleFact):
+            _schedule_fact(ctx, fact, per_fraction, why)
+            continue
         value, reason = _proximity(ctx, fact.source, fact.targets, fact.within_mm, distances)
         ctx.fact_values[fact.name] = None if value is None else (fact.near if value else fact.far)
         if value is None:
@@ -613,16 +628,92 @@ def _proximity(
     return False, ""
 
 
-def _applies(ctx: _Context, when: Condition | None) -> tuple[bool | None, str]:
-    if when is None:
+def _highest_dose_per_fraction(ctx: _Context) -> tuple[float | None, str]:
+    """The course's highest dose per fraction (Gy): of its fraction groups, from the
+    prescription; with the reason when it is unknown."""
+    if ctx.plan_schedule_problem is not None or ctx.rx is None:
+        return None, ctx.plan_schedule_problem or "the plan states no prescription"
+    plan = ctx.export.plan
+    if plan is not None and len(plan.fraction_groups) > 1:
+        if not ctx.rx.groups:
+            return None, (
+                "the dose per fraction of each of the plan's fraction groups is unknown "
+                "(their beam doses are not stated at one common point)"
+            )
+        return max(d for _, d in ctx.rx.groups), ""
+    return ctx.rx.dose_per_fraction_gy, ""
+
+
+def _schedule_fact(ctx: _Context, fact: ScheduleFact, per_fraction: float | None, why: str) -> None:
+    """Evaluate a ``schedule`` fact on the course, with its evidence in the facts."""
+    n, total = ctx.fractions, ctx.prescription
+    if per_fraction is None or n is None or total is None:
+        ctx.fact_values[fact.name] = None
+        ctx.fact_reasons[fact.name] = f"{fact.name} is unknown: {why}"
+        ctx.facts[fact.name] = None
+        ctx.facts[f"{fact.name}_reason"] = ctx.fact_reasons[fact.name]
+        return
+    course = (
+        f"{n} fraction{'' if n == 1 else 's'}, up to {per_fraction:.4g} Gy per fraction, "
+        f"{total:.4g} Gy"
+    )
+    for s in fact.schedules:
+        if (
+            s.fractions.contains(n)
+            and (s.dose_per_fraction_gy is None or s.dose_per_fraction_gy.contains(per_fraction))
+            and (s.total_gy is None or s.total_gy.contains(total))
+        ):
+            value, reason = fact.match, f"{course}: within {s}"
+            break
+    else:
+        ranges = "; ".join(str(s) for s in fact.schedules)
+        value, reason = fact.otherwise, f"{course}: outside {ranges}"
+    ctx.fact_values[fact.name] = value
+    ctx.fact_reasons[fact.name] = reason
+    ctx.facts[fact.name] = value
+    ctx.facts[f"{fact.name}_reason"] = reason
+
+
+def _applies(ctx: _Context, rule: Rule) -> tuple[bool | None, str]:
+    """Whether a rule applies to the plan: True, False (with why), or None (unknown).
+
+    ``when`` needs evidence to apply: an unknown fact makes the rule not evaluated.
+    ``unless`` needs evidence to skip: an unknown fact leaves the rule applied.
+    """
+    if rule.unless is not None:
+        known: list[tuple[Requirement, str | float]] = []
+        for req in rule.unless.required:
+            value = ctx.fact_values.get(req.fact)
+            if value is not None and req.holds(value):
+                known.append((req, value))
+        if len(known) == len(rule.unless.required):
+            facts = ", ".join(
+                f"{req.fact} is {_show(value)}"
+                + (
+                    f" ({ctx.fact_reasons[req.fact]})"
+                    if req.fact not in BUILTIN_FACTS and ctx.fact_reasons.get(req.fact)
+                    else ""
+                )
+                for req, value in known
+            )
+            return False, f"{facts}; the rule is skipped when {rule.unless}"
+    if rule.when is None:
         return True, ""
-    for fact, allowed in when.required:
-        value = ctx.fact_values.get(fact)
+    for req in rule.when.required:
+        value = ctx.fact_values.get(req.fact)
         if value is None:
-            return None, ctx.fact_reasons.get(fact, f"fact {fact} is unknown")
-        if value not in allowed:
-            return False, f"{fact} is {value}, the rule is for {'/'.join(allowed)}"
+            return None, ctx.fact_reasons.get(req.fact, f"fact {req.fact} is unknown")
+        if not req.holds(value):
+            detail = ctx.fact_reasons.get(req.fact, "")
+            return False, (
+                f"{req.fact} is {_show(value)}, the rule is for {req}"
+                + (f" ({detail})" if detail and req.fact not in BUILTIN_FACTS else "")
+            )
     return True, ""
+
+
+def _show(value: str | float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # -- rules -------------------------------------------------------------------------------
@@ -760,9 +851,13 @@ def _compare(
 
 
 def _resolve_limit(
-    ctx: _Context, rule: DoseVolumeRule, limit: Limit | None
+    ctx: _Context, rule: DoseVolumeRule, limit: Limit | None, *, upper: bool = True
 ) -> tuple[float | None, str]:
-    """The limit for the plan's fractionation, converted with EQD2 where the rule says."""
+    """The limit for the plan's fractionation, converted with EQD2 where the rule says.
+
+    An upper limit tabulated by fraction count is held at the last tabulated count for
+    longer courses, never converted upward.
+    """
     if limit is None:
         return None, ""
     n = ctx.course_fractions
@@ -786,6 +881,15 @@ def _resolve_limit(
     table = dict(limit.by_fractions)
     if n in table:
         return table[n], f" ({n}-fraction limit)"
+    largest = max(table)
+    if upper and n > largest:
+        # Never extrapolate upward: the same dose over more fractions is less damaging, so
+        # the last tabulated limit is conservative, and the linear-quadratic conversion to
+        # more fractions gives limits above published ones (docs/protocols.md).
+        return table[largest], (
+            f" (the {largest}-fraction limit, held for {n} fractions: limits are never "
+            "converted to more fractions than tabulated)"
+        )
     if rule.alpha_beta is None:
         raise EvaluationError(
             f"the protocol has no limit for {n} fractions (it tabulates "
@@ -796,10 +900,16 @@ def _resolve_limit(
     converted = radiobiology.isoeffective_total_dose(
         ref_total, ref_total / nearest, n, rule.alpha_beta
     )
-    return converted, (
+    note = (
         f" (converted from the {nearest}-fraction limit {ref_total:g} Gy with "
-        f"alpha/beta {rule.alpha_beta:g})"
+        f"alpha/beta {rule.alpha_beta:g}"
     )
+    if upper:
+        # Fewer fractions never get a higher upper limit than the next tabulated count.
+        above = min((k for k in table if k > n), default=None)
+        if above is not None and table[above] < converted:
+            return table[above], note + f", held at the {above}-fraction limit)"
+    return converted, note + ")"
 
 
 def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
@@ -843,9 +953,9 @@ def _metric_result(ctx: _Context, rule: DoseVolumeRule, name: str, metric: Metri
     try:
         value = metric.evaluate(dvh, reference)
         high, note_high = _resolve_limit(ctx, rule, rule.maximum)
-        low, note_low = _resolve_limit(ctx, rule, rule.minimum)
+        low, note_low = _resolve_limit(ctx, rule, rule.minimum, upper=False)
         minor_high, _ = _resolve_limit(ctx, rule, rule.minor_maximum)
-        minor_low, _ = _resolve_limit(ctx, rule, rule.minor_minimum)
+        minor_low, _ = _resolve_limit(ctx, rule, rule.minor_minimum, upper=False)
     except EvaluationError as exc:
         return _result(rule, NOT_EVALUATED, str(exc), structure=name, metric=str(metric))
     unit = str(metric.output_unit)

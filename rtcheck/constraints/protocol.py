@@ -23,8 +23,10 @@ from rtcheck.errors import MetricSyntaxError
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ROLE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-#: Facts every plan has, usable in ``when`` conditions besides protocol facts.
-BUILTIN_FACTS = ("intent", "fractions")
+#: Facts every plan has, usable in ``when``/``unless`` conditions besides protocol facts.
+BUILTIN_FACTS = ("intent", "fractions", "dose_per_fraction_gy")
+#: Built-in facts that are numbers: a condition on them may be a range ``{min, max}``.
+NUMERIC_FACTS = ("fractions", "dose_per_fraction_gy")
 
 
 class RuleKind(Enum):
@@ -128,13 +130,35 @@ class Role:
 
 
 @dataclass(frozen=True)
-class Condition:
-    """``when``: every named fact must take one of the listed values."""
+class Requirement:
+    """One fact of a condition: it takes one of ``values``, or lies in ``range``."""
 
-    required: tuple[tuple[str, tuple[str, ...]], ...]
+    fact: str
+    values: tuple[str, ...] = ()
+    range: Range | None = None
+
+    def holds(self, value: str | float) -> bool:
+        """Whether the fact's value satisfies the requirement."""
+        if self.range is not None:
+            return isinstance(value, int | float) and self.range.contains(float(value))
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value) in self.values
 
     def __str__(self) -> str:
-        return ", ".join(f"{k} in {'/'.join(v)}" for k, v in self.required)
+        if self.range is not None:
+            return f"{self.fact} {self.range}"
+        return f"{self.fact} in {'/'.join(self.values)}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``when`` (or ``unless``): every named fact must satisfy its requirement."""
+
+    required: tuple[Requirement, ...]
+
+    def __str__(self) -> str:
+        return ", ".join(str(r) for r in self.required)
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,21 @@ class ProximityFact:
     within_mm: float
     near: str
     far: str
+
+
+@dataclass(frozen=True)
+class ScheduleFact:
+    """A fact from the prescription: ``match`` when the course fits one of ``schedules``.
+
+    The course is its number of fractions, its total dose and the highest dose per
+    fraction of its fraction groups (a boost at a stereotactic dose per fraction makes the
+    course stereotactic).
+    """
+
+    name: str
+    schedules: tuple[Schedule, ...]
+    match: str
+    otherwise: str
 
 
 @dataclass(frozen=True)
@@ -172,6 +211,8 @@ class Rule:
     when: Condition | None
     source: str | None
     where: str
+    #: Skip the rule when this holds; an unknown fact never skips it.
+    unless: Condition | None = None
 
 
 @dataclass(frozen=True)
@@ -317,7 +358,7 @@ class Protocol:
     sources: Mapping[str, str]
     select: Selection
     roles: Mapping[str, Role]
-    facts: tuple[ProximityFact, ...]
+    facts: tuple[ProximityFact | ScheduleFact, ...]
     rules: tuple[Rule, ...]
     file: str
     sha256: str
@@ -504,7 +545,7 @@ TOP_KEYS = (
     "decisions",
     "target_levels",
 )
-COMMON_RULE_KEYS = ("id", "kind", "description", "when", "source")
+COMMON_RULE_KEYS = ("id", "kind", "description", "when", "unless", "source")
 RULE_KEYS: dict[RuleKind, tuple[str, ...]] = {
     RuleKind.FRACTIONATION: ("schedules",),
     RuleKind.RADIOBIOLOGY: (
@@ -581,7 +622,7 @@ def _build(doc: Located, sha256: str) -> Protocol:
             raise doc.error(path, f"unknown structure role '{name}' (roles: {known})")
         return name
 
-    facts: list[ProximityFact] = []
+    facts: list[ProximityFact | ScheduleFact] = []
     raw_facts = top.get("facts", {}) or {}
     if not isinstance(raw_facts, dict):
         raise doc.error(("facts",), f"expected a mapping of facts, got {_kind(raw_facts)}")
@@ -590,17 +631,31 @@ def _build(doc: Located, sha256: str) -> Protocol:
         r.text(name, path, pattern=ROLE_PATTERN, what="fact name")
         if name in BUILTIN_FACTS:
             raise doc.error(path, f"'{name}' is a built-in fact", key=True)
-        body = r.mapping(
-            spec,
-            path,
-            ("kind", "from", "to", "within_mm", "near", "far"),
-            ("kind", "from", "to", "within_mm", "near", "far"),
-        )
-        if body["kind"] != "proximity":
-            raise doc.error((*path, "kind"), "the only fact kind is 'proximity'")
-        to = body["to"] if isinstance(body["to"], list) else [body["to"]]
-        facts.append(
-            ProximityFact(
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        if kind == "schedule":
+            body = r.mapping(
+                spec,
+                path,
+                ("kind", "schedules", "match", "otherwise"),
+                ("kind", "schedules", "match", "otherwise"),
+            )
+            fact: ProximityFact | ScheduleFact = ScheduleFact(
+                name=name,
+                schedules=_schedules(r, body["schedules"], (*path, "schedules")),
+                match=r.text(body["match"], (*path, "match")),
+                otherwise=r.text(body["otherwise"], (*path, "otherwise")),
+            )
+        else:
+            body = r.mapping(
+                spec,
+                path,
+                ("kind", "from", "to", "within_mm", "near", "far"),
+                ("kind", "from", "to", "within_mm", "near", "far"),
+            )
+            if body["kind"] != "proximity":
+                raise doc.error((*path, "kind"), "fact kinds: 'proximity', 'schedule'")
+            to = body["to"] if isinstance(body["to"], list) else [body["to"]]
+            fact = ProximityFact(
                 name=name,
                 source=role_ref(body["from"], (*path, "from")),
                 targets=tuple(role_ref(t, (*path, "to", i)) for i, t in enumerate(to)),
@@ -608,13 +663,31 @@ def _build(doc: Located, sha256: str) -> Protocol:
                 near=r.text(body["near"], (*path, "near")),
                 far=r.text(body["far"], (*path, "far")),
             )
-        )
-    fact_values = {f.name: {f.near, f.far} for f in facts}
+        facts.append(fact)
+    fact_values = {
+        f.name: {f.near, f.far} if isinstance(f, ProximityFact) else {f.match, f.otherwise}
+        for f in facts
+    }
 
     def condition(value: Any, path: PathKey) -> Condition:
         body = r.mapping(value, path, (*fact_values, *BUILTIN_FACTS))
         required = []
         for key, allowed in body.items():
+            if key in NUMERIC_FACTS and isinstance(allowed, dict):
+                required.append(Requirement(key, range=r.range(allowed, (*path, key))))
+                continue
+            if key == "dose_per_fraction_gy":
+                exact = r.number(allowed, (*path, key), positive=True)
+                required.append(Requirement(key, range=Range(exact, exact)))
+                continue
+            if key == "fractions":
+                items = allowed if isinstance(allowed, list) else [allowed]
+                counts = [
+                    r.integer(v, (*path, key, i) if isinstance(allowed, list) else (*path, key))
+                    for i, v in enumerate(items)
+                ]
+                required.append(Requirement(key, values=tuple(str(n) for n in counts)))
+                continue
             values = r.texts(allowed, (*path, key), "fact value")
             if key in fact_values:
                 for i, v in enumerate(values):
@@ -624,7 +697,9 @@ def _build(doc: Located, sha256: str) -> Protocol:
                             f"fact '{key}' takes {' or '.join(sorted(fact_values[key]))}"
                             f", not '{v}'",
                         )
-            required.append((key, tuple(v.upper() if key == "intent" else v for v in values)))
+            required.append(
+                Requirement(key, values=tuple(v.upper() if key == "intent" else v for v in values))
+            )
         return Condition(tuple(required))
 
     rules: list[Rule] = []
@@ -662,6 +737,7 @@ def _build(doc: Located, sha256: str) -> Protocol:
             "kind": kind,
             "description": str(body.get("description", "")),
             "when": condition(body["when"], (*path, "when")) if "when" in body else None,
+            "unless": condition(body["unless"], (*path, "unless")) if "unless" in body else None,
             "source": source,
             "where": f"{doc.file}:{line}:{column}",
         }
@@ -712,6 +788,28 @@ def _build(doc: Located, sha256: str) -> Protocol:
     )
 
 
+def _schedules(r: _Reader, raw: Any, path: PathKey) -> tuple[Schedule, ...]:
+    """A non-empty list of schedules ``{fractions, dose_per_fraction_gy, total_gy}``."""
+    if not isinstance(raw, list) or not raw:
+        raise r.doc.error(path, "expected a non-empty list of schedules")
+    schedules = []
+    for j, item in enumerate(raw):
+        p = (*path, j)
+        s = r.mapping(item, p, ("fractions", "dose_per_fraction_gy", "total_gy"), ("fractions",))
+        schedules.append(
+            Schedule(
+                fractions=r.range(s["fractions"], (*p, "fractions")),
+                dose_per_fraction_gy=r.range(
+                    s["dose_per_fraction_gy"], (*p, "dose_per_fraction_gy")
+                )
+                if "dose_per_fraction_gy" in s
+                else None,
+                total_gy=r.range(s["total_gy"], (*p, "total_gy")) if "total_gy" in s else None,
+            )
+        )
+    return tuple(schedules)
+
+
 def _rule(
     r: _Reader,
     kind: RuleKind,
@@ -722,27 +820,9 @@ def _rule(
 ) -> Rule:
     doc = r.doc
     if kind is RuleKind.FRACTIONATION:
-        raw = body.get("schedules")
-        if not isinstance(raw, list) or not raw:
+        if "schedules" not in body:
             raise doc.error(path, "a fractionation rule needs a non-empty 'schedules' list")
-        schedules = []
-        for j, item in enumerate(raw):
-            p = (*path, "schedules", j)
-            s = r.mapping(
-                item, p, ("fractions", "dose_per_fraction_gy", "total_gy"), ("fractions",)
-            )
-            frac = r.range(s["fractions"], (*p, "fractions"))
-            schedules.append(
-                Schedule(
-                    fractions=frac,
-                    dose_per_fraction_gy=r.range(
-                        s["dose_per_fraction_gy"], (*p, "dose_per_fraction_gy")
-                    )
-                    if "dose_per_fraction_gy" in s
-                    else None,
-                    total_gy=r.range(s["total_gy"], (*p, "total_gy")) if "total_gy" in s else None,
-                )
-            )
+        schedules = _schedules(r, body["schedules"], (*path, "schedules"))
         return FractionationRule(**common, schedules=tuple(schedules))
     if kind is RuleKind.RADIOBIOLOGY:
         quantity = str(body.get("quantity", "BED")).upper()

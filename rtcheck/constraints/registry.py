@@ -122,12 +122,106 @@ def require_external_beam(export: PlanExport) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What ``--protocol auto`` chose, what else it considered, and whether the plan's
+    intent alone decided (for the report's first lines)."""
+
+    chosen: Candidate
+    others: tuple[Candidate, ...] = ()
+
+    @property
+    def protocol(self) -> Protocol:
+        """The chosen protocol."""
+        return self.chosen.protocol
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the chosen protocol fits."""
+        return self.chosen.reasons
+
+    @property
+    def intent_note(self) -> str | None:
+        """A sentence when the plan's intent alone decided between protocols, else None.
+
+        Either the chosen protocol is selected by intent and another protocol fits the plan
+        too (a palliative SABR plan: ``palliative`` over ``sabr-lung``), or a protocol
+        failed only on intent (a curative SABR plan is not checked as palliative).
+        """
+        chosen = self.chosen.protocol
+        also = [c.protocol.id for c in self.others if c.fits]
+        if chosen.select.intents and also:
+            return (
+                f"the plan's intent decided: {chosen.id} is for intent "
+                f"{'/'.join(chosen.select.intents)}, and {', '.join(also)} would fit this plan "
+                f"otherwise; {chosen.id}'s rules apply, not {', '.join(also)}'s"
+            )
+        only_intent = [
+            c.protocol
+            for c in self.others
+            if not c.fits
+            and c.protocol.select.intents
+            and sum(1 for r in c.reasons if _is_failure(r)) == 1
+            and any(r.startswith("intent ") and " not in " in r for r in c.reasons)
+        ]
+        if only_intent:
+            names = ", ".join(
+                f"{p.id} (for intent {'/'.join(p.select.intents)})" for p in only_intent
+            )
+            return f"the plan's intent decided: {chosen.id} rather than {names}"
+        return None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form: chosen id and reasons, the others with theirs."""
+        return {
+            "chosen": self.chosen.protocol.id,
+            "reasons": list(self.chosen.reasons),
+            "intent_decided": self.intent_note,
+            "considered": [
+                {"id": c.protocol.id, "fits": c.fits, "reasons": list(c.reasons)}
+                for c in self.others
+            ],
+        }
+
+    def lines(self) -> list[str]:
+        """The selection in words, for the first lines of a report."""
+        out = [f"Selected by --protocol auto: {'; '.join(self.chosen.reasons)}"]
+        if self.intent_note:
+            out.append(f"Intent: {self.intent_note}")
+        rejected = [c for c in self.others if not c.fits]
+        if rejected:
+            out.append(
+                "Not selected: "
+                + "; ".join(
+                    f"{c.protocol.id} ({', '.join(r for r in c.reasons if _is_failure(r))})"
+                    for c in rejected
+                )
+            )
+        lower = [c.protocol.id for c in self.others if c.fits]
+        if lower:
+            out.append(f"Also fitting, lower priority: {', '.join(lower)}")
+        return out
+
+
+#: Words in a :func:`consider` reason that say a criterion failed.
+_FAILURE_WORDS = (" not in ", "matches none", "no ROI for", "no 'select' criteria")
+
+
+def _is_failure(reason: str) -> bool:
+    return any(w in reason for w in _FAILURE_WORDS)
+
+
 def select_protocol(
     export: PlanExport,
     protocols: Sequence[Protocol],
     aliases: Mapping[str, Sequence[str]] | None = None,
-) -> Candidate:
+) -> Choice:
     """The protocol ``--protocol auto`` uses: the fitting one of highest priority.
+
+    Returns
+    -------
+    Choice
+        The chosen candidate and every other one considered, with their reasons.
 
     Raises
     ------
@@ -151,4 +245,4 @@ def select_protocol(
         raise NoProtocolError(
             f"several protocols match this plan equally ({ids}); name one with --protocol ID"
         )
-    return best[0]
+    return Choice(best[0], tuple(c for c in candidates if c is not best[0]))

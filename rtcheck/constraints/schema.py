@@ -13,6 +13,7 @@ from rtcheck.constraints.protocol import (
     BUILTIN_FACTS,
     COMMON_RULE_KEYS,
     INTEGRITY_CHECKS,
+    NUMERIC_FACTS,
     PLAN_QUALITY_QUANTITIES,
     RULE_KEYS,
     TOP_KEYS,
@@ -41,6 +42,12 @@ _LIMIT = {
             "additionalProperties": False,
         },
     ]
+}
+#: ``when``/``unless``: fact values, or a range for a numeric built-in fact.
+_CONDITION = {
+    "type": "object",
+    "properties": {k: {"anyOf": [_TEXTS, _RANGE]} for k in NUMERIC_FACTS},
+    "additionalProperties": _TEXTS,
 }
 _METRIC = {"type": "string", "description": "TG-263 metric, e.g. D95%[Gy], V20Gy[cc]"}
 
@@ -95,7 +102,8 @@ def _rule_schema(kind: RuleKind) -> dict[str, Any]:
         "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
         "kind": {"const": kind.value},
         "description": {"type": "string"},
-        "when": {"type": "object", "additionalProperties": _TEXTS},
+        "when": _CONDITION,
+        "unless": _CONDITION,
         "source": _TEXT,
     }
     for key in RULE_KEYS[kind]:
@@ -151,17 +159,32 @@ def protocol_json_schema() -> dict[str, Any]:
             "type": "object",
             "propertyNames": {"not": {"enum": list(BUILTIN_FACTS)}},
             "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["kind", "from", "to", "within_mm", "near", "far"],
-                "properties": {
-                    "kind": {"const": "proximity"},
-                    "from": _TEXT,
-                    "to": _TEXTS,
-                    "within_mm": _NUMBER,
-                    "near": _TEXT,
-                    "far": _TEXT,
-                },
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["kind", "from", "to", "within_mm", "near", "far"],
+                        "properties": {
+                            "kind": {"const": "proximity"},
+                            "from": _TEXT,
+                            "to": _TEXTS,
+                            "within_mm": _NUMBER,
+                            "near": _TEXT,
+                            "far": _TEXT,
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["kind", "schedules", "match", "otherwise"],
+                        "properties": {
+                            "kind": {"const": "schedule"},
+                            "schedules": _FIELD_SCHEMAS["schedules"],
+                            "match": _TEXT,
+                            "otherwise": _TEXT,
+                        },
+                    },
+                ]
             },
         },
         "rules": {
