@@ -492,6 +492,11 @@ def write_structure_set(
         series_uid=_uid_or_new(series_uid),
     )
     ds.FrameOfReferenceUID = frame_of_reference_uid
+    try:
+        for roi in rois:
+            roi.name.encode("latin_1")
+    except UnicodeEncodeError:  # names beyond Latin-1: UTF-8, as planning systems write
+        ds.SpecificCharacterSet = "ISO_IR 192"
     ds.StructureSetLabel = label
     ds.StructureSetName = label
     ds.StructureSetDate = _DATE

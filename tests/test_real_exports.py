@@ -151,3 +151,26 @@ def test_brachytherapy_refused_by_check_computed_by_dvh(real: Path) -> None:
     scale = export.dose.scale
     assert scale is not None and scale.holds == "fraction" and scale.factor == 5.0
     assert all(e.reading == "fraction" for e in scale.evidence)
+
+
+def test_pinnacle_elective_neck_is_seen_in_the_dose(real: Path) -> None:
+    # A conventional 70 Gy head-and-neck plan with an elective neck (its structure set
+    # names H&N PTV_54Gy): the dose shows the elective plateau whatever the names say.
+    code, out, _ = run(
+        "check",
+        real / "pinnacle_hn_4",
+        "--protocol",
+        "hn-locoregional-metastatic",
+        "--prescription",
+        "70/35",
+        "--json",
+        "-",
+    )
+    doc = json.loads(out)
+    (dose,) = [r for r in doc["results"] if r["id"] == "no-elective-volume.dose"]
+    assert dose["status"] == "major" and code == 1
+    largest = doc["facts"]["elective_dose"]["regions"][0]
+    assert largest["volume_cc"] > 500
+    # The plateau: the 54-56 Gy elective levels, not the 70 Gy of the gross disease.
+    assert 50 <= largest["median_gy"] <= 60
+    assert any(r["name"] == "H&N PTV_54Gy" for r in largest["rois"])

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rtcheck.analysis import ambiguous_contours, fallback_thickness, roi_dvh
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.metrics import Metric
@@ -20,6 +22,7 @@ from rtcheck.constraints.protocol import (
     BUILTIN_FACTS,
     CountRule,
     CoverageRule,
+    DoseRegionSpec,
     DoseVolumeRule,
     FractionationRule,
     GeometryRule,
@@ -740,7 +743,10 @@ def _evaluate(ctx: _Context, rule: Rule) -> list[RuleResult]:
     if isinstance(rule, GeometryRule):
         return _geometry(ctx, rule)
     if isinstance(rule, TargetVolumesRule):
-        return [_target_volumes(ctx, rule)]
+        out = [_target_volumes(ctx, rule)]
+        if rule.dose_region is not None:
+            out.append(_elective_dose(ctx, rule, rule.dose_region))
+        return out
     if isinstance(rule, CoverageRule):
         return _coverage(ctx, rule)
     if isinstance(rule, CountRule):
@@ -1056,6 +1062,133 @@ def _target_volumes(ctx: _Context, rule: TargetVolumesRule) -> RuleResult:
         measured=len(suspects),
         limit="no elective nodal volume",
     )
+
+
+def _elective_dose(ctx: _Context, rule: TargetVolumesRule, spec: DoseRegionSpec) -> RuleResult:
+    """An elective volume seen in the dose, whatever the structures are called."""
+    sub = f"{rule.id}.dose"
+    rx = ctx.prescription
+    limit = (
+        f"<= {spec.max_cc:g} cc at >= {spec.low_percent:g} % of the prescription beyond "
+        f"{spec.margin_mm:g} mm of the dose >= {spec.high_percent:g} %"
+    )
+    if rx is None:
+        reason = ctx.plan_schedule_problem or ctx.rx_problem
+        return RuleResult(
+            sub, rule.kind.value, NOT_EVALUATED, f"{reason}: the dose levels are unknown"
+        )
+    from rtcheck.dose_regions import direction_words, intermediate_dose
+
+    high, low = rx * spec.high_percent / 100, rx * spec.low_percent / 100
+    found = intermediate_dose(ctx.export.dose.grid, high, low, spec.margin_mm)
+    if found.high_cc == 0:
+        return RuleResult(
+            sub,
+            rule.kind.value,
+            NOT_EVALUATED,
+            f"no dose reaches {spec.high_percent:g} % of the prescription ({high:.4g} Gy): "
+            "the gross disease's dose cannot be located",
+        )
+    regions: list[dict[str, Any]] = []
+    for region in found.regions:
+        if region.volume_cc < 0.5:
+            continue
+        centre = found.high_centroid_mm or region.centroid_mm
+        offset = (
+            region.centroid_mm[0] - centre[0],
+            region.centroid_mm[1] - centre[1],
+            region.centroid_mm[2] - centre[2],
+        )
+        regions.append(
+            {
+                "volume_cc": round(region.volume_cc, 1),
+                "median_gy": round(region.median_gy, 2),
+                "median_percent": round(100 * region.median_gy / rx, 1),
+                "max_gy": round(region.max_gy, 2),
+                "centroid_mm": [round(c, 1) for c in region.centroid_mm],
+                "z_range_mm": [round(z, 1) for z in region.z_range_mm],
+                "location": f"{direction_words(offset)} of the high dose's centre",
+                "at_grid_edge": region.at_grid_edge,
+                "rois": _rois_holding(ctx, region.points),
+            }
+        )
+    ctx.facts["elective_dose"] = {
+        "high_gy": round(high, 3),
+        "low_gy": round(low, 3),
+        "margin_mm": spec.margin_mm,
+        "high_cc": round(found.high_cc, 1),
+        "total_cc": round(found.total_cc, 1),
+        "regions": regions,
+    }
+    total = found.total_cc
+    if total <= spec.max_cc:
+        return RuleResult(
+            sub,
+            rule.kind.value,
+            PASS,
+            f"{total:.1f} cc receive {low:.4g} Gy or more beyond {spec.margin_mm:g} mm of the "
+            f"high dose (>= {high:.4g} Gy): no elective volume in the dose",
+            measured=round(total, 2),
+            limit=limit,
+        )
+    described = "; ".join(
+        f"{r['volume_cc']:.0f} cc at a median {r['median_gy']:.1f} Gy "
+        f"({r['median_percent']:.0f} %), {r['location']}"
+        + (
+            " (in " + ", ".join(f"{x['name']} {x['percent']:.0f} %" for x in r["rois"]) + ")"
+            if r["rois"]
+            else " (in no contoured structure)"
+        )
+        + (", reaching the edge of the dose grid" if r["at_grid_edge"] else "")
+        for r in regions[:3]
+    )
+    return RuleResult(
+        sub,
+        rule.kind.value,
+        MAJOR,
+        f"an intermediate dose plateau away from the gross disease, whatever the structures "
+        f"are called: {total:.0f} cc receive {low:.4g} Gy or more beyond {spec.margin_mm:g} "
+        f"mm of the high dose (>= {high:.4g} Gy): {described}",
+        structure=", ".join(dict.fromkeys(x["name"] for r in regions for x in r["rois"])) or None,
+        measured=round(total, 2),
+        limit=limit,
+    )
+
+
+def _rois_holding(ctx: _Context, points: Any) -> list[dict[str, Any]]:
+    """The contoured structures (not the patient outline) holding at least 10 % of a
+    region's nodes, most first."""
+    from rtcheck.plan_quality import Solid
+
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    positions = ctx.export.structures.slice_positions
+    out: list[dict[str, Any]] = []
+    for roi in ctx.export.structures.rois:
+        if not roi.planes or roi.geometric_type == "POINT" or roi.interpreted_type == "EXTERNAL":
+            continue
+        xy = [poly for plane in roi.planes for poly in plane.polygons]
+        if not xy:
+            continue
+        allxy = np.concatenate(xy)
+        zs = [plane.z for plane in roi.planes]
+        if (
+            allxy[:, 0].max() < lo[0]
+            or allxy[:, 0].min() > hi[0]
+            or allxy[:, 1].max() < lo[1]
+            or allxy[:, 1].min() > hi[1]
+            or max(zs) < lo[2] - 10
+            or min(zs) > hi[2] + 10
+        ):
+            continue
+        try:
+            solid = Solid.from_planes(roi.planes, positions, fallback_thickness(ctx.export))
+        except ValueError:
+            continue
+        share = 100.0 * float(solid.contains(points).mean())
+        if share >= 10.0:
+            out.append({"name": roi.name, "percent": round(share, 1)})
+    out.sort(key=lambda x: -x["percent"])
+    return out[:4]
 
 
 def _coverage(ctx: _Context, rule: CoverageRule) -> list[RuleResult]:

@@ -266,10 +266,24 @@ class GeometryRule(Rule):
 
 
 @dataclass(frozen=True)
+class DoseRegionSpec:
+    """Thresholds of the dose-based elective volume check (see :mod:`rtcheck.dose_regions`):
+    a dose of at least ``low_percent`` of the prescription farther than ``margin_mm`` from
+    every point at ``high_percent`` or more, over ``max_cc`` in all, is an elective volume."""
+
+    high_percent: float = 90.0
+    low_percent: float = 65.0
+    margin_mm: float = 15.0
+    max_cc: float = 10.0
+
+
+@dataclass(frozen=True)
 class TargetVolumesRule(Rule):
-    """No elective (prophylactic) nodal volume among the targets."""
+    """No elective (prophylactic) nodal volume among the targets, by their names and
+    median doses, and (with ``dose_region``) in the dose distribution itself."""
 
     median_fraction: float = 0.9
+    dose_region: DoseRegionSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -567,7 +581,7 @@ RULE_KEYS: dict[RuleKind, tuple[str, ...]] = {
         "reference_dose_per_fraction_gy",
     ),
     RuleKind.GEOMETRY: ("structure", "to", "min_mm", "max_mm"),
-    RuleKind.TARGET_VOLUMES: ("median_fraction",),
+    RuleKind.TARGET_VOLUMES: ("median_fraction", "dose_region"),
     RuleKind.COVERAGE: ("structure", "metric", "min", "minor_min", "inside", "tolerance_mm"),
     RuleKind.COUNT: ("structure", "min", "max"),
     RuleKind.INTEGRITY: ("checks", "target_median_percent"),
@@ -912,7 +926,22 @@ def _rule(
         )
         if fraction >= 1:
             raise doc.error((*path, "median_fraction"), "median_fraction must be below 1")
-        return TargetVolumesRule(**common, median_fraction=fraction)
+        region = None
+        if "dose_region" in body:
+            p = (*path, "dose_region")
+            spec = r.mapping(
+                body["dose_region"], p, ("high_percent", "low_percent", "margin_mm", "max_cc")
+            )
+            region = DoseRegionSpec(
+                **{
+                    key: r.number(spec[key], (*p, key), positive=True)
+                    for key in ("high_percent", "low_percent", "margin_mm", "max_cc")
+                    if key in spec
+                }
+            )
+            if not region.low_percent < region.high_percent <= 100:
+                raise doc.error(p, "need low_percent < high_percent <= 100")
+        return TargetVolumesRule(**common, median_fraction=fraction, dose_region=region)
     if kind is RuleKind.COVERAGE:
         if "structure" not in body:
             raise doc.error(path, "a coverage rule needs 'structure'")

@@ -8,8 +8,9 @@ Normalisation (:func:`name_key`, :func:`pattern_key`)
 -----------------------------------------------------
 Two names are the same structure when their *keys* are equal. A key is the name folded to
 lower case without accents (:func:`fold`: Unicode NFKD, combining marks dropped, ``œ`` →
-``oe``) with its side word written last as ``l``/``r`` (``L_Parotid``, ``Parotid Lt`` and
-``Parotid_L`` are one key; see Laterality), with the separators ``_``, ``-``, ``.`` and
+``oe``, Cyrillic and Greek look-alikes of Latin letters read as Latin, zero-width
+characters dropped) with its side word written last as ``l``/``r`` (``L_Parotid``,
+``Parotid Lt`` and ``Parotid_L`` are one key; see Laterality), with the separators ``_``, ``-``, ``.`` and
 white space removed (``Spinal-Cord``, ``Spinal_Cord``, ``spinal cord`` and ``SpinalCord``
 are one key), with the TG-263 spellings of a few words restored (``plexus`` → ``plex``,
 ``constrictor``/``constric`` → ``constrict``, ``muscle`` → ``musc``, ``oesophag`` →
@@ -137,6 +138,63 @@ TARGET_HELPER_WORDS: dict[str, str] = {
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
 _LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d"})
+#: Letters of other scripts that look like Latin letters (after case folding), from the
+#: Unicode confusables of the Latin alphabet (UTS #39), and characters that draw nothing:
+#: a name typed or pasted with them is the same name to a reader, so it is to rtcheck.
+_CONFUSABLES = str.maketrans(
+    {
+        # Cyrillic
+        "\u0430": "a",  # cyrillic small letter a
+        "\u0432": "b",  # cyrillic small letter ve
+        "\u0441": "c",  # cyrillic small letter es
+        "\u0501": "d",  # cyrillic small letter komi de
+        "\u0435": "e",  # cyrillic small letter ie
+        "\u04bb": "h",  # cyrillic small letter shha
+        "\u043d": "h",  # cyrillic small letter en
+        "\u0456": "i",  # cyrillic small letter byelorussian-ukrainian i
+        "\u0458": "j",  # cyrillic small letter je
+        "\u043a": "k",  # cyrillic small letter ka
+        "\u043c": "m",  # cyrillic small letter em
+        "\u043e": "o",  # cyrillic small letter o
+        "\u0440": "p",  # cyrillic small letter er
+        "\u051b": "q",  # cyrillic small letter qa
+        "\u0455": "s",  # cyrillic small letter dze
+        "\u0442": "t",  # cyrillic small letter te
+        "\u0443": "y",  # cyrillic small letter u
+        "\u051d": "w",  # cyrillic small letter we
+        "\u0445": "x",  # cyrillic small letter ha
+        "\u04af": "y",  # cyrillic small letter straight u
+        "\u04cf": "l",  # cyrillic small letter palochka
+        # Greek
+        "\u03b1": "a",  # greek small letter alpha
+        "\u03b2": "b",  # greek small letter beta
+        "\u03b5": "e",  # greek small letter epsilon
+        "\u03b7": "n",  # greek small letter eta
+        "\u03b9": "i",  # greek small letter iota
+        "\u03ba": "k",  # greek small letter kappa
+        "\u03bc": "m",  # greek small letter mu
+        "\u03bd": "v",  # greek small letter nu
+        "\u03bf": "o",  # greek small letter omicron
+        "\u03c1": "p",  # greek small letter rho
+        "\u03c4": "t",  # greek small letter tau
+        "\u03c5": "u",  # greek small letter upsilon
+        "\u03c7": "x",  # greek small letter chi
+        "\u03b6": "z",  # greek small letter zeta
+        # Latin look-alikes that NFKD leaves alone
+        "\u0131": "i",  # latin small letter dotless i
+        "\u0237": "j",  # latin small letter dotless j
+        "\u0261": "g",  # latin small letter script g
+        "\u0251": "a",  # latin small letter alpha
+        "\u017f": "s",  # latin small letter long s
+        # Invisible: zero-width space, non-joiner, joiner, word joiner, soft hyphen, BOM
+        "\u200b": None,
+        "\u200c": None,
+        "\u200d": None,
+        "\u2060": None,
+        "\u00ad": None,
+        "\ufeff": None,
+    }
+)
 _SPELLING = (
     (re.compile(r"plexus"), "plex"),
     (re.compile(r"constric(?:tors?|t)?"), "constrict"),
@@ -158,7 +216,9 @@ def _respell(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    """Lower case without accents: Unicode NFKD with the combining marks dropped.
+    """Lower case without accents: Unicode NFKD with the combining marks dropped, letters of
+    other scripts that look Latin read as Latin (Cyrillic ``\u0430`` is ``a``) and invisible
+    characters removed.
 
     Examples
     --------
@@ -168,7 +228,8 @@ def fold(text: str) -> str:
     'oesophage'
     """
     text = unicodedata.normalize("NFKD", text.strip().casefold().translate(_LIGATURES))
-    return "".join(c for c in text if not unicodedata.combining(c)).translate(_LIGATURES)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.translate(_LIGATURES).translate(_CONFUSABLES).strip()
 
 
 def _side_word(word: str, last: bool) -> str | None:

@@ -79,6 +79,11 @@ _FIELD_SCHEMAS: dict[str, Any] = {
     "min_mm": _NUMBER,
     "max_mm": _NUMBER,
     "median_fraction": _NUMBER,
+    "dose_region": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {k: _NUMBER for k in ("high_percent", "low_percent", "margin_mm", "max_cc")},
+    },
     "inside": _TEXT,
     "tolerance_mm": _NUMBER,
     "checks": {"type": "array", "items": {"enum": list(INTEGRITY_CHECKS)}},

@@ -1,0 +1,125 @@
+"""An elective volume is found in the dose, whatever its ROI is called (issue 13).
+
+A 35 x 2 Gy head-and-neck plan treats its primary (PTV r 20 mm at the origin) to 70 Gy
+and an elective volume (r 15 mm, centre 50 mm inferior) to 54 Gy. The name-based rule
+finds it only when it is called like a dose level (PTV_5400); the dose-based check
+(``no-elective-volume.dose``) finds it under any name, and when its ROI is deleted.
+
+Hand values, from the fixture's dose model ``level * 1.04 ** (1 - (rho / 1.15 r) ** 4)``:
+the primary reaches 90 % of 70 Gy (63 Gy) out to 31.9 mm and 65 % (45.5 Gy) out to 42.8
+mm, inside its 15 mm margin (46.9 mm): no intermediate dose beyond it without an
+elective volume. The elective bell gives 45.5 Gy or more within 26.3 mm of its centre;
+beyond the margin that is the sphere of 26.3 mm less its lens with the sphere of 46.9 mm
+around the origin, 50 mm apart: 76.2 - 24.1 = 52.1 cc.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from rtcheck.cli import app
+from tests.fixtures.plans import Shape, sphere, write_plan_export
+from tests.test_golden import GROSS, PRIMARY, head_neck
+
+
+def lens_cc(big: float, small: float, d: float) -> float:
+    """Volume (cc) shared by two spheres of radii ``big`` and ``small``, ``d`` apart."""
+    return (
+        math.pi
+        * (big + small - d) ** 2
+        * (d * d + 2 * d * small - 3 * small**2 + 2 * d * big + 6 * small * big - 3 * big**2)
+        / (12 * d)
+        / 1000
+    )
+
+
+def radius_at(fraction: float, radius: float, peak: float = 1.04) -> float:
+    """Distance (mm) from a bell's centre at which it gives ``fraction`` of its level."""
+    u4 = 1 - math.log(fraction) / math.log(peak)
+    return 1.15 * radius * u4**0.25
+
+
+R_HIGH = radius_at(0.9, 20)  # 63 Gy around the primary
+R_LOW = radius_at(45.5 / 54, 15)  # 45.5 Gy around the elective volume
+EXPECTED_CC = 4 / 3 * math.pi * R_LOW**3 / 1000 - lens_cc(R_HIGH + 15, R_LOW, 50)
+
+
+def elective(name: str) -> tuple[Shape, float]:
+    return sphere(name, (0, 0, -50), 15, "PTV"), 54.0
+
+
+CASES = {
+    "named-5400": ("PTV_5400", ()),
+    "z-prefixed": ("zPTV_5400", ()),
+    "optimisation": ("Opt_54", ()),
+    "helper": ("Help_54", ()),
+    "deleted": ("Elective", ("Elective",)),
+}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("elective")
+    out = {"none": write_plan_export(root / "none", head_neck((PRIMARY, GROSS), 35, 2.0))}
+    for case, (name, unlisted) in CASES.items():
+        spec = head_neck((PRIMARY, GROSS, elective(name)), 35, 2.0)
+        spec = replace(spec, unlisted=unlisted)
+        out[case] = write_plan_export(root / case, spec)
+    return out
+
+
+def check(folder: Path) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(
+        app, ["check", str(folder), "--protocol", "hn-locoregional-metastatic", "--json", "-"]
+    )
+    assert result.exit_code in (0, 1, 3), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in doc["results"]}
+
+
+def test_hand_values_of_the_fixture() -> None:
+    assert abs(R_HIGH - 31.9) < 0.05
+    assert abs(radius_at(0.65, 20) - 42.8) < 0.05
+    assert abs(R_LOW - 26.3) < 0.05
+    assert abs(EXPECTED_CC - 52.1) < 0.2
+
+
+def test_no_elective_volume_no_intermediate_dose(exports: dict[str, Path]) -> None:
+    code, doc = check(exports["none"])
+    dose = by_id(doc)["no-elective-volume.dose"]
+    assert dose["status"] == "pass" and dose["measured"] == 0
+    assert doc["facts"]["elective_dose"]["regions"] == []
+    assert doc["verdict"] == "pass" and code == 0
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_an_elective_volume_fails_whatever_it_is_called(
+    case: str, exports: dict[str, Path]
+) -> None:
+    code, doc = check(exports[case])
+    assert doc["verdict"] == "fail" and code == 1
+    dose = by_id(doc)["no-elective-volume.dose"]
+    assert dose["status"] == "major"
+    assert dose["measured"] == pytest.approx(EXPECTED_CC, rel=0.15)
+    facts = doc["facts"]["elective_dose"]
+    assert facts["high_gy"] == pytest.approx(63.0) and facts["low_gy"] == pytest.approx(45.5)
+    (region,) = facts["regions"]
+    assert 45.5 <= region["median_gy"] <= 54 * 1.04
+    assert "inferior" in region["location"]
+    name, unlisted = CASES[case]
+    if unlisted:
+        assert region["rois"] == []
+        assert "in no contoured structure" in dose["message"]
+    else:
+        assert region["rois"][0]["name"] == name
+        assert name in dose["message"]
