@@ -146,7 +146,7 @@ def shape_roi(rois: Sequence[Roi], structure_file: str) -> Roi:
 
 
 def rtcheck_pair(
-    folder: Path, structure: str, dose: str, slab_truth: bool, between_planes: str = "slab"
+    folder: Path, structure: str, dose: str, slab_truth: bool, between_planes: str = "shape"
 ) -> tuple[Metrics, Metrics | None, float, str]:
     """rtcheck's metrics for one pair, and (optionally) the exact slab-model metrics."""
     from rtcheck.dicom_io import load_files
@@ -325,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--between-planes",
         choices=("slab", "shape"),
-        default="slab",
-        help="rtcheck's structure model between contour planes (default: slab)",
+        default="shape",
+        help="rtcheck's structure model between contour planes (default: shape, rtcheck's default)",
     )
     parser.add_argument(
         "--dicompyler-python",
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Points outside 1 %: none")
     if args.between_planes == "slab":
         print(
-            "(the default slab model; --between-planes shape runs the shape model, which "
+            "(the exact slab model; without --between-planes the default model runs, which "
             "interpolates between planes: docs/dvh.md)"
         )
 

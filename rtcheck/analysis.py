@@ -65,7 +65,7 @@ class DvhAnalysis:
     export: PlanExport
     metrics: tuple[Metric, ...]
     structures: list[StructureResult]
-    between_planes: str = "slab"
+    between_planes: str = "shape"
     #: Total prescription (Gy) the ``%`` doses are relative to, or None.
     prescription_gy: float | None = None
 
@@ -123,7 +123,7 @@ def analyse(
     export: PlanExport,
     roi_names: Sequence[str] = (),
     metric_texts: Sequence[str] | None = None,
-    between_planes: str = "slab",
+    between_planes: str = "shape",
     prescription_gy: float | None = None,
 ) -> DvhAnalysis:
     """Compute DVHs and metrics for the chosen structures of an export.
@@ -198,7 +198,7 @@ def _analyse_roi(
     roi: Roi,
     metrics: Sequence[Metric],
     prescription: float | None,
-    between_planes: str = "slab",
+    between_planes: str = "shape",
     *,
     must_fit: bool = False,
 ) -> StructureResult:
@@ -288,7 +288,7 @@ def ambiguous_contours(dvh: DVH) -> str:
     )
 
 
-def roi_dvh(export: PlanExport, roi: Roi, between_planes: str = "slab") -> DVH:
+def roi_dvh(export: PlanExport, roi: Roi, between_planes: str = "shape") -> DVH:
     """The DVH of one ROI of an export, with the structure set's slice positions.
 
     ``between_planes`` chooses the structure model between contour planes (see

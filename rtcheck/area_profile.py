@@ -32,6 +32,7 @@ face; ``docs/dvh.md``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from rtcheck.dvh import FloatArray
+from rtcheck.dvh_types import FloatArray
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", float, FloatArray)
 
@@ -113,29 +114,43 @@ def _rises(fit: EndFit, s0: float) -> bool:
 
 
 def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> EndFit | None:
+    """The fit through three planes: ``p`` where the curve through the first two meets the third.
+
+    For each exponent ``p`` the coefficients come from the first two planes (a 2 x 2
+    linear system, solved in closed form); the exponents where the third plane's miss
+    changes sign on a grid of 76 are refined by bisection (60 halvings).
+    """
+    s0, s1, s2 = float(s[0]), float(s[1]), float(s[2])
+    y0, y1, y2 = float(y[0]), float(y[1]), float(y[2])
+    det = s0 * s1 * (s1 - s0)
+
     def coefficients(p: float) -> tuple[float, float]:
-        m = np.array([[s[0], s[0] ** 2], [s[1], s[1] ** 2]])
-        a, b = np.linalg.solve(m, np.array(y[:2]) ** (1 / p))
-        return float(a), float(b)
+        u0, u1 = y0 ** (1 / p), y1 ** (1 / p)
+        return (u0 * s1 * s1 - u1 * s0 * s0) / det, (s0 * u1 - s1 * u0) / det
 
     def miss(p: float) -> float:
         a, b = coefficients(p)
-        return float(max(a * s[2] + b * s[2] ** 2, 0.0) ** p - y[2])
+        return float(max(a * s2 + b * s2 * s2, 0.0) ** p - y2)
 
     grid = np.linspace(*END_EXPONENTS, 76)
-    misses = np.array([miss(float(p)) for p in grid])
+    u0, u1 = y0 ** (1 / grid), y1 ** (1 / grid)
+    inner = ((u0 * s1 * s1 - u1 * s0 * s0) * s2 + (s0 * u1 - s1 * u0) * s2 * s2) / det
+    misses = np.maximum(inner, 0.0) ** grid - y2
     for k in np.flatnonzero(np.sign(misses[:-1]) != np.sign(misses[1:])):
         lo, hi = float(grid[k]), float(grid[k + 1])
+        sign_lo = math.copysign(1.0, miss(lo)) if miss(lo) else 0.0
         for _ in range(60):  # bisection: the miss is smooth and changes sign here
             mid = 0.5 * (lo + hi)
-            if np.sign(miss(mid)) == np.sign(miss(lo)):
-                lo = mid
+            value = miss(mid)
+            sign_mid = math.copysign(1.0, value) if value else 0.0
+            if sign_mid == sign_lo:
+                lo, sign_lo = mid, sign_mid
             else:
                 hi = mid
         p = 0.5 * (lo + hi)
         a, b = coefficients(p)
         fit = EndFit(base, a, b, p)
-        if _rises(fit, s[0]):
+        if _rises(fit, s0):
             return fit
     return None
 
@@ -248,19 +263,24 @@ class AreaProfile:
 
     def means(self, i: int, t: FloatArray) -> FloatArray:
         """Mean areas (mm²) between consecutive fractions ``t`` (ascending) of interval ``i``."""
-        nodes, weights = _GAUSS
+        nodes, weights = _gauss()
         lo, hi = t[:-1, None], t[1:, None]
         at = self.between(i, (lo + (hi - lo) * nodes[None, :]).ravel()).reshape(lo.size, -1)
         result: FloatArray = at @ weights
         return result
 
 
-#: Gauss-Legendre nodes and weights on [0, 1] (8 points: exact for the cubic pieces,
-#: and a pole's square root to well under 1 % of the thin layer next to it).
-_GAUSS = (
-    (np.polynomial.legendre.leggauss(8)[0] + 1) / 2,
-    np.polynomial.legendre.leggauss(8)[1] / 2,
-)
+@functools.cache
+def _gauss() -> tuple[FloatArray, FloatArray]:
+    """Gauss-Legendre nodes and weights on [0, 1], 8 points (computed on first use).
+
+    Exact for the cubic pieces, and a pole's square root to well under 1 % of the thin
+    layer next to it. Not at import: ``numpy.polynomial`` costs ~30 ms to import.
+    """
+    from numpy.polynomial.legendre import leggauss
+
+    nodes, weights = leggauss(8)
+    return (nodes + 1) / 2, weights / 2
 
 
 def _bulge_bounds(z: FloatArray, a: FloatArray) -> tuple[float, float]:

@@ -19,9 +19,10 @@ BetweenPlanesOption = Annotated[
     BetweenPlanes,
     typer.Option(
         "--between-planes",
-        help="Structure model between contour planes: 'slab' extrudes each contour "
-        "halfway to its neighbours; 'shape' changes the outline smoothly from one "
-        "plane to the next (slower; see docs/dvh.md). Both end with flat caps.",
+        help="Structure model between contour planes: 'shape' (the default) lets the "
+        "structure change smoothly from one plane to the next; 'slab' extrudes each "
+        "contour halfway to its neighbours (faster; see docs/dvh.md). Both end with "
+        "flat caps.",
     ),
 ]
 

@@ -11,6 +11,13 @@ planes of the structure; the first and last planes extend half a spacing beyond
 themselves (flat end caps). The structure volume is therefore exactly
 ``sum(area_k * thickness_k)`` with polygon areas from the shoelace formula.
 
+That is the slab model (``between_planes="slab"``). The default model
+(``between_planes="shape"``, :mod:`rtcheck.interpolation`) starts from it and lets the
+structure change smoothly between planes: the cross-section area follows one smooth curve
+through the planes' areas, and where the outline changes much (the end of a stack, a
+large change of size or position) the outline is interpolated too. Both models end every
+stack with flat caps.
+
 When the positions of all slices of the structure set are known (``slice_positions``),
 a plane whose neighbouring *slice* carries no contour of the structure is an end plane
 too: two lesions contoured on slices 10-20 and 40-50 of one ROI are two stacks, not one
@@ -46,7 +53,17 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+# The model's types live in rtcheck.dvh_types (shared with the shape model); they are
+# re-exported here, where callers have always found them.
+from rtcheck.dvh_types import PLANE_TOLERANCE_MM as PLANE_TOLERANCE_MM
+from rtcheck.dvh_types import ContourPlane as ContourPlane
+from rtcheck.dvh_types import FloatArray as FloatArray
+from rtcheck.dvh_types import Layer as Layer
+from rtcheck.dvh_types import even_odd_area as even_odd_area
+from rtcheck.dvh_types import points_in_polygon as points_in_polygon
+from rtcheck.dvh_types import polygon_area as polygon_area
+from rtcheck.dvh_types import polygon_edges as polygon_edges
+from rtcheck.interpolation import shape_layers
 
 #: Samples a structure is given by default (about 0.3 mm spacing for a 7 cc sphere).
 DEFAULT_TARGET_SAMPLES = 100_000
@@ -59,8 +76,6 @@ MAX_SUBDIVISION = 64
 #: plus half a cell per edge). A self-crossing or overlapping outline is off by its
 #: whole crossed part: 40-100 % in the tests.
 AREA_AGREEMENT = 0.10
-#: Planes closer than this (mm) are one plane.
-PLANE_TOLERANCE_MM = 0.01
 
 MM3_PER_CC = 1000.0
 
@@ -158,82 +173,6 @@ class DoseGrid:
         c11 = d[iz + 1, iy + 1, ix] * (1 - fx) + d[iz + 1, iy + 1, ix + 1] * fx
         out[inside] = (c00 * (1 - fy) + c01 * fy) * (1 - fz) + (c10 * (1 - fy) + c11 * fy) * fz
         return out
-
-
-@dataclass(frozen=True)
-class ContourPlane:
-    """The closed polygons of one structure on one axial plane.
-
-    Parameters
-    ----------
-    z
-        Plane position in mm.
-    polygons
-        Each an ``(n, 2)`` array of (x, y) vertices in mm, n >= 3, not repeating the
-        first vertex at the end. Several polygons combine by the even-odd rule.
-    """
-
-    z: float
-    polygons: tuple[FloatArray, ...]
-
-    @cached_property
-    def area(self) -> float:
-        """Exact even-odd area in mm² (shoelace areas signed by nesting depth)."""
-        return even_odd_area(self.polygons)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One prism of a structure model: closed outlines extruded from ``lo`` to ``hi``.
-
-    The outlines are given as edges (any order, any orientation) of closed curves that
-    combine by the even-odd rule, so both polygons read from a structure set and
-    outlines traced from an interpolated shape fit.
-
-    Parameters
-    ----------
-    lo, hi
-        Lower and upper z of the prism (mm).
-    edges
-        ``(n, 4)`` array of edges ``(x0, y0, x1, y1)`` in mm.
-    area
-        Area (mm²) enclosed by the outlines.
-    exact
-        Whether ``area`` is the outlines' own area (then checked against the coverage).
-    """
-
-    lo: float
-    hi: float
-    edges: FloatArray
-    area: float
-    #: ``area`` is the outlines' own polygon area, so the even-odd coverage the sampler
-    #: measures must agree with it (False for an area taken from elsewhere).
-    exact: bool = True
-
-    @classmethod
-    def from_polygons(
-        cls, polygons: Sequence[FloatArray], lo: float, hi: float, area: float | None = None
-    ) -> Layer:
-        """The layer of closed polygons (vertices not repeating the first at the end)."""
-        edges = polygon_edges(polygons)
-        return cls(lo, hi, edges, even_odd_area(polygons) if area is None else area)
-
-    @property
-    def vertices(self) -> FloatArray:
-        """Start points of the edges, ``(n, 2)``: every vertex of the outlines."""
-        return self.edges[:, :2]
-
-
-def polygon_edges(polygons: Sequence[FloatArray]) -> FloatArray:
-    """Edges ``(x0, y0, x1, y1)`` of closed polygons, each vertex to its successor."""
-    if not polygons:
-        return np.zeros((0, 4))
-    start = np.concatenate([np.asarray(p, dtype=np.float64) for p in polygons])
-    sizes = np.array([len(p) for p in polygons])
-    successor = np.arange(1, start.shape[0] + 1)
-    ends = np.cumsum(sizes) - 1
-    successor[ends] = ends - sizes + 1
-    return np.column_stack([start, start[successor]])
 
 
 @dataclass(frozen=True)
@@ -392,47 +331,6 @@ def _axis_weights(axis: FloatArray, coords: FloatArray) -> tuple[NDArray[np.intp
     lo = axis[idx]
     frac = (coords - lo) / (axis[idx + 1] - lo)
     return idx.astype(np.intp), np.clip(frac, 0.0, 1.0)
-
-
-def polygon_area(poly: FloatArray) -> float:
-    """Unsigned shoelace area (mm²) of one closed polygon given without repeating its start."""
-    x, y = poly[:, 0], poly[:, 1]
-    # Shoelace with the closing edge written out (np.roll is slow for small arrays).
-    twice = float((x[:-1] * y[1:] - x[1:] * y[:-1]).sum()) + float(x[-1] * y[0] - x[0] * y[-1])
-    return 0.5 * abs(twice)
-
-
-def points_in_polygon(px: FloatArray, py: FloatArray, poly: FloatArray) -> NDArray[np.bool_]:
-    """Even-odd point-in-polygon test for many points against one polygon."""
-    x0, y0 = poly[:, 0], poly[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    py_ = py[:, None]
-    crosses = (y0 <= py_) != (y1 <= py_)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xc = x0 + (py_ - y0) * (x1 - x0) / (y1 - y0)
-    left = crosses & (xc > px[:, None])
-    return np.asarray(np.count_nonzero(left, axis=1) % 2 == 1)
-
-
-def even_odd_area(polygons: Sequence[FloatArray]) -> float:
-    """Area (mm²) of polygons combined by the even-odd rule.
-
-    Exact for polygons that do not cross one another (the DICOM case: holes and
-    islands nested inside each other); each polygon's area counts with the sign
-    ``(-1) ** depth`` where depth is how many other polygons contain it.
-    """
-    areas = [polygon_area(p) for p in polygons]
-    if len(polygons) == 1:
-        return areas[0]
-    total = 0.0
-    for i, poly in enumerate(polygons):
-        depth = 0
-        probe_x, probe_y = poly[:1, 0], poly[:1, 1]
-        for j, other in enumerate(polygons):
-            if j != i and points_in_polygon(probe_x, probe_y, other)[0]:
-                depth += 1
-        total += areas[i] if depth % 2 == 0 else -areas[i]
-    return max(total, 0.0)
 
 
 def slab_bounds(
@@ -848,22 +746,42 @@ def _sample_layers(
     ys = _lattice_axis(
         ystart, hy, float(verts[:, 1].min()) - hy / 2, float(verts[:, 1].max()) + hy / 2
     )
-    cells = _edge_cells([layer.edges for layer in layers], xs, ys, hx, hy)
-    plane, rows, cols = np.nonzero(cells.fraction)
-    px, py = cells.cx[plane, rows, cols], cells.cy[plane, rows, cols]
-    share = cells.fraction[plane, rows, cols]
-    wx = hx * cells.extent_x[plane, rows, cols]
-    wy = hy * cells.extent_y[plane, rows, cols]
+    # Layers that share one outline (pieces of a plane's own) share its coverage.
+    first_of: dict[int, int] = {}
+    outline_of = np.array(
+        [first_of.setdefault(id(layer.edges), len(first_of)) for layer in layers], dtype=np.intp
+    )
+    unique_edges = list({id(layer.edges): layer.edges for layer in layers}.values())
+    cells = _edge_cells(unique_edges, xs, ys, hx, hy)
+    outline, rows, cols = np.nonzero(cells.fraction)
+    if len(unique_edges) == len(layers):
+        plane = outline
+    else:  # every layer takes its outline's covered cells, in layer order
+        per_outline = np.bincount(outline, minlength=len(unique_edges))
+        first_cell = np.cumsum(per_outline) - per_outline
+        reps = per_outline[outline_of]
+        plane = np.repeat(np.arange(len(layers)), reps)
+        pick = np.repeat(first_cell[outline_of], reps) + (
+            np.arange(plane.size) - np.repeat(np.cumsum(reps) - reps, reps)
+        )
+        outline, rows, cols = outline[pick], rows[pick], cols[pick]
+    px, py = cells.cx[outline, rows, cols], cells.cy[outline, rows, cols]
+    share = cells.fraction[outline, rows, cols]
+    wx = hx * cells.extent_x[outline, rows, cols]
+    wy = hy * cells.extent_y[outline, rows, cols]
     covered = np.bincount(plane, share, minlength=len(layers))
     # A simple outline covers its own area (to the lattice's resolution); a self-
     # crossing or overlapping one covers something else by the even-odd rule.
-    exact = np.array([layer.exact for layer in layers])
+    exact = np.array([layer.exact or layer.outline_area is not None for layer in layers])
+    own_areas = np.array(
+        [layer.area if layer.outline_area is None else layer.outline_area for layer in layers]
+    )
     covered_mm2 = covered * hx * hy
     # The coverage integral (two scan lines per row) is off by up to a fraction of a
     # cell per edge on pixel-staircase outlines: allow half a cell per edge.
     n_edges = np.array([layer.edges.shape[0] for layer in layers])
-    disagree = np.abs(covered_mm2 - areas) > np.maximum(
-        AREA_AGREEMENT * np.maximum(covered_mm2, areas), (4 + 0.5 * n_edges) * hx * hy
+    disagree = np.abs(covered_mm2 - own_areas) > np.maximum(
+        AREA_AGREEMENT * np.maximum(covered_mm2, own_areas), (4 + 0.5 * n_edges) * hx * hy
     )
     ambiguous = tuple(int(i) for i in np.flatnonzero(exact & disagree & (covered > 0)))
     tiny = np.flatnonzero(covered <= 0)
@@ -907,6 +825,11 @@ def _sample_layers(
     return _Samples(doses, spread, weights, outside_mm3, ambiguous)
 
 
+def _layer_z(layer: Layer) -> float:
+    """Where a layer's contour lies: its plane's z, or the middle of the layer."""
+    return 0.5 * (layer.lo + layer.hi) if layer.plane_z is None else layer.plane_z
+
+
 def _trilinear_with_gradient(
     grid: DoseGrid, x: FloatArray, y: FloatArray, z: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -941,6 +864,8 @@ def _trilinear_with_gradient(
 
 #: How a structure is modelled between its contour planes (see :func:`compute_dvh`).
 BETWEEN_PLANES = ("slab", "shape")
+#: The model :func:`compute_dvh` and every command use unless told otherwise.
+DEFAULT_BETWEEN_PLANES = "shape"
 
 
 def compute_dvh(
@@ -951,7 +876,7 @@ def compute_dvh(
     single_plane_thickness: float | None = None,
     target_samples: int = DEFAULT_TARGET_SAMPLES,
     bins: int = DEFAULT_BINS,
-    between_planes: str = "slab",
+    between_planes: str = DEFAULT_BETWEEN_PLANES,
 ) -> DVH:
     """Dose-volume histogram of one structure.
 
@@ -972,12 +897,15 @@ def compute_dvh(
     bins
         Number of bins of the differential histogram over the grid's dose range.
     between_planes
-        ``"slab"`` (default): each plane's contour is extruded halfway to its
-        neighbours. ``"shape"``: between two neighbouring planes the contour changes
-        smoothly from one to the other (:mod:`rtcheck.interpolation`), in sub-layers as
-        thick as the sampling step along z (at least 0.25 mm), so a structure large
-        enough to get a step of a full plane spacing is modelled as slabs. Both end every
-        stack with a flat cap of half a spacing.
+        ``"shape"`` (default): the structure changes smoothly from one plane to the
+        next (:mod:`rtcheck.interpolation`): its cross-section area follows one smooth
+        curve through the planes' areas everywhere, and its outline is interpolated,
+        in sub-layers as thick as the sampling step along z (at least 0.25 mm), where
+        the outline changes (a stack's end whose area rises into it, or an area change
+        of more than :data:`rtcheck.interpolation.OUTLINE_CHANGE`); elsewhere each
+        plane keeps its own outline halfway to its neighbours. ``"slab"``: each plane's
+        contour is extruded halfway to its neighbours with its own area (the exact
+        slab model). Both end every stack with a flat cap of half a spacing.
 
     Returns
     -------
@@ -997,8 +925,6 @@ def compute_dvh(
         raise ValueError("contour planes must have distinct z; merge polygons of one plane first")
     lo, hi, notes = slab_bounds(zs, slice_positions, single_plane_thickness)
     if between_planes == "shape":
-        from rtcheck.interpolation import shape_layers
-
         # Sub-layers no thinner than the step the sampler takes along z anyway.
         slab_volume = sum(p.area * float(b - a) for p, a, b in zip(ordered, lo, hi, strict=True))
         step = (slab_volume / target_samples) ** (1.0 / 3.0) if slab_volume > 0 else 0.0
@@ -1039,9 +965,11 @@ def dvh_of_layers(
     # Layers the sampler never sees (no area) that still cover something: a contour
     # whose lobes cancel in the shoelace sum (a figure of eight).
     ambiguous = [
-        0.5 * (layer.lo + layer.hi)
+        _layer_z(layer)
         for layer in layers
-        if layer.exact and layer.area <= 0 and _covers_something(layer.edges)
+        if (layer.exact and layer.area <= 0)
+        or (layer.outline_area is not None and layer.outline_area <= 0)
+        if _covers_something(layer.edges)
     ]
 
     dose_min, dose_max = grid.dose_range
@@ -1091,9 +1019,7 @@ def dvh_of_layers(
             hy,
         )
         outside_mm3 += sampled.outside_mm3
-        ambiguous.extend(
-            0.5 * (layers[chunk[i]].lo + layers[chunk[i]].hi) for i in sampled.ambiguous
-        )
+        ambiguous.extend(_layer_z(layers[chunk[i]]) for i in sampled.ambiguous)
         if sampled.doses.size == 0:
             continue
         hist.add(sampled.doses, sampled.spread, sampled.weights)

@@ -21,9 +21,17 @@ union of the two outlines nor cuts into their overlap. The outline at height z i
 that field equals the level at which it encloses the profile's area, and the prism
 carries the profile's area exactly.
 
-A plane's outline is kept unchanged between two planes whose outlines are identical.
-Beyond the first and last plane of each stack the structure ends with a flat cap, as in
-the slab model (the Nelms convention).
+The outline is interpolated only where it changes (:func:`outline_changes`): over the
+end interval of a stack whose area rises into it (where the surface closes: the pole
+of a round structure, the apex of a cone) and where the outlines' symmetric difference,
+estimated from their areas and centroids, exceeds :data:`OUTLINE_CHANGE` of the larger
+area. Elsewhere each plane keeps its own outline
+halfway to its neighbours, as in the slab model, but holds the profile's mean area over
+that half, so the volume is the same smooth curve's everywhere. A plane's outline is
+kept unchanged, with its own area, between two planes whose outlines are identical or
+no farther apart than a sub-layer is thick (the sampling step along z). Beyond the
+first and last plane of each stack the structure ends with a flat cap, as in the slab
+model (the Nelms convention).
 
 Numerics
 --------
@@ -39,16 +47,21 @@ traced outlines are closed, and oriented with the inside on their left.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import distance_transform_edt
-from scipy.spatial import cKDTree
 
 from rtcheck.area_profile import AreaProfile, parabola_slope
-from rtcheck.dvh import PLANE_TOLERANCE_MM, ContourPlane, FloatArray, Layer, polygon_edges
+from rtcheck.dvh_types import (
+    PLANE_TOLERANCE_MM,
+    ContourPlane,
+    FloatArray,
+    Layer,
+    polygon_edges,
+)
 
 #: Thinnest sub-layer (mm) an interval between two planes is cut into.
 SUB_LAYER_MM = 0.25
@@ -59,11 +72,13 @@ MAX_RASTER_POINTS = 20_000
 MAX_RASTER_SIDE = 1000
 #: Finest raster spacing (mm).
 MIN_RASTER_MM = 0.05
-#: Raster nodes within this many steps of an outline get its distance exactly.
-BAND_STEPS = 2.5
-#: How far (raster steps) along the outline either side of its starting edge a node far
-#: from the outline looks for its nearest edge (at least 3 edges, at most 24).
-FAR_REACH_STEPS = 2.0
+#: Relative change of area between two planes above which the outline between them is
+#: interpolated (see :func:`outline_changes`).
+OUTLINE_CHANGE = 0.3
+#: Raster nodes per side of the blocks that share one list of candidate nearest edges
+#: in the signed distance (:class:`SignedDistance`), coarsest first: each size divides
+#: the one before it.
+BLOCK_LEVELS = (32, 8)
 
 
 def shape_layers(
@@ -71,6 +86,7 @@ def shape_layers(
     lo: FloatArray,
     hi: FloatArray,
     sub_layer_mm: float = SUB_LAYER_MM,
+    change: float = OUTLINE_CHANGE,
 ) -> list[Layer]:
     """The prisms of the shape-interpolated model of one structure.
 
@@ -96,15 +112,18 @@ def shape_layers(
     n = len(planes)
     edges = [polygon_edges(p.polygons) for p in planes]
     joined = [abs(float(hi[i]) - float(lo[i + 1])) <= PLANE_TOLERANCE_MM for i in range(n - 1)]
+    profile = AreaProfile([p.z for p in planes], [p.area for p in planes], joined)
     thickest = max(sub_layer_mm, SUB_LAYER_MM)
     subs = [
         max(1, math.ceil((planes[i + 1].z - planes[i].z) / thickest - 1e-9))
-        if joined[i] and not _same_outline(planes[i], planes[i + 1])
+        if joined[i]
+        and planes[i + 1].z - planes[i].z > thickest
+        and not _same_outline(planes[i], planes[i + 1])
+        and outline_changes(planes[i], planes[i + 1], i in profile.ends, change)
         else 1
         for i in range(n - 1)
     ]
     fields = _Fields(planes, edges, [i for i in range(n - 1) if subs[i] > 1], joined)
-    profile = AreaProfile([p.z for p in planes], [p.area for p in planes], joined)
     layers: list[Layer] = []
 
     def outline(near: int, far: int) -> FloatArray:
@@ -126,7 +145,18 @@ def shape_layers(
         ):
             layers.pop()
             z0 = last.lo
-        layers.append(Layer(z0, z1, drawn, area, exact=exact))
+        mine = drawn is edges[i]
+        layers.append(
+            Layer(
+                z0,
+                z1,
+                drawn,
+                area,
+                exact=exact,
+                outline_area=planes[i].area if mine and not exact else None,
+                plane_z=planes[i].z if mine else None,
+            )
+        )
 
     for i, plane in enumerate(planes):
         if i == 0 or not joined[i - 1]:
@@ -136,9 +166,23 @@ def shape_layers(
             continue
         nxt = planes[i + 1]
         m = subs[i]
-        if m == 1:  # identical outlines or close planes: slabs
-            own(i, plane.z, 0.5 * (plane.z + nxt.z), plane.area)
-            own(i + 1, 0.5 * (plane.z + nxt.z), nxt.z, nxt.area)
+        if m == 1:
+            gap = nxt.z - plane.z
+            if gap <= thickest or _same_outline(plane, nxt):
+                # Identical outlines or close planes: slabs.
+                own(i, plane.z, plane.z + 0.5 * gap, plane.area)
+                own(i + 1, plane.z + 0.5 * gap, nxt.z, nxt.area)
+                continue
+            # Outlines that change little: each plane's own up to halfway, in pieces no
+            # thicker than a sub-layer, each holding the profile's mean area over it
+            # (the volume and its spread along z of the smooth model).
+            q = max(1, math.ceil(0.5 * gap / thickest - 1e-9))
+            t = np.arange(2 * q + 1) / (2 * q)
+            bounds = plane.z + gap * t
+            areas = profile.means(i, t)
+            for k in range(2 * q):
+                near, far = (i, i + 1) if k < q else (i + 1, i)
+                own(near, float(bounds[k]), float(bounds[k + 1]), float(areas[k]), far)
             continue
         # Outlines at t = k/m, each the middle of its layer, the planes' own at both ends;
         # each layer holds the mean area of the profile over its thickness.
@@ -164,11 +208,83 @@ def shape_layers(
     return layers
 
 
+def outline_changes(a: ContourPlane, b: ContourPlane, pole: bool, change: float) -> bool:
+    """Whether the outline between two planes is interpolated (the rule of the model).
+
+    The outlines' symmetric difference, where interpolating can move anything, is
+    estimated from their areas and centroids as for two discs: ``|A_a - A_b|`` for a
+    change of size plus ``4 r d`` for a shift ``d`` of the centroid, ``r`` the radius of
+    a disc of the larger area.
+
+    Parameters
+    ----------
+    a, b
+        The two planes.
+    pole
+        The interval ends a stack whose area rises into it (its area is an end fit).
+    change
+        Smallest estimated symmetric difference, as a fraction of the larger area,
+        that is interpolated.
+
+    Returns
+    -------
+    bool
+        True at the ends of a stack whose area rises into it, and where the estimated
+        symmetric difference exceeds ``change`` of the larger area.
+    """
+    larger = max(a.area, b.area)
+    if pole or larger <= 0 or min(a.area, b.area) <= 0:
+        return True
+    (ax, ay), (bx, by) = _plane_centroid(a), _plane_centroid(b)
+    shift = math.hypot(ax - bx, ay - by)
+    moved = abs(a.area - b.area) + 4.0 * math.sqrt(larger / math.pi) * shift
+    return moved > change * larger
+
+
+def _plane_centroid(plane: ContourPlane) -> tuple[float, float]:
+    """Area centroid of a plane's polygons, a polygon inside another's box a hole (mm).
+
+    An estimate for :func:`outline_changes`: nesting is judged from bounding boxes,
+    which is exact for the usual holes and islands and cheap.
+    """
+    polygons = plane.polygons
+    boxes = np.array([[*p.min(axis=0), *p.max(axis=0)] for p in polygons])
+    total = sx = sy = 0.0
+    for i, poly in enumerate(polygons):
+        x, y = poly[:, 0], poly[:, 1]
+        x1, y1 = np.concatenate([x[1:], x[:1]]), np.concatenate([y[1:], y[:1]])
+        cross = x * y1 - x1 * y
+        area = 0.5 * float(cross.sum())
+        if area == 0:
+            continue
+        cx = float(((x + x1) * cross).sum()) / (6 * area)
+        cy = float(((y + y1) * cross).sum()) / (6 * area)
+        box = boxes[i]
+        depth = int(
+            np.count_nonzero(
+                (boxes[:, 0] <= box[0])
+                & (boxes[:, 1] <= box[1])
+                & (boxes[:, 2] >= box[2])
+                & (boxes[:, 3] >= box[3])
+            )
+            - 1
+        )
+        weight = abs(area) * (1 if depth % 2 == 0 else -1)
+        total += weight
+        sx += weight * cx
+        sy += weight * cy
+    if total <= 0:
+        return float(polygons[0][:, 0].mean()), float(polygons[0][:, 1].mean())
+    return sx / total, sy / total
+
+
 class _Fields:
     """The field F of the planes next to interpolated intervals, on one raster.
 
-    The raster spans those planes' outlines (at most :data:`MAX_RASTER_POINTS` nodes),
-    so each plane's field is computed once however many intervals use it.
+    The raster spans those planes' outlines (at most :data:`MAX_RASTER_POINTS` nodes).
+    Each plane's signed distance is computed once, and only at the nodes some interval
+    reads: where the outlines of an interval disagree, the nodes next to them where the
+    outline is traced, and those that may hold the plane's largest distance.
     """
 
     def __init__(
@@ -179,7 +295,8 @@ class _Fields:
         joined: Sequence[bool],
     ) -> None:
         self.planes, self.edges, self.joined = planes, edges, joined
-        self.cache: dict[int, FloatArray] = {}  # plane -> signed distance on the raster
+        self.cache: dict[int, SignedDistance] = {}
+        self.radii: dict[int, float] = {}
         needed = sorted({j for i in intervals for j in (i - 1, i, i + 1, i + 2)})
         needed = [j for j in needed if 0 <= j < len(planes)]
         if not needed:
@@ -198,13 +315,17 @@ class _Fields:
         self.xs = np.arange(x_lo - 2 * self.step, x_hi + 2.5 * self.step, self.step)
         self.ys = np.arange(y_lo - 2 * self.step, y_hi + 2.5 * self.step, self.step)
 
-    def distance(self, j: int) -> tuple[FloatArray, float]:
-        """Plane j's signed distance ``phi`` on the raster and its largest value ``R``."""
+    def distance(self, j: int) -> SignedDistance:
+        """Plane j's signed distance ``phi`` on the raster (computed where asked)."""
         if j not in self.cache:
-            phi = signed_distance(self.edges[j], self.xs, self.ys, self.step / 4)
-            self.cache[j] = phi
-        phi = self.cache[j]
-        return phi, max(float(phi.max()), self.step)
+            self.cache[j] = SignedDistance(self.edges[j], self.xs, self.ys)
+        return self.cache[j]
+
+    def radius(self, j: int) -> float:
+        """Plane j's largest signed distance ``R`` (at least one raster step)."""
+        if j not in self.radii:
+            self.radii[j] = max(self.distance(j).largest(), self.step)
+        return self.radii[j]
 
     def between(self, i: int, m: int, areas: FloatArray) -> list[FloatArray]:
         """Outlines at t = k/m, k = 1 ... m-1, between planes i and i + 1, enclosing ``areas``."""
@@ -219,45 +340,91 @@ class _Fields:
         # where two fields meet (the union and overlap that bound the outline) marching
         # squares places the crossing right even next to a pole contour, whose own R
         # is nil. For a circle of radius R it is R**2 - rho**2.
-        radius = max(self.distance(j)[1] for j in used)
-        fields = {j: self.distance(j)[0] * (2 * radius - self.distance(j)[0]) for j in used}
-        f_a, f_b = fields[i], fields[i + 1]
-        # Slopes dF/dz at both planes: the slope of the parabola through three planes,
-        # centred inside a stack, one-sided at its ends (exact for F quadratic in z).
-        if before:
-            slope_a = parabola_slope(z[i], z[i - 1], z[i + 1], f_a, fields[i - 1], f_b)
-        elif after:
-            slope_a = parabola_slope(z[i], z[i + 1], z[i + 2], f_a, f_b, fields[i + 2])
-        else:
-            slope_a = (f_b - f_a) / gap
-        if after:
-            slope_b = parabola_slope(z[i + 1], z[i], z[i + 2], f_b, f_a, fields[i + 2])
-        elif before:
-            slope_b = parabola_slope(z[i + 1], z[i], z[i - 1], f_b, f_a, fields[i - 1])
-        else:
-            slope_b = (f_b - f_a) / gap
-        t = (np.arange(1, m) / m)[:, None, None]
+        radius = max(self.radius(j) for j in used)
+        t = (np.arange(1, m) / m)[:, None]
         h00, h10 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t
         h01, h11 = -2 * t**3 + 3 * t**2, t**3 - t**2
-        stack = h00 * f_a + h10 * gap * slope_a + h01 * f_b + h11 * gap * slope_b
-        # Limiter: between the two planes the field stays within their values, so the
-        # outline never leaves the union of the two outlines nor cuts into their overlap.
-        low, high = np.minimum(f_a, f_b), np.maximum(f_a, f_b)
+
+        def hermite(nodes: NDArray[np.intp]) -> tuple[FloatArray, FloatArray, FloatArray]:
+            """The Hermite field (m - 1 rows) and its limits at flat raster nodes."""
+            fields = {}
+            for j in used:
+                phi = self.distance(j).at(nodes)
+                fields[j] = phi * (2 * radius - phi)
+            f_a, f_b = fields[i], fields[i + 1]
+            # Slopes dF/dz at both planes: the slope of the parabola through three
+            # planes, centred inside a stack, one-sided at its ends (exact for F
+            # quadratic in z).
+            if before:
+                slope_a = parabola_slope(z[i], z[i - 1], z[i + 1], f_a, fields[i - 1], f_b)
+            elif after:
+                slope_a = parabola_slope(z[i], z[i + 1], z[i + 2], f_a, f_b, fields[i + 2])
+            else:
+                slope_a = (f_b - f_a) / gap
+            if after:
+                slope_b = parabola_slope(z[i + 1], z[i], z[i + 2], f_b, f_a, fields[i + 2])
+            elif before:
+                slope_b = parabola_slope(z[i + 1], z[i], z[i - 1], f_b, f_a, fields[i - 1])
+            else:
+                slope_b = (f_b - f_a) / gap
+            stack = h00 * f_a + h10 * gap * slope_a + h01 * f_b + h11 * gap * slope_b
+            # Limiter: between the two planes the field stays within their values, so
+            # the outline never leaves the union of the two outlines nor cuts into
+            # their overlap.
+            return stack, np.minimum(f_a, f_b), np.maximum(f_a, f_b)
+
+        in_a, in_b = self.distance(i).positive, self.distance(i + 1).positive
+        overlap = in_a & in_b
+        # Only where the two outlines disagree does the level matter: elsewhere the
+        # limiter decides (inside both: inside; outside both: outside).
+        disagree = np.flatnonzero(in_a != in_b)
+        stack, low, high = hermite(disagree)
         # The level of the Hermite field enclosing the wanted area (as many raster cells
         # as the area holds), the outline kept between the overlap and the union.
-        values = np.where(low > 0, np.inf, np.where(high > 0, stack, -np.inf))
-        values = -np.sort(-values.reshape(m - 1, -1), axis=1)
-        finite = np.isfinite(values)
+        values = -np.sort(-stack, axis=1)
         counts = np.asarray(areas) / self.step**2
-        ranks = np.arange(values.shape[1]) + 0.5
+        ranks = int(np.count_nonzero(overlap)) + np.arange(disagree.size) + 0.5
         levels = np.array(
             [
-                np.interp(c, ranks[ok], v[ok]) if ok.any() else 0.0
-                for c, v, ok in zip(counts, values, finite, strict=True)
+                np.interp(c, ranks, v) if disagree.size else 0.0
+                for c, v in zip(counts, values, strict=True)
             ]
         )
-        limited = np.clip(stack - levels[:, None, None], low, high)
-        return marching_squares(limited, self.xs, self.ys)
+        # Which nodes are inside each sub-layer's outline: the overlap, and the nodes
+        # where the outlines disagree whose field is above the level. Only raster cells
+        # with a corner where they disagree, or corners on both sides of the overlap's
+        # outline, can be crossed: the rest of the raster is never looked at.
+        ny, nx = self.ys.size, self.xs.size
+        above = np.clip(stack - levels[:, None], low, high) > 0
+        flag = np.zeros(ny * nx, dtype=bool)
+        flag[disagree] = True
+        f2, o2 = flag.reshape(ny, nx), overlap.reshape(ny, nx)
+        candidate = f2[:-1, :-1] | f2[:-1, 1:] | f2[1:, 1:] | f2[1:, :-1]
+        candidate |= (
+            (o2[:-1, :-1] != o2[:-1, 1:])
+            | (o2[:-1, :-1] != o2[1:, 1:])
+            | (o2[:-1, :-1] != o2[1:, :-1])
+        )
+        ci, cj = np.nonzero(candidate)
+        corner = _cell_corners(ci, cj, nx)
+        where = np.full(ny * nx, -1, dtype=np.intp)
+        where[disagree] = np.arange(disagree.size)
+        pos = where[corner]
+        if disagree.size:
+            inside = np.where(pos >= 0, above[:, np.maximum(pos, 0)], overlap[corner])
+        else:
+            inside = np.broadcast_to(overlap[corner], (m - 1, *corner.shape))
+        mixed = inside.any(axis=1) & ~inside.all(axis=1)
+        # The exact field at the corners of every cell the outline crosses in some
+        # sub-layer (marching squares reads no other value).
+        nodes = _distinct(corner[:, mixed.any(axis=0)].ravel(), ny * nx)
+        stack, low, high = hermite(nodes)
+        limited = np.clip(stack - levels[:, None], low, high)
+        column = np.full(ny * nx, -1, dtype=np.intp)
+        column[nodes] = np.arange(nodes.size)
+        layer, cell = np.nonzero(mixed)
+        values = limited[layer[None, :], column[corner[:, cell]]]
+        return _trace_cells(layer, ci[cell], cj[cell], values, m - 1, self.xs, self.ys)
 
 
 def _same_outline(a: ContourPlane, b: ContourPlane) -> bool:
@@ -267,9 +434,7 @@ def _same_outline(a: ContourPlane, b: ContourPlane) -> bool:
     )
 
 
-def signed_distance(
-    edges: FloatArray, xs: FloatArray, ys: FloatArray, spacing: float
-) -> FloatArray:
+def signed_distance(edges: FloatArray, xs: FloatArray, ys: FloatArray) -> FloatArray:
     """Signed distance (mm, positive inside) from raster nodes to closed outlines.
 
     Parameters
@@ -278,8 +443,6 @@ def signed_distance(
         ``(n, 4)`` edges of closed curves, combined by the even-odd rule.
     xs, ys
         Raster node coordinates, ascending and evenly spaced.
-    spacing
-        Largest gap between the points the outline is sampled at for nodes near it.
 
     Returns
     -------
@@ -287,92 +450,228 @@ def signed_distance(
 
     Notes
     -----
-    A node within :data:`BAND_STEPS` raster steps of the outline (a distance transform
-    of the inside tells which) finds its nearest outline point among points
-    ``spacing`` apart in a k-d tree, and measures its distance to that point's edge and
-    the edges either side: exact but for rare nodes next to a sharp corner. A node
-    farther away measures to the edges near the one its nearest node across the
-    outline found (:data:`FAR_REACH_STEPS` either side): near the medial axis, where
-    two parts of the outline are almost equally near, or behind a sharp corner, that
-    can miss the nearest part by up to about a raster step; the distance is never too
-    short. Outlines without edges are infinitely far (a large negative value).
+    Exact: each node's distance is the smallest of its distances to the edges that can
+    be nearest to it (see :class:`SignedDistance`, which computes the same values only
+    at the nodes asked for). The sign comes from the even-odd scan-line test
+    (:func:`inside_raster`); a node on the outline is inside with distance 0. Outlines
+    without edges are infinitely far (a large negative value).
     """
-    if edges.shape[0] == 0:
-        far_away = 10.0 * (float(np.ptp(xs)) + float(np.ptp(ys)) + 1.0)
-        return np.full((ys.size, xs.size), -far_away)
-    inside = inside_raster(edges, xs, ys)
-    gx, gy = np.meshgrid(xs, ys)
-    hx = float(xs[1] - xs[0]) if xs.size > 1 else spacing
-    hy = float(ys[1] - ys[0]) if ys.size > 1 else spacing
-    near_points, near_edge = _outline_points(edges, spacing)
-    tree = cKDTree(near_points)
-    if not inside.any() or inside.all():  # nothing across the outline: every node exactly
-        _, found = tree.query(np.column_stack([gx.ravel(), gy.ravel()]))
-        nearest = near_edge[found].reshape(inside.shape)
-        distance = _nearby_edges_distance(edges, nearest, gx, gy, 1)
-        return np.where(inside, distance, -distance)
-    # Distance from every node to the nearest node across the outline, and that node.
-    across_in, feature_in = distance_transform_edt(inside, sampling=(hy, hx), return_indices=True)
-    across_out, feature_out = distance_transform_edt(
-        ~inside, sampling=(hy, hx), return_indices=True
-    )
-    across = np.where(inside, across_in, across_out)
-    band = across <= BAND_STEPS * max(hx, hy)
-    edge_of = np.full(inside.shape, -1, dtype=np.intp)
-    _, found = tree.query(np.column_stack([gx[band], gy[band]]))
-    edge_of[band] = near_edge[found]
-    distance = np.empty(inside.shape)
-    distance[band] = _nearby_edges_distance(edges, edge_of[band], gx[band], gy[band], 1)
-    # A far node starts from the edge nearest to its nearest node across the outline
-    # (which is in the band).
-    far = ~band
-    fi = np.where(inside, feature_in[0], feature_out[0])[far]
-    fj = np.where(inside, feature_in[1], feature_out[1])[far]
-    start = edge_of[fi, fj]
-    lost = start < 0  # a feature outside the band (thin slivers): ask the tree
-    if lost.any():
-        _, found = tree.query(np.column_stack([gx[far][lost], gy[far][lost]]))
-        start[lost] = near_edge[found]
-    lengths = np.hypot(edges[:, 2] - edges[:, 0], edges[:, 3] - edges[:, 1])
-    typical = float(np.median(lengths)) or max(hx, hy)
-    reach = min(max(3, math.ceil(FAR_REACH_STEPS * max(hx, hy) / typical)), 24)
-    distance[far] = _nearby_edges_distance(edges, start, gx[far], gy[far], reach)
-    signed: FloatArray = np.where(inside, distance, -distance)
-    return signed
+    lazy = SignedDistance(edges, xs, ys)
+    return lazy.at(np.arange(xs.size * ys.size)).reshape(ys.size, xs.size)
 
 
-def _nearby_edges_distance(
-    edges: FloatArray, start: NDArray[np.intp], px: FloatArray, py: FloatArray, reach: int
-) -> FloatArray:
-    """Distance from each point to the nearest edge within ``reach`` of its ``start`` edge."""
-    n = edges.shape[0]
-    best = np.full(px.shape, np.inf)
-    for offset in range(-reach, reach + 1):
-        candidate = np.clip(start + offset, 0, n - 1)
-        np.minimum(best, _segment_distance(edges[candidate], px, py), out=best)
-    return best
+class SignedDistance:
+    """:func:`signed_distance` of one outline, computed only at the nodes asked for.
+
+    The raster is cut into blocks of nodes (:data:`BLOCK_LEVELS`, finest last).
+    For each block, the distance ``D`` from its centre to every edge is computed once;
+    a node of the block lies within ``r`` (the block's half diagonal) of the centre, so
+    its nearest edge is among those at most ``D_min + 2 r`` from the centre. A node's
+    distance is the smallest of its exact distances to those edges: exact, and the same
+    whichever other nodes are asked for (asking for all of them gives
+    :func:`signed_distance`). Values are kept once computed.
+
+    Parameters
+    ----------
+    edges, xs, ys
+        As for :func:`signed_distance`.
+    """
+
+    def __init__(self, edges: FloatArray, xs: FloatArray, ys: FloatArray) -> None:
+        self.edges, self.xs, self.ys = edges, xs, ys
+        nx, ny = xs.size, ys.size
+        size = nx * ny
+        self.values = np.full(size, np.nan)
+        self.known = np.zeros(size, dtype=bool)
+        if edges.shape[0] == 0:
+            far_away = 10.0 * (float(np.ptp(xs)) + float(np.ptp(ys)) + 1.0)
+            self.values[:] = -far_away
+            self.known[:] = True
+            self.inside = self.positive = np.zeros(size, dtype=bool)
+            return
+        inside = inside_raster(edges, xs, ys)
+        self.inside = inside.ravel()
+        self.segments = _segments(edges)
+        # The edges that can be nearest to some node of each block (CSR lists).
+        (
+            self.block_of,
+            self.block_nearest,
+            self.reach,
+            self.candidates,
+            self.candidates_start,
+            self.candidates_count,
+        ) = _block_candidates(self.segments, xs, ys)
+        # A node on the outline is inside by the scan test but has distance 0, so its
+        # field is not positive: look among the inside nodes next to an outside one.
+        beside = np.zeros_like(inside)
+        beside[:, 1:] |= ~inside[:, :-1]
+        beside[:, :-1] |= ~inside[:, 1:]
+        beside[1:, :] |= ~inside[:-1, :]
+        beside[:-1, :] |= ~inside[1:, :]
+        edge_nodes = np.flatnonzero(inside & beside)
+        self.positive = self.inside.copy()
+        self.positive[edge_nodes] = self.at(edge_nodes) > 0
+
+    def at(self, nodes: NDArray[np.intp]) -> FloatArray:
+        """Signed distances at flat node indices (row-major), computing the missing ones."""
+        todo = nodes[~self.known[nodes]]
+        if todo.size:
+            todo = _distinct(todo, self.known.size)
+            self.values[todo] = self._compute(todo)
+            self.known[todo] = True
+        result: FloatArray = self.values[nodes]
+        return result
+
+    def _compute(self, nodes: NDArray[np.intp]) -> FloatArray:
+        """Signed distances at distinct nodes: each to its block's candidate edges."""
+        block = self.block_of[nodes]
+        order = np.argsort(block, kind="stable")
+        ordered, block = nodes[order], block[order]
+        count = self.candidates_count[block]
+        start = self.candidates_start[block]
+        px = self.xs[ordered % self.xs.size]
+        py = self.ys[ordered // self.xs.size]
+        # Chunks of about _PAIRS_AT_ONCE node-edge pairs (bounds memory).
+        ends = np.cumsum(count)
+        cuts = np.searchsorted(ends, np.arange(_PAIRS_AT_ONCE, int(ends[-1]), _PAIRS_AT_ONCE))
+        bounds = np.unique(np.concatenate([[0], cuts, [nodes.size]]))
+        distance = np.empty(nodes.size)
+        for a, z in itertools.pairwise(bounds):
+            c = count[a:z]
+            first = np.cumsum(c) - c
+            owner = np.repeat(np.arange(z - a), c)
+            pick = np.arange(owner.size) - first[owner] + start[a:z][owner]
+            d2 = _distance2(self.segments[self.candidates[pick]], px[a:z][owner], py[a:z][owner])
+            distance[order[a:z]] = np.sqrt(np.minimum.reduceat(d2, first))
+        signed: FloatArray = np.where(self.inside[nodes], distance, -distance)
+        return signed
+
+    def largest(self) -> float:
+        """The largest signed distance of a node inside, 0.0 when no node is inside.
+
+        Only nodes that can reach it are computed: a node's distance is at most its
+        block centre's plus the block's half diagonal; the nodes of the block with the
+        highest such bound give a first maximum, and only blocks whose bound reaches it
+        are searched.
+        """
+        inner = np.flatnonzero(self.inside)
+        if inner.size == 0:
+            return 0.0
+        blocks = self.block_of[inner]
+        bound = (self.block_nearest + self.reach)[blocks]
+        top = blocks[np.argmax(bound)]
+        best = float(self.at(inner[blocks == top]).max())
+        return max(best, float(self.at(inner[bound >= best]).max()))
 
 
-def _outline_points(edges: FloatArray, spacing: float) -> tuple[FloatArray, NDArray[np.intp]]:
-    """Points along the edges at most ``spacing`` apart, and the edge each lies on."""
-    x0, y0, x1, y1 = edges[:, 0], edges[:, 1], edges[:, 2], edges[:, 3]
-    length = np.hypot(x1 - x0, y1 - y0)
-    pieces = np.maximum(1, np.ceil(length / spacing)).astype(np.intp)
-    edge = np.repeat(np.arange(edges.shape[0]), pieces)
-    frac = (np.arange(edge.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)) / pieces[edge]
-    points = np.column_stack([x0[edge] + frac * (x1 - x0)[edge], y0[edge] + frac * (y1 - y0)[edge]])
-    return points, edge
+def _blocks(
+    xs: FloatArray, ys: FloatArray, size: int
+) -> tuple[FloatArray, FloatArray, FloatArray, int, int]:
+    """Blocks of ``size`` x ``size`` nodes: centres, half diagonals, blocks per row, per column."""
+    nx, ny = xs.size, ys.size
+    nbx, nby = -(-nx // size), -(-ny // size)
+    first_x, first_y = np.arange(nbx) * size, np.arange(nby) * size
+    lo_x, hi_x = xs[first_x], xs[np.minimum(first_x + size - 1, nx - 1)]
+    lo_y, hi_y = ys[first_y], ys[np.minimum(first_y + size - 1, ny - 1)]
+    cx = np.broadcast_to(0.5 * (lo_x + hi_x), (nby, nbx)).ravel()
+    cy = np.broadcast_to((0.5 * (lo_y + hi_y))[:, None], (nby, nbx)).ravel()
+    reach = np.hypot(
+        np.broadcast_to(0.5 * (hi_x - lo_x), (nby, nbx)),
+        np.broadcast_to((0.5 * (hi_y - lo_y))[:, None], (nby, nbx)),
+    ).ravel()
+    return cx, cy, reach, nbx, nby
 
 
-def _segment_distance(segments: FloatArray, px: FloatArray, py: FloatArray) -> FloatArray:
-    """Distance from points ``(px, py)`` to segments ``(x0, y0, x1, y1)``, row by row."""
-    x0, y0 = segments[..., 0], segments[..., 1]
-    dx, dy = segments[..., 2] - x0, segments[..., 3] - y0
+def _block_candidates(
+    segments: FloatArray, xs: FloatArray, ys: FloatArray
+) -> tuple[
+    NDArray[np.intp], FloatArray, FloatArray, NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]
+]:
+    """For blocks of raster nodes, the edges that can be nearest to any of their nodes.
+
+    A node lies within ``r`` (its block's half diagonal) of the block's centre, so its
+    nearest edge is among those at most ``D + 2 r`` from the centre, ``D`` the centre's
+    distance to the nearest of the edges searched. Coarse blocks are searched first
+    (:data:`BLOCK_LEVELS`), each finer block only among its coarse block's candidates:
+    those hold the nearest edge of every node of the coarse block, so the test stays
+    exact (``D`` is then at least the centre's true distance, still a bound).
+
+    Returns
+    -------
+    tuple
+        Block of every node (flat, row-major); per finest block the centre's distance
+        to its nearest candidate and its half diagonal (mm); the candidate edges of
+        all blocks, one list after another, and where each block's list starts and how
+        long it is.
+    """
+    nx, ny = xs.size, ys.size
+    n_edges = segments.shape[0]
+    sizes = BLOCK_LEVELS
+    count = start = candidates = np.zeros(0, dtype=np.intp)
+    nearest = reach = np.zeros(0)
+    for level, size in enumerate(sizes):
+        cx, cy, reach, nbx, nby = _blocks(xs, ys, size)
+        n_blocks = cx.size
+        if level == 0:
+            per_block = np.full(n_blocks, n_edges, dtype=np.intp)
+        else:
+            ratio = sizes[level - 1] // size
+            parent_columns = -(-nx // sizes[level - 1])
+            parent = (
+                (np.arange(nby) // ratio)[:, None] * parent_columns
+                + (np.arange(nbx) // ratio)[None, :]
+            ).ravel()
+            per_block = count[parent]
+        owner = np.repeat(np.arange(n_blocks), per_block)
+        first = np.cumsum(per_block) - per_block
+        if level == 0:
+            edge = np.tile(np.arange(n_edges), n_blocks)
+        else:
+            edge = candidates[np.arange(owner.size) - first[owner] + start[parent][owner]]
+        d = np.sqrt(_distance2(segments[edge], cx[owner], cy[owner]))
+        nearest = np.minimum.reduceat(d, first)
+        # (a hair of slack for rounding: an extra candidate costs nothing but time)
+        bound = nearest + 2.0 * reach + 1e-9 * (1.0 + nearest + reach)
+        keep = d <= bound[owner]
+        count = np.add.reduceat(keep, first).astype(np.intp)
+        candidates = edge[keep]
+        start = np.cumsum(count) - count
+    finest = sizes[-1]
+    nbx = -(-nx // finest)
+    block_of = (
+        (np.arange(ny) // finest)[:, None] * nbx + (np.arange(nx) // finest)[None, :]
+    ).ravel()
+    return block_of, nearest, reach, candidates, start, count
+
+
+def _distinct(nodes: NDArray[np.intp], size: int) -> NDArray[np.intp]:
+    """The distinct node indices below ``size``, ascending (``np.unique`` without sorting)."""
+    mark = np.zeros(size, dtype=bool)
+    mark[nodes] = True
+    return np.flatnonzero(mark)
+
+
+#: Node-edge pairs measured at once by :class:`SignedDistance` (bounds memory).
+_PAIRS_AT_ONCE = 1 << 17
+
+
+def _segments(edges: FloatArray) -> FloatArray:
+    """Per edge ``(x0, y0, dx, dy, 1 / length**2)`` (0 for an edge of no length)."""
+    x0, y0 = edges[:, 0], edges[:, 1]
+    dx, dy = edges[:, 2] - x0, edges[:, 3] - y0
     length2 = dx * dx + dy * dy
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(length2 > 0, ((px - x0) * dx + (py - y0) * dy) / length2, 0.0)
-    t = np.clip(t, 0.0, 1.0)
-    result: FloatArray = np.hypot(px - x0 - t * dx, py - y0 - t * dy)
+    inverse = np.divide(1.0, length2, out=np.zeros_like(length2), where=length2 > 0)
+    return np.column_stack([x0, y0, dx, dy, inverse])
+
+
+def _distance2(segments: FloatArray, px: FloatArray, py: FloatArray) -> FloatArray:
+    """Squared distance from points ``(px, py)`` to segments (:func:`_segments`), broadcast."""
+    x0, y0, dx, dy, inverse = (segments[..., k] for k in range(5))
+    ex, ey = px - x0, py - y0
+    t = np.clip((ex * dx + ey * dy) * inverse, 0.0, 1.0)
+    ex = ex - t * dx
+    ey = ey - t * dy
+    result: FloatArray = ex * ex + ey * ey
     return result
 
 
@@ -433,45 +732,67 @@ def marching_squares(fields: FloatArray, xs: FloatArray, ys: FloatArray) -> list
     on the left. Crossings are computed once per raster edge, so neighbouring cells share
     their end points exactly. The field must be non-positive on the raster's border.
     """
-    m, _ny, _nx = fields.shape
+    m, _ny, nx = fields.shape
     inside = fields > 0
-    hx = np.diff(xs)
-    hy = np.diff(ys)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Crossing on the horizontal raster edge (i, j)-(i, j+1) and the vertical edge
-        # (i, j)-(i+1, j); only read where the two ends differ in sign.
-        hcross = xs[None, None, :-1] + hx * fields[:, :, :-1] / (
-            fields[:, :, :-1] - fields[:, :, 1:]
-        )
-        vcross = ys[None, :-1, None] + hy[:, None] * fields[:, :-1, :] / (
-            fields[:, :-1, :] - fields[:, 1:, :]
-        )
-    case = (
-        inside[:, :-1, :-1] * 1
-        + inside[:, :-1, 1:] * 2
-        + inside[:, 1:, 1:] * 4
-        + inside[:, 1:, :-1] * 8
+    crossed = (
+        (inside[:, :-1, :-1] != inside[:, :-1, 1:])
+        | (inside[:, :-1, :-1] != inside[:, 1:, 1:])
+        | (inside[:, :-1, :-1] != inside[:, 1:, :-1])
     )
-    saddle = (case == 5) | (case == 10)
-    centre = (fields[:, :-1, :-1] + fields[:, :-1, 1:] + fields[:, 1:, 1:] + fields[:, 1:, :-1]) > 0
-    table = case + 16 * (saddle & centre)
-    layer, i, j = np.nonzero((case != 0) & (case != 15))
-    table = table[layer, i, j]
+    layer, i, j = np.nonzero(crossed)
+    flat = fields.reshape(m, -1)
+    values = flat[layer[None, :], _cell_corners(i, j, nx)]
+    return _trace_cells(layer, i, j, values, m, xs, ys)
 
-    def point(
-        edge: NDArray[np.intp], layer: NDArray[np.intp], i: NDArray[np.intp], j: NDArray[np.intp]
-    ) -> tuple[FloatArray, FloatArray]:
+
+def _cell_corners(i: NDArray[np.intp], j: NDArray[np.intp], nx: int) -> NDArray[np.intp]:
+    """Flat node indices ``(4, n)`` of the corners of raster cells ``(i, j)``.
+
+    Corners 0-3 are (i, j), (i, j+1), (i+1, j+1), (i+1, j): counter-clockwise.
+    """
+    base = i * nx + j
+    return np.stack([base, base + 1, base + nx + 1, base + nx])
+
+
+def _trace_cells(
+    layer: NDArray[np.intp],
+    i: NDArray[np.intp],
+    j: NDArray[np.intp],
+    values: FloatArray,
+    m: int,
+    xs: FloatArray,
+    ys: FloatArray,
+) -> list[FloatArray]:
+    """Marching squares on the crossed cells only (see :func:`marching_squares`).
+
+    ``layer``, ``i``, ``j``: the cells, in ascending (layer, i, j); ``values`` ``(4, n)``
+    the field at their corners (:func:`_cell_corners`). Each crossing is computed from
+    the raster edge's two values in one order (left or lower node first), so the two
+    cells sharing an edge get bit for bit the same point.
+    """
+    f0, f1, f2, f3 = values
+    case = (f0 > 0) * 1 + (f1 > 0) * 2 + (f2 > 0) * 4 + (f3 > 0) * 8
+    saddle = (case == 5) | (case == 10)
+    centre = (f0 + f1 + f2 + f3) > 0
+    table = case + 16 * (saddle & centre)
+    x0, x1 = xs[j], xs[j + 1]
+    y0, y1 = ys[i], ys[i + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Cell edge k joins corner k to corner k + 1 (only read where they differ in sign).
+        crossings = (
+            (x0 + (x1 - x0) * f0 / (f0 - f1), y0),  # lower edge, row i
+            (x1, y0 + (y1 - y0) * f1 / (f1 - f2)),  # right edge, column j + 1
+            (x0 + (x1 - x0) * f3 / (f3 - f2), y1),  # upper edge, row i + 1
+            (x0, y0 + (y1 - y0) * f0 / (f0 - f3)),  # left edge, column j
+        )
+
+    def point(edge: NDArray[np.intp], sel: NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
         px = np.empty(edge.size)
         py = np.empty(edge.size)
-        for k, (di, dj, horizontal) in enumerate(
-            ((0, 0, True), (0, 1, False), (1, 0, True), (0, 0, False))
-        ):
-            sel = edge == k
-            li, ii, jj = layer[sel], i[sel] + di, j[sel] + dj
-            if horizontal:
-                px[sel], py[sel] = hcross[li, ii, jj], ys[ii]
-            else:
-                px[sel], py[sel] = xs[jj], vcross[li, ii, jj]
+        for k, (cx, cy) in enumerate(crossings):
+            on = edge == k
+            px[on] = cx[sel][on]
+            py[on] = cy[sel][on]
         return px, py
 
     out_layer = []
@@ -479,11 +800,10 @@ def marching_squares(fields: FloatArray, xs: FloatArray, ys: FloatArray) -> list
     for n in range(2):
         start, end = _START[table, n], _END[table, n]
         has = start >= 0
-        sl, si, sj = layer[has], i[has], j[has]
-        x0, y0 = point(start[has], sl, si, sj)
-        x1, y1 = point(end[has], sl, si, sj)
-        out.append(np.column_stack([x0, y0, x1, y1]))
-        out_layer.append(sl)
+        ax, ay = point(start[has], has)
+        bx, by = point(end[has], has)
+        out.append(np.column_stack([ax, ay, bx, by]))
+        out_layer.append(layer[has])
     edges = np.concatenate(out)
     owner = np.concatenate(out_layer)
     order = np.argsort(owner, kind="stable")

@@ -188,7 +188,7 @@ def test_alderson_against_its_protocol(shared_data: Path) -> None:
     assert code == 1
 
 
-def test_between_planes_shape_reaches_the_rules(
+def test_between_planes_reaches_the_rules(
     peripheral: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import rtcheck.analysis
@@ -203,11 +203,11 @@ def test_between_planes_shape_reaches_the_rules(
     monkeypatch.setattr(rtcheck.analysis, "compute_dvh", spy)
     base = ("check", peripheral, "--protocol", "sabr-lung")
     code, out, _ = run(*base, "--json", "-")
+    assert code == 0 and json.loads(out)["between_planes"] == "shape"  # the default
+    assert models and set(models) == {"shape"}
+    models.clear()
+    code, out, _ = run(*base, "--between-planes", "slab", "--json", "-")
     assert code == 0 and json.loads(out)["between_planes"] == "slab"
     assert models and set(models) == {"slab"}
-    models.clear()
-    code, out, _ = run(*base, "--between-planes", "shape", "--json", "-")
-    assert code == 0 and json.loads(out)["between_planes"] == "shape"
-    assert models and set(models) == {"shape"}
-    _, table, _ = run(*base, "--between-planes", "shape")
-    assert "VERDICT: PASS (DVHs: shape model between planes)" in table
+    _, table, _ = run(*base, "--between-planes", "slab")
+    assert "VERDICT: PASS (DVHs: slab model between planes)" in table

@@ -163,7 +163,8 @@ METRICS = ("V100%[%]", "D95%[Gy]", "D0.03cc[Gy]", "Mean[Gy]", "V54Gy[cc]", "DC2%
 
 
 def test_dvh_folder_prints_a_table(export: Export) -> None:
-    result = run("dvh", export.folder)
+    # Hand values of the slab model (the default shape model has its own tests).
+    result = run("dvh", export.folder, "--between-planes", "slab")
     assert result.exit_code == 0, result.output
     assert_clean(result)
     out = result.stdout
@@ -184,7 +185,7 @@ def test_dvh_folder_prints_a_table(export: Export) -> None:
 
 def test_dvh_json_matches_hand_values(export: Export) -> None:
     args = [a for m in METRICS for a in ("--metric", m)]
-    result = run("dvh", export.folder, *args, "--json", "-")
+    result = run("dvh", export.folder, *args, "--between-planes", "slab", "--json", "-")
     assert result.exit_code == 0, result.output
     assert_clean(result)
     assert "ROI" not in result.stdout.splitlines()[0]  # JSON only on stdout, no table
@@ -344,7 +345,16 @@ def test_csv_file(export: Export, tmp_path: Path) -> None:
     target = tmp_path / "out" / "table.csv"
     target.parent.mkdir()
     result = run(
-        "dvh", export.folder, "--metric", "Mean[Gy]", "--metric", "V100%[%]", "--csv", target
+        "dvh",
+        export.folder,
+        "--metric",
+        "Mean[Gy]",
+        "--metric",
+        "V100%[%]",
+        "--between-planes",
+        "slab",
+        "--csv",
+        target,
     )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
@@ -378,7 +388,8 @@ def test_dvh_between_planes_shape(export: Export) -> None:
     expected = k * (between + caps) / 1000.0
     assert structures["Sphere"]["volume_cc"] == pytest.approx(expected, rel=5e-3)
     assert abs(expected - sphere_volume_cc()) > 0.01 * expected  # the slab model differs
-    assert run("dvh", export.folder, "--json", "-").stdout.count('"between_planes": "slab"') == 1
+    # The shape model is the default (docs/dvh.md).
+    assert run("dvh", export.folder, "--json", "-").stdout.count('"between_planes": "shape"') == 1
 
 
 def test_json_file_and_table_together(export: Export, tmp_path: Path) -> None:
@@ -878,8 +889,14 @@ def test_demo_json(tmp_path: Path) -> None:
     # 67.5 Gy at its centre, a dose node.
     areas = [0.5 * 64 * (15.0**2 - z**2) * math.sin(2 * math.pi / 64) for z in
              np.arange(-12.5, 12.6, 2.5)]  # fmt: skip
+    # The slab model's volume is the sum of the areas times the plane spacing.
+    slab = report(run("dvh", tmp_path / "d", "--between-planes", "slab", "--json", "-"))
+    assert by_name(slab)["PTV"]["volume_cc"] == pytest.approx(sum(areas) * 2.5 / 1000.0, rel=1e-5)
+    # The demo's default shape model follows the 64-gon sphere between the planes: its
+    # volume is within 1 % of 0.5 * 64 * sin(2 pi / 64) * 4/3 * 15^3.
     ptv = by_name(doc)["PTV"]
-    assert ptv["volume_cc"] == pytest.approx(sum(areas) * 2.5 / 1000.0, rel=1e-5)
+    polygon_sphere = 0.5 * 64 * math.sin(2 * math.pi / 64) * 4 / 3 * 15.0**3 / 1000.0
+    assert ptv["volume_cc"] == pytest.approx(polygon_sphere, rel=0.01)
     assert ptv["max_gy"] == pytest.approx(67.5, abs=1e-3)
     # Minimum at the corner of the top slab: the 64-gon vertex at radius sqrt(15² - 12.5²) on
     # the slab face z = 13.75 (halfway to the uncontoured slice at 15), r = 16.06 mm, where

@@ -63,8 +63,8 @@ def test_cell_coverage_of_a_triangle_is_exact() -> None:
     # quadratic in y, also exact.
     tri = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     h = 0.75
-    xs = -0.375 + h * np.arange(7)
-    ys = -0.375 + h * np.arange(7)
+    xs = -0.375 + h * np.arange(7, dtype=np.float64)
+    ys = -0.375 + h * np.arange(7, dtype=np.float64)
     cells = lattice_cells([tri], xs, ys, h, h)
     area = cells.fraction * h * h
     assert area.sum() == pytest.approx(4.5, rel=1e-12)
@@ -245,3 +245,34 @@ def test_dose_grid_rejects_bad_axes() -> None:
         DoseGrid(ax, ax, ax, np.zeros((3, 3, 2)))
     with pytest.raises(ValueError, match="uniformly"):
         DoseGrid(np.array([0.0, 1.0, 3.0]), ax, ax, np.zeros((3, 3, 3)))
+
+
+def test_the_model_modules_import_one_way_and_never_scipy() -> None:
+    # dvh -> interpolation -> area_profile -> dvh_types: the shape model's modules never
+    # import the sampler, and neither model needs SciPy, even where outlines are
+    # interpolated (circles of a sphere r 5 on planes 2 mm apart: every interval).
+    # Fresh interpreters: nothing imported before.
+    import subprocess
+    import sys
+
+    one_way = (
+        "import sys, rtcheck.interpolation, rtcheck.area_profile;"
+        "assert 'rtcheck.dvh' not in sys.modules, 'interpolation imports dvh'"
+    )
+    no_scipy = (
+        "import sys, math, numpy as np;"
+        "from rtcheck.dvh import ContourPlane, DoseGrid, compute_dvh;"
+        "from rtcheck.interpolation import shape_layers;"
+        "a = np.linspace(0, 2 * math.pi, 90, endpoint=False);"
+        "ring = lambda r: np.column_stack([r * np.cos(a), r * np.sin(a)]);"
+        "zs = (-4., -2., 0., 2., 4.);"
+        "planes = [ContourPlane(z, (ring(math.sqrt(25 - z * z)),)) for z in zs];"
+        "ax = np.arange(-8., 9.);"
+        "g = DoseGrid(ax, ax, ax, np.ones((17, 17, 17)));"
+        "d = compute_dvh(planes, g);"
+        "assert 0.5 < d.volume_cc < 0.6, d.volume_cc;"
+        "assert not any(m.startswith('scipy') for m in sys.modules), 'scipy imported'"
+    )
+    for code in (one_way, no_scipy):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr

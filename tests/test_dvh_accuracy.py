@@ -114,7 +114,8 @@ def computed(request: pytest.FixtureRequest) -> tuple[Case, DVH, SlabTruth]:
     planes = phantom(case)
     field = linear_field(case)
     grid = dose_grid(case, planes, field)
-    return case, compute_dvh(planes, grid), SlabTruth(sorted(planes, key=lambda p: p.z), field)
+    dvh = compute_dvh(planes, grid, between_planes="slab")  # the truth is the slab model's
+    return case, dvh, SlabTruth(sorted(planes, key=lambda p: p.z), field)
 
 
 def rel(a: float, b: float) -> float:

@@ -7,14 +7,16 @@ import math
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
 
 from rtcheck.dvh import ContourPlane, DoseGrid, compute_dvh, points_in_polygon, slab_bounds
 from rtcheck.interpolation import (
+    OUTLINE_CHANGE,
     SUB_LAYER_MM,
+    SignedDistance,
     inside_raster,
     marching_squares,
     outline_area,
+    outline_changes,
     shape_layers,
     signed_distance,
 )
@@ -77,37 +79,92 @@ def test_inside_raster_agrees_with_the_point_in_polygon_test() -> None:
 def test_signed_distance_to_a_square_is_exact_where_known() -> None:
     xs = np.array([-3.0, 0.5, 2.0, 5.0, 7.0])
     ys = np.array([2.0])
-    phi = signed_distance(edges_of(square(0, 0, 4, 4)), xs, ys, spacing=0.01)
+    phi = signed_distance(edges_of(square(0, 0, 4, 4)), xs, ys)
     # outside 3 mm left; inside 0.5 from the left edge; centre 2; 1 outside; 3 outside
     assert phi[0] == pytest.approx([-3.0, 0.5, 2.0, -1.0, -3.0], abs=1e-6)
 
 
 def test_signed_distance_to_a_wavy_outline_against_brute_force() -> None:
-    # Truth: the nearest of 400 points per edge (a k-d tree over them all). Near the
-    # outline (2.5 raster steps) the distance is exact; farther out it may be up to half
-    # a step too long near the medial axis, never too short.
+    # Truth: every node against every edge (the distance to a segment written out
+    # point by point, in a loop over the edges). The blocks only prune edges that
+    # cannot be nearest, so the distance is exact everywhere, medial axis included.
     a = np.linspace(0, 2 * math.pi, 300, endpoint=False)
     poly = np.column_stack([60 * np.cos(a) * (1 + 0.3 * np.sin(7 * a)), 80 * np.sin(a)])
-    edges = edges_of(poly)
+    edges = edges_of(poly, circle(10.0, 90, 5.0, -20.0))  # with a hole
     step = 1.2
     xs = np.arange(-90, 90, step)
-    phi = signed_distance(edges, xs, xs, step / 4)
-    f = np.linspace(0, 1, 400, endpoint=False)[:, None]
-    points = np.column_stack(
-        [
-            (edges[:, 0] + f * (edges[:, 2] - edges[:, 0])).ravel(),
-            (edges[:, 1] + f * (edges[:, 3] - edges[:, 1])).ravel(),
-        ]
-    )
+    phi = signed_distance(edges, xs, xs)
     gx, gy = np.meshgrid(xs, xs)
-    nodes = np.column_stack([gx.ravel(), gy.ravel()])
-    truth = cKDTree(points).query(nodes)[0].reshape(gx.shape)
+    truth = np.full(gx.shape, np.inf)
+    for x0, y0, x1, y1 in edges:
+        ux, uy = x1 - x0, y1 - y0
+        t = np.clip(((gx - x0) * ux + (gy - y0) * uy) / (ux * ux + uy * uy), 0, 1)
+        truth = np.minimum(truth, np.hypot(gx - (x0 + t * ux), gy - (y0 + t * uy)))
     assert np.array_equal(phi > 0, inside_raster(edges, xs, xs))
-    error = np.abs(phi) - truth
-    near = truth <= 2.5 * step
-    assert np.abs(error[near]).max() < 1e-3
-    assert error[~near].min() > -1e-3 and error[~near].max() < step / 2
-    assert np.percentile(error[~near], 99) < 0.01
+    assert np.abs(np.abs(phi) - truth).max() < 1e-9
+
+
+def test_signed_distance_on_demand_is_the_whole_raster_s_node_by_node() -> None:
+    # The same wavy outline: asking for a few nodes, in any order and twice, gives the
+    # very values the whole raster gets; the largest value is the raster's maximum.
+    a = np.linspace(0, 2 * math.pi, 300, endpoint=False)
+    poly = np.column_stack([60 * np.cos(a) * (1 + 0.3 * np.sin(7 * a)), 80 * np.sin(a)])
+    edges = edges_of(poly, circle(10.0, 90, 5.0, -20.0))  # with a hole
+    step = 1.2
+    xs = np.arange(-90, 90, step)
+    whole = signed_distance(edges, xs, xs).ravel()
+    lazy = SignedDistance(edges, xs, xs)
+    rng = np.random.default_rng(7)
+    some = rng.choice(whole.size, 3000, replace=False)
+    assert np.array_equal(lazy.at(some), whole[some])
+    assert np.array_equal(lazy.at(some[::-1]), whole[some[::-1]])
+    assert lazy.largest() == whole.max()
+    everything = np.arange(whole.size)
+    assert np.array_equal(SignedDistance(edges, xs, xs).at(everything), whole)
+
+
+def test_the_outline_is_interpolated_where_it_changes() -> None:
+    # Discs: the symmetric difference is the change of area.
+    def disc(z: float, r: float, cx: float = 0.0) -> ContourPlane:
+        return ContourPlane(z, (circle(r, 360, cx),))
+
+    assert OUTLINE_CHANGE == 0.3
+    # r 10 -> 9: 19 % of the area; r 10 -> 8: 36 %.
+    assert not outline_changes(disc(0, 10), disc(3, 9), False, OUTLINE_CHANGE)
+    assert outline_changes(disc(0, 10), disc(3, 8), False, OUTLINE_CHANGE)
+    # A disc r 10 shifted by d: 4 r d / (pi r^2) = 0.127 d, so 2 mm no (25 %), 3 mm yes.
+    assert not outline_changes(disc(0, 10), disc(3, 10, 2.0), False, OUTLINE_CHANGE)
+    assert outline_changes(disc(0, 10), disc(3, 10, 3.0), False, OUTLINE_CHANGE)
+    # A ring whose hole moves is a moving outline too: hole r 5 shifted 3 mm inside r 10
+    # (centroid shift 3 * 25 / 75 = 1 mm, 4 r d = 4 * 10 * 1 = 40 mm^2 of 236: 17 %).
+    ring = ContourPlane(0, (circle(10.0, 360), circle(5.0, 360)))
+    moved = ContourPlane(3, (circle(10.0, 360), circle(5.0, 360, 3.0)))
+    assert not outline_changes(ring, moved, False, OUTLINE_CHANGE)
+    assert outline_changes(ring, moved, False, 0.1)
+    # The end of a stack that closes (a pole) always is.
+    assert outline_changes(disc(0, 10), disc(3, 10), True, OUTLINE_CHANGE)
+
+
+def test_where_the_outline_is_kept_the_volume_is_still_the_area_curve_s() -> None:
+    # A sphere r 60 on planes 3 mm apart: near its equator the circles change by less
+    # than OUTLINE_CHANGE, so each plane keeps its own circle up to halfway, holding the
+    # mean of the area curve over its half. The curve is exact for the sphere, so the
+    # volume is pi * integral(3600 - z^2) between the end planes plus flat 1.5 mm caps.
+    zs = np.arange(-57.0, 57.01, 3.0)
+    planes = sphere_planes(60.0, zs)
+    lo, hi, _ = slab_bounds(zs)
+    step = (4 / 3 * math.pi * 60**3 / 100_000) ** (1 / 3)  # the sampler's step along z
+    layers = shape_layers(planes, lo, hi, step)
+    kept = [layer for layer in layers if layer.outline_area is not None]
+    assert len(kept) > 10  # planes that keep their own circle with the curve's area
+    for layer in kept:
+        assert layer.area != layer.outline_area
+    z0, z1 = zs[0], zs[-1]
+    between = 3600 * (z1 - z0) - (z1**3 - z0**3) / 3
+    caps = 1.5 * 2 * (3600 - z0**2)
+    volume = sum(layer.area * (layer.hi - layer.lo) for layer in layers)
+    k = 0.5 * 720 * math.sin(2 * math.pi / 720)  # 720-gon area / r^2 (pi for circles)
+    assert volume == pytest.approx(k * (between + caps), rel=1e-9)
 
 
 def test_sphere_from_its_contours_gets_the_sphere_volume_between_the_end_planes() -> None:
