@@ -40,16 +40,22 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pydicom
 from numpy.typing import NDArray
 from pydicom import config, dcmread
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.values import converters as _pydicom_converters
 
 from rtcheck.dicom_walk import find_truncation
 from rtcheck.dose_scale import DoseScale, ScalePoint, decide_scale
@@ -61,7 +67,9 @@ from rtcheck.dvh import (
     points_in_polygon,
     polygon_area,
 )
-from rtcheck.errors import InputError, InputErrors, MissingExtraError
+from rtcheck.errors import InputError, InputErrors, MissingExtraError, RtcheckError
+from rtcheck.plan_record import PlanRecord, read_plan_record
+from rtcheck.tps_dvh import TpsDvh, read_tps_dvhs
 
 __all__ = [
     "AmbiguousExportError",
@@ -103,6 +111,9 @@ GEOMETRY_TOLERANCE_MM = 1e-3
 #: one line, or it retraces its own path. 1e-6 is far below what the coordinates'
 #: precision can draw (a 10 mm contour 0.00001 mm wide) and far above rounding.
 DEGENERATE_AREA_FRACTION = 1e-6
+#: Contour coordinates farther than this from the origin (mm; 100 m) are refused: no
+#: patient coordinate system reaches there, and their squares overflow area sums.
+MAX_COORDINATE_MM = 1e5
 
 _RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 _RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -118,6 +129,9 @@ _SOP_MODALITY = {
     _CT: "CT",
 }
 _SUPPORTED_SUMMATIONS = ("PLAN", "BEAM", "FRACTION")
+#: The VRs pydicom can decode (every VR DICOM defines, and the ambiguous "US or SS" kind).
+_KNOWN_VRS = frozenset(str(vr) for vr in _pydicom_converters)
+_PYDICOM_DIR = os.path.dirname(pydicom.__file__) + os.sep
 _HEADER_TAGS = [
     "SOPClassUID",
     "SOPInstanceUID",
@@ -252,6 +266,8 @@ class PlanInfo:
     beam_dose_total_gy: float | None = None
     radiation_type: str = ""
     prescription_problem: str = ""
+    #: Patient, approval, machine and beams, for the reports (no rule uses them).
+    record: PlanRecord | None = None
 
     @property
     def is_brachy(self) -> bool:
@@ -289,6 +305,8 @@ class DoseData:
     beam_sum_max_difference_gy: float | None = None
     scale: DoseScale | None = None
     dose_type: str = ""
+    #: The planning system's own DVHs (DVHSequence) of the files used.
+    tps_dvhs: tuple[TpsDvh, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -428,6 +446,7 @@ def _read(
         raise InputError(
             f"unreadable DICOM ({type(exc).__name__}: {exc}); re-export it", path
         ) from exc
+    _decode_elements(ds, path)
     inferred = _infer_transfer_syntax(ds)
     if inferred is not None:
         note = (
@@ -438,6 +457,125 @@ def _read(
         if notes is not None:
             notes.append(note)
     return ds
+
+
+#: Values longer than this (bytes) are left encoded by :func:`_decode_elements`: contour
+#: coordinates, pixel data and DVH data are parsed where they are used, from their bytes.
+_DECODE_MAX_BYTES = 1024
+#: Contour Data is always left encoded (its VR is checked): :func:`_floats` parses its
+#: bytes, much faster than pydicom builds its decimal strings (10^4 small contours).
+_KEEP_ENCODED = frozenset({0x30060050})
+
+
+def _element_name(tag: BaseTag) -> str:
+    """``(300A,0002) RTPlanLabel``, or ``(0009,1001) private`` for a tag without keyword."""
+    keyword = keyword_for_tag(tag) or ("private" if tag.is_private else "unknown")
+    return f"{tag} {keyword}"
+
+
+def _decode_elements(ds: Dataset, path: Path) -> None:
+    """Decode every element of ``ds`` (sequence items included) now, inside the boundary
+    that names the file, so that no lazily decoded value fails later in a plain accessor.
+
+    pydicom decodes an element on first use: an unknown VR (a damaged byte) raised
+    NotImplementedError from ``ds.RTPlanLabel`` far from any error handling. Every
+    element's VR must be one DICOM defines; values up to :data:`_DECODE_MAX_BYTES` are
+    decoded (longer ones keep their bytes; their VR is still checked).
+
+    Raises
+    ------
+    InputError
+        Naming the file and the element (tag and keyword) that cannot be decoded.
+    """
+    for raw in list(ds.elements()):
+        tag = raw.tag
+        expected = _dictionary_vr(tag)
+        # In implicit VR files pydicom takes the VR from the dictionary.
+        vr = (expected or "UN") if raw.VR is None else str(raw.VR)
+        if vr not in _KNOWN_VRS:
+            raise InputError(
+                f"element {_element_name(tag)} has the value representation '{vr}', "
+                "which DICOM does not define: the file is damaged or not valid DICOM; "
+                "export it again",
+                path,
+            )
+        if vr != "UN" and (expected == "SQ") != (vr == "SQ"):
+            raise InputError(
+                f"element {_element_name(tag)} is encoded as {vr} where DICOM defines "
+                f"{expected}: {'a sequence' if expected == 'SQ' else 'a value'} cannot be "
+                f"read as {'a value' if expected == 'SQ' else 'a sequence'}; the file is "
+                "damaged or not valid DICOM: export it again",
+                path,
+            )
+        if not isinstance(raw, RawDataElement):
+            value = raw.value
+        elif "SQ" not in (vr, expected) and (
+            (raw.length or 0) > _DECODE_MAX_BYTES or tag in _KEEP_ENCODED
+        ):
+            continue
+        else:
+            try:
+                value = ds[tag].value
+            except Exception as exc:  # pydicom's converters raise many types
+                raise InputError(
+                    f"element {_element_name(tag)} cannot be decoded as {vr} "
+                    f"({type(exc).__name__}: {exc}): the file is damaged or not valid "
+                    "DICOM; export it again",
+                    path,
+                ) from exc
+        if isinstance(value, DicomSequence):
+            for item in value:
+                _decode_elements(item, path)
+        elif expected == "SQ" and not (
+            value is None or (isinstance(value, bytes | str) and not value)
+        ):
+            raise InputError(
+                f"element {_element_name(tag)} does not decode as a sequence (its VR is "
+                f"{vr}): the file is damaged or not valid DICOM; export it again",
+                path,
+            )
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    """The VR DICOM defines for a public tag; "" for private and unknown tags."""
+    if tag.is_private:
+        return ""
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
+def _raised_in_pydicom(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside pydicom (decoding a value), not in rtcheck."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.startswith(_PYDICOM_DIR):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """The error boundary of everything that reads values from the file ``path``.
+
+    A failure inside pydicom (a value decoded on first use) becomes an InputError naming
+    the file; rtcheck's own errors pass through, and so does anything raised by rtcheck's
+    code (a bug is an internal error, never the input's fault).
+    """
+    try:
+        yield
+    except RtcheckError:
+        raise
+    except Exception as exc:
+        if not _raised_in_pydicom(exc):
+            raise
+        raise InputError(
+            f"a value cannot be decoded ({type(exc).__name__}: {exc}): the file is damaged "
+            "or not valid DICOM; export it again",
+            path,
+        ) from exc
 
 
 def _infer_transfer_syntax(ds: Dataset) -> UID | None:
@@ -535,7 +673,10 @@ def _floats(ds: Dataset, keyword: str) -> FloatArray | None:
         if value == "":
             return None
         return np.array([float(value)], dtype=np.float64)
-    return np.array([float(v) for v in value], dtype=np.float64)
+    try:
+        return np.array([float(v) for v in value], dtype=np.float64)
+    except TypeError as exc:  # an element written with another VR (a person name...)
+        raise ValueError(f"{keyword} is not a list of numbers ({exc})") from exc
 
 
 def _seq(ds: Dataset, keyword: str) -> list[Dataset]:
@@ -578,7 +719,7 @@ def read_plan(path: str | Path) -> PlanInfo:
         the rules) and the treatment beams.
     """
     file = Path(path)
-    with _lenient_pydicom():
+    with _lenient_pydicom(), _decoding(file):
         ds = _read(file, stop_before_pixels=True)
         _require_kind(ds, "RTPLAN", file)
         return _plan_from_dataset(ds, file)
@@ -758,6 +899,7 @@ def _plan_from_dataset(ds: Dataset, file: Path) -> PlanInfo:
         beam_dose_total_gy=hint,
         radiation_type=radiation,
         prescription_problem=problem,
+        record=read_plan_record(ds),
     )
 
 
@@ -833,6 +975,12 @@ def _check_units(info: _DoseInfo) -> None:
     if info.units != "GY":
         if not info.units:
             _refuse_truncated(info.path)  # a header cut short loses its Dose Units
+            raise InputError(
+                "the dose gives no DoseUnits (a required element: the file is incomplete "
+                "or not a valid RT Dose): whether it is in Gy is unknown; export the dose "
+                "again, in Gy",
+                info.path,
+            )
         raise InputError(
             f"DoseUnits '{info.units or '(missing)'}' is not supported: only GY doses "
             "can be checked; export the dose in Gy",
@@ -845,6 +993,7 @@ class _DoseFile:
     info: _DoseInfo
     grid: DoseGrid
     notes: tuple[str, ...]
+    tps: tuple[TpsDvh, ...] = ()
 
 
 def read_dose(path: str | Path) -> DoseData:
@@ -872,18 +1021,48 @@ def read_dose(path: str | Path) -> DoseData:
         referenced_plan_uid=dose.info.referenced_plan_uid,
         notes=list(dose.notes),
         dose_type=dose.info.dose_type,
+        tps_dvhs=dose.tps,
     )
 
 
 def _read_dose_file(path: Path) -> _DoseFile:
     read_notes: list[str] = []
-    with _lenient_pydicom():
+    with _lenient_pydicom(), _decoding(path):
         ds = _read(path, notes=read_notes)
         _require_kind(ds, "RTDOSE", path)
         info = _dose_info(ds, path)
         _check_units(info)
         grid, notes = _dose_grid(ds, path)
-    return _DoseFile(info, grid, (*read_notes, *notes))
+        _refuse_negative(grid, info)
+        tps, tps_notes = _tps_dvhs(ds)
+    return _DoseFile(info, grid, (*read_notes, *notes, *tps_notes), tps)
+
+
+def _refuse_negative(grid: DoseGrid, info: _DoseInfo) -> None:
+    """InputError for negative values in a dose grid (PHYSICAL, EFFECTIVE or unlabelled).
+
+    Signed pixel data (Pixel Representation 1) can hold them; a dose cannot be negative
+    (DoseType ERROR, a difference, is refused before), and DVHs, medians and coverage
+    computed from it would be meaningless.
+    """
+    low = float(np.min(grid.dose)) if grid.dose.size else 0.0
+    if low < 0.0:
+        kind = info.dose_type or "unlabelled (read as PHYSICAL)"
+        raise InputError(
+            f"the {kind} dose grid holds negative doses (minimum {low:.6g} Gy): a dose "
+            "cannot be negative (a dose difference, or damaged pixel data?); export the "
+            "plan's dose again",
+            info.path,
+        )
+
+
+def _tps_dvhs(ds: Dataset) -> tuple[tuple[TpsDvh, ...], list[str]]:
+    """The planning system's DVHs of an RTDOSE, for the report's comparison; a malformed
+    DVHSequence is a note, not a refusal (no rule uses it)."""
+    try:
+        return tuple(read_tps_dvhs([ds])), []
+    except (ValueError, TypeError, AttributeError) as exc:
+        return (), [f"the planning system's DVHs (DVHSequence) could not be read: {exc}"]
 
 
 def _axis_of(cosines: FloatArray) -> tuple[int, float] | None:
@@ -906,7 +1085,14 @@ def _dose_grid(ds: Dataset, path: Path) -> tuple[DoseGrid, list[str]]:
             "dose, not only DVHs or points",
             path,
         )
-    frames = _int(ds, "NumberOfFrames") or 1
+    frames = _int(ds, "NumberOfFrames")
+    if frames is None and ds.get("NumberOfFrames") not in (None, ""):
+        raise InputError(
+            f"NumberOfFrames '{_text(ds, 'NumberOfFrames')}' is not a whole number: how "
+            "many dose frames the file holds is unknown; export the dose again",
+            path,
+        )
+    frames = frames or 1
     rows, cols = _int(ds, "Rows") or 0, _int(ds, "Columns") or 0
     bits = _int(ds, "BitsAllocated") or 0
     if frames < 2:
@@ -945,6 +1131,18 @@ def _dose_grid(ds: Dataset, path: Path) -> tuple[DoseGrid, list[str]]:
         )
     if scaling is None or scaling <= 0:
         raise InputError("DoseGridScaling is missing, zero or negative", path)
+    for keyword, values in (
+        ("PixelSpacing", spacing),
+        ("ImagePositionPatient", ipp),
+        ("GridFrameOffsetVector", offsets),
+    ):
+        if not np.all(np.isfinite(values)) or float(np.max(np.abs(values))) > MAX_COORDINATE_MM:
+            raise InputError(
+                f"{keyword} holds {float(np.max(np.abs(values))):.6g} mm, beyond "
+                f"{MAX_COORDINATE_MM:g} mm (or not a finite number): the dose grid's "
+                "geometry is damaged; export the dose again",
+                path,
+            )
 
     row_dir = _axis_of(iop[:3])
     col_dir = _axis_of(iop[3:])
@@ -997,7 +1195,14 @@ def _dose_grid(ds: Dataset, path: Path) -> tuple[DoseGrid, list[str]]:
         )
 
     stored = _pixels(ds, path, frames, rows, cols, bits)
-    dose = stored.astype(np.float64) * scaling
+    with np.errstate(over="ignore", invalid="ignore"):
+        dose = stored.astype(np.float64) * scaling
+    if not np.all(np.isfinite(dose)):
+        raise InputError(
+            f"DoseGridScaling {scaling:g} times the stored values overflows: the dose is "
+            "not a finite number; export the dose again",
+            path,
+        )
 
     # Columns run along the row direction cosine, rows along the column one.
     col_axis, col_sign = row_dir
@@ -1243,6 +1448,7 @@ def _assemble_dose(
         beam_sum_max_difference_gy=beam_difference,
         scale=scale,
         dose_type=types[0],
+        tps_dvhs=tuple(t for f in files for t in f.tps),
     )
 
 
@@ -1508,13 +1714,24 @@ def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) ->
     ------
     InputError, InputErrors
         For contours with a number of values that is not a non-empty multiple of 3,
-        non-finite or non-numeric coordinates, or contours of 3 or more points that are
-        not axial (one error per bad contour, all at once).
+        non-finite or non-numeric coordinates, coordinates beyond
+        :data:`MAX_COORDINATE_MM`, or contours of 3 or more points that are not axial
+        (one error per bad contour, all at once); for a file without its Structure Set
+        ROI Sequence or ROI Contour Sequence, or with an element that cannot be decoded.
     """
     file = Path(path)
-    with _lenient_pydicom():
+    with _lenient_pydicom(), _decoding(file):
         ds = _read(file)
         _require_kind(ds, "RTSTRUCT", file)
+        # Both are required (type 1, PS3.3 C.8.8.5/6): a file cut between two elements
+        # reads as complete, and without them every ROI would look empty or absent.
+        absent = [k for k in ("StructureSetROISequence", "ROIContourSequence") if k not in ds]
+        if absent:
+            raise InputError(
+                f"the structure set has no {' and no '.join(absent)} (required): the file "
+                "is incomplete (cut short?) or not a valid RT Structure Set; export it again",
+                file,
+            )
         refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
         frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or _text(
             ds, "FrameOfReferenceUID"
@@ -1626,6 +1843,17 @@ def _roi(
                 )
             )
             continue
+        largest = float(np.max(np.abs(data)))
+        if largest > MAX_COORDINATE_MM:
+            errors.append(
+                InputError(
+                    f"{label}: ContourData holds a coordinate of {largest:.6g} mm, beyond "
+                    f"{MAX_COORDINATE_MM:g} mm from the origin, outside any patient (a "
+                    "damaged value?); fix or re-export the structure set",
+                    file,
+                )
+            )
+            continue
         if gtype != "CLOSED_PLANAR":
             other[gtype or "(missing)"] += 1
             continue
@@ -1654,13 +1882,17 @@ def _roi(
         notes.append(_degenerate_note(degenerate))
     # The same contour twice on a plane would cancel itself by the even-odd rule: keep
     # one (a second ROI Contour item repeating the first, or a double export).
+    # A set of (plane, exact coordinates) keeps this linear in the number of contours
+    # (comparing each with the others on its plane was quadratic: 10^4 small contours
+    # on 10 planes took 17 s). Adding 0.0 turns -0.0 into 0.0, so equal values give
+    # equal bytes, as np.array_equal compares them.
     unique: list[tuple[float, FloatArray]] = []
-    seen: dict[tuple[int, int], list[FloatArray]] = {}  # (z in 0.01 mm, points) -> contours
+    seen: set[tuple[int, bytes]] = set()  # (z in 0.01 mm, coordinates)
     for plane_z, polygon in closed:
-        same = seen.setdefault((round(plane_z / PLANE_TOLERANCE_MM), len(polygon)), [])
-        if any(np.array_equal(other, polygon) for other in same):
+        key = (round(plane_z / PLANE_TOLERANCE_MM), (polygon + 0.0).tobytes())
+        if key in seen:
             continue
-        same.append(polygon)
+        seen.add(key)
         unique.append((plane_z, polygon))
     if len(unique) < len(closed):
         notes.append(
@@ -1762,15 +1994,17 @@ def _slice_positions(ds: Dataset, ct_files: list[Path], notes: list[str]) -> Flo
     _, images = _referenced_images(ds)
     zs: dict[str, float] = {}
     for path in ct_files:
-        ct = _read(
-            path,
-            specific_tags=["SOPInstanceUID", "ImagePositionPatient", "ImageOrientationPatient"],
-        )
-        try:
-            ipp = _floats(ct, "ImagePositionPatient")
-            iop = _floats(ct, "ImageOrientationPatient")
-        except ValueError:
-            ipp = iop = None
+        with _decoding(path):
+            ct = _read(
+                path,
+                specific_tags=["SOPInstanceUID", "ImagePositionPatient", "ImageOrientationPatient"],
+            )
+            uid = _text(ct, "SOPInstanceUID")
+            try:
+                ipp = _floats(ct, "ImagePositionPatient")
+                iop = _floats(ct, "ImageOrientationPatient")
+            except ValueError:
+                ipp = iop = None
         if (
             ipp is None
             or iop is None
@@ -1782,7 +2016,7 @@ def _slice_positions(ds: Dataset, ct_files: list[Path], notes: list[str]) -> Flo
                 f"CT slice {path} is not axial or has no position: slice positions not used"
             )
             return None
-        zs[_text(ct, "SOPInstanceUID")] = float(ipp[2])
+        zs[uid] = float(ipp[2])
     if images:
         present = images & set(zs)
         if len(present) < len(images):
@@ -1858,36 +2092,46 @@ def _scan_file(path: Path) -> _Header | str:
     except Exception as exc:
         _refuse_truncated(path)  # a truncated file is an error to report, not junk to skip
         return f"unreadable DICOM ({type(exc).__name__}: {exc})"
-    kind = _kind(ds)
-    if kind == "unknown":  # a file cut short can lose its SOP class: report it, not skip it
+    try:
+        with _decoding(path):
+            _decode_elements(ds, path)
+            kind = _kind(ds)
+    except InputError:
+        _refuse_truncated(path)  # a file cut short is reported as such, not as damaged
+        raise
+    if kind in ("RTDOSE", "RTPLAN", "RTSTRUCT", "unknown"):
+        # A file cut short is reported as what it is, before its header is used: a plan
+        # cut before its SOP Instance UID would otherwise be reported as the dose's
+        # missing plan, and a file losing its SOP class would be skipped as junk.
         _refuse_truncated(path)
-    frame = _text(ds, "FrameOfReferenceUID")
-    label = ""
-    rs_uid = ""
-    series: frozenset[str] = frozenset()
-    dose = None
-    if kind == "RTDOSE":
-        dose = _dose_info(ds, path)
-    elif kind == "RTPLAN":
-        label = _text(ds, "RTPlanLabel")
-        refs = _seq(ds, "ReferencedStructureSetSequence")
-        rs_uid = _text(refs[0], "ReferencedSOPInstanceUID") if refs else ""
-    elif kind == "RTSTRUCT":
-        refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
-        frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or frame
-        series = frozenset(_referenced_images(ds)[0])
-    return _Header(
-        path,
-        kind,
-        _text(ds, "SOPInstanceUID"),
-        _text(ds, "PatientID"),
-        _text(ds, "SeriesInstanceUID"),
-        frame,
-        label,
-        rs_uid,
-        series,
-        dose,
-    )
+    with _decoding(path):
+        frame = _text(ds, "FrameOfReferenceUID")
+        label = ""
+        rs_uid = ""
+        series: frozenset[str] = frozenset()
+        dose = None
+        if kind == "RTDOSE":
+            dose = _dose_info(ds, path)
+        elif kind == "RTPLAN":
+            label = _text(ds, "RTPlanLabel")
+            refs = _seq(ds, "ReferencedStructureSetSequence")
+            rs_uid = _text(refs[0], "ReferencedSOPInstanceUID") if refs else ""
+        elif kind == "RTSTRUCT":
+            refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
+            frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or frame
+            series = frozenset(_referenced_images(ds)[0])
+        return _Header(
+            path,
+            kind,
+            _text(ds, "SOPInstanceUID"),
+            _text(ds, "PatientID"),
+            _text(ds, "SeriesInstanceUID"),
+            frame,
+            label,
+            rs_uid,
+            series,
+            dose,
+        )
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -1933,15 +2177,23 @@ def find_exports(path: str | Path) -> tuple[list[ExportSet], list[str]]:
     warnings_out: list[str] = []
     headers: list[_Header] = []
     other_kinds: Counter[str] = Counter()
+    scan_errors: list[InputError] = []
     with _lenient_pydicom():
         for file in files:
-            result = _scan_file(file)
+            try:
+                result = _scan_file(file)
+            except InputError as exc:  # truncated or damaged: every one is reported
+                scan_errors.append(exc)
+                continue
             if isinstance(result, str):
                 warnings_out.append(f"skipped {_relative(file, root)}: {result}")
             elif result.kind in ("RTDOSE", "RTPLAN", "RTSTRUCT", "CT"):
                 headers.append(result)
             elif result.kind != "DICOMDIR":
                 other_kinds[result.kind] += 1
+    if scan_errors:
+        # Before linking: a damaged plan would also make its dose's plan "missing".
+        raise scan_errors[0] if len(scan_errors) == 1 else InputErrors(scan_errors)
     for kind, count in sorted(other_kinds.items()):
         warnings_out.append(f"ignored {count} DICOM file(s) of modality {kind}")
     if not any(h.kind != "CT" for h in headers):
@@ -2246,9 +2498,10 @@ def _load(
     infos = []
     with _lenient_pydicom():
         for path in dose_paths:
-            ds = _read(path, stop_before_pixels=True)
-            _require_kind(ds, "RTDOSE", path)
-            info = _dose_info(ds, path)
+            with _decoding(path):
+                ds = _read(path, stop_before_pixels=True)
+                _require_kind(ds, "RTDOSE", path)
+                info = _dose_info(ds, path)
             _check_units(info)
             infos.append(info)
     dose = _assemble_dose(infos, plan, warnings_out)
@@ -2283,7 +2536,7 @@ def _load(
     warnings_out.extend(structures.notes)
     patient_id = plan.patient_id if plan is not None and plan.patient_id else ""
     if not patient_id:
-        with _lenient_pydicom():
+        with _lenient_pydicom(), _decoding(dose.files[0]):
             patient_id = _text(_read(dose.files[0], specific_tags=["PatientID"]), "PatientID")
     return PlanExport(
         patient_id=patient_id,

@@ -73,6 +73,7 @@ class _Walker:
     def __init__(self, fp: BinaryIO, size: int) -> None:
         self.fp, self.size = fp, size
         self.little, self.implicit = True, False
+        self.last_tag = 0  # the last top-level element's tag (tags ascend)
 
     def _read(self, n: int, what: str) -> bytes:
         at = self.fp.tell()
@@ -135,8 +136,17 @@ class _Walker:
         """Walk elements up to byte ``end`` (or an item delimiter, for ``end`` < 0)."""
         while (self.fp.tell() < end) if end >= 0 else True:
             if end == self.size and self.size - self.fp.tell() < 8:
+                at = self.fp.tell()
+                rest = self.fp.read()
+                if self._starts_a_header(rest):
+                    raise _Cut(
+                        f"the element header at byte {at} is cut off after {len(rest)} "
+                        f"byte(s): the file ends at byte {self.size}"
+                    )
                 return  # a few stray bytes after the last element: padding, not a cut
             group, element, vr, length = self._header()
+            if end == self.size:
+                self.last_tag = (group << 16) | element
             tag = f"({group:04X},{element:04X})"
             if group == 0xFFFE:
                 if element == _ITEM_END and end < 0:
@@ -152,6 +162,25 @@ class _Walker:
                 self.implicit = saved
             else:
                 self._skip(length, f"element {tag}")
+
+    def _starts_a_header(self, rest: bytes) -> bool:
+        """Whether the few bytes (fewer than 8) after the last top-level element are the
+        start of the next element's header, cut off, rather than stray padding.
+
+        They are when they are not all null or space and begin with a group number (two
+        bytes or more: a tag, four bytes or more) that can follow the last element's, as
+        data element tags ascend; a single byte, or a group such as FFFF, cannot tell.
+        """
+        if len(rest) < 2 or not rest.strip(b"\0 "):
+            return False
+        order = "<" if self.little else ">"
+        (group,) = struct.unpack(order + "H", rest[:2])
+        if group >= 0xFFFE or group < self.last_tag >> 16:
+            return False
+        if len(rest) >= 4:
+            (element,) = struct.unpack(order + "H", rest[2:4])
+            return bool(((group << 16) | element) > self.last_tag)
+        return True
 
     def items(self, tag: str) -> None:
         """Walk the items of a sequence (or encapsulated pixel data) of undefined length."""

@@ -6,14 +6,13 @@ and the CSV are views of the same numbers.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from typing import Any
 
 from rtcheck import __version__
 from rtcheck.analysis import DvhAnalysis, StructureResult, shared_names
 from rtcheck.report_common import json_number, plan_summary
+from rtcheck.report_csv import Cell, render_csv
 
 SCHEMA = "rtcheck.dvh/1"
 #: Table cell of a metric that cannot be computed for a structure (the reason is a warning).
@@ -177,52 +176,51 @@ def to_csv(analysis: DvhAnalysis) -> str:
     ``; ``).
     """
     metric_names = [str(m) for m in analysis.metrics]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        [
-            "patient_id",
-            "roi",
-            "number",
-            "type",
-            "volume_cc",
-            "volume_outside_dose_cc",
-            "complete",
-            "min_gy",
-            "mean_gy",
-            "max_gy",
-            *metric_names,
-            "metrics_not_computable",
-        ]
-    )
+    header = [
+        "patient_id",
+        "roi",
+        "number",
+        "type",
+        "volume_cc",
+        "volume_outside_dose_cc",
+        "complete",
+        "min_gy",
+        "mean_gy",
+        "max_gy",
+        *metric_names,
+        "metrics_not_computable",
+    ]
+    rows: list[list[Cell]] = []
     for s in analysis.structures:
         dvh = s.dvh
-        writer.writerow(
+        rows.append(
             [
                 analysis.export.patient_id,
                 s.roi.name,
                 s.roi.number,
                 s.roi.interpreted_type,
                 *(
-                    ["", "", "", "", "", ""]
+                    [None] * 6
                     if dvh is None
                     else [
-                        _csv(dvh.volume_cc),
-                        _csv(dvh.volume_outside_cc),
+                        _float(dvh.volume_cc),
+                        _float(dvh.volume_outside_cc),
                         s.complete,
-                        _csv(dvh.min_gy),
-                        _csv(dvh.mean_gy),
-                        _csv(dvh.max_gy),
+                        _float(dvh.min_gy),
+                        _float(dvh.mean_gy),
+                        _float(dvh.max_gy),
                     ]
                 ),
-                *(_csv(s.metrics.get(m)) for m in metric_names),
+                *(_float(s.metrics.get(m)) for m in metric_names),
                 "; ".join(f"{k}: {why}" for k, why in s.not_computable.items()),
             ]
         )
-    return buffer.getvalue()
+    return render_csv(header, rows, number=_csv_number)
 
 
-def _csv(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return ""
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _csv_number(value: float) -> str:
     return f"{value:.6g}"

@@ -1,12 +1,27 @@
-"""A protocol check as CSV for spreadsheets: one row per rule result."""
+"""CSV for spreadsheets: the one CSV writer of rtcheck, and a protocol check as CSV.
+
+Every CSV rtcheck writes goes through :func:`render_csv`: ``check --csv`` (one row per rule
+result, :func:`to_csv` here), ``dvh --csv`` (:func:`rtcheck.dvh_report.to_csv`) and the
+``summary.csv`` of ``batch`` (:func:`rtcheck.batch.render_summary_csv`). Text cells come
+from DICOM files (ROI names, plan labels, patient IDs) and a spreadsheet runs a cell that
+starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula (CSV
+injection, OWASP); :func:`render_csv` writes such text with a leading ``'``. Numbers are
+written as numbers: a negative number is not text and keeps its sign.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from rtcheck.constraints.engine import CheckResult
+if TYPE_CHECKING:
+    from rtcheck.constraints.engine import CheckResult
+
+#: What a CSV cell may be: text (neutralised), a number (formatted), or None (empty).
+Cell = str | int | float | None
 
 #: The CSV header, in order.
 COLUMNS = (
@@ -26,11 +41,11 @@ COLUMNS = (
     "verdict",
 )
 
-# A cell starting with one of these is a formula to a spreadsheet program.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A text cell starting with one of these is a formula to a spreadsheet program.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _text(value: str | None) -> str:
+def text_cell(value: object) -> str:
     """A text cell; one a spreadsheet would run as a formula is prefixed with ``'``.
 
     ROI names and plan labels come from the DICOM files: a name such as ``=HYPERLINK(...)``
@@ -39,13 +54,65 @@ def _text(value: str | None) -> str:
     if value is None:
         return ""
     text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _number(value: float | None) -> str:
-    if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
+#: The former name of :func:`text_cell`.
+_text = text_cell
+
+
+def _rounded(value: float) -> str:
+    return repr(round(value, 6))
+
+
+def render_csv(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    number: Callable[[float], str] = _rounded,
+) -> str:
+    """CSV text (``\n`` line ends) of a header and rows, safe to open in a spreadsheet.
+
+    Parameters
+    ----------
+    header
+        The column names (written as text cells).
+    rows
+        One sequence of cells per row: ``str`` cells are text, neutralised as
+        :func:`text_cell` does; ``bool`` cells are written ``True``/``False``, ``int``
+        cells as integers, ``float`` cells with ``number`` (empty when not finite); None
+        is an empty cell.
+    number
+        How a finite float is written (default: rounded to 6 decimals, ``repr``).
+
+    Returns
+    -------
+    str
+        The CSV document.
+    """
+    out = io.StringIO()
+    # Written row by row with "\r\n" ends, then given "\n": the csv module quotes a field
+    # holding a character of its line terminator only, and a CR in a field must be quoted.
+    row_buffer = io.StringIO()
+    writer = csv.writer(row_buffer, lineterminator="\r\n")
+    for cells in (
+        [text_cell(h) for h in header],
+        *([_cell(value, number) for value in row] for row in rows),
+    ):
+        row_buffer.seek(0)
+        row_buffer.truncate()
+        writer.writerow(cells)
+        out.write(row_buffer.getvalue()[:-2] + "\n")
+    return out.getvalue()
+
+
+def _cell(value: Cell, number: Callable[[float], str]) -> str:
+    if value is None:
         return ""
-    return repr(round(float(value), 6))
+    if isinstance(value, bool | int):
+        return str(value)
+    if isinstance(value, float):
+        return number(value) if math.isfinite(value) else ""
+    return text_cell(value)
 
 
 def to_csv(result: CheckResult) -> str:
@@ -63,30 +130,27 @@ def to_csv(result: CheckResult) -> str:
         none); text cells that a spreadsheet would read as a formula start with ``'``.
     """
     plan = result.export.plan
-    fixed = (
-        _text(result.export.patient_id),
-        _text(plan.label if plan is not None else ""),
-        _text(result.protocol.id),
-        _text(result.protocol.version),
-    )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    fixed: list[Cell] = [
+        result.export.patient_id,
+        plan.label if plan is not None else "",
+        result.protocol.id,
+        result.protocol.version,
+    ]
     verdict = result.verdict
-    for r in result.results:
-        writer.writerow(
-            [
-                *fixed,
-                _text(r.id),
-                _text(r.kind),
-                _text(r.status),
-                _text(r.structure),
-                _text(r.metric),
-                _number(r.measured),
-                _text(r.limit),
-                _text(r.message),
-                _text(r.source),
-                verdict,
-            ]
-        )
-    return buffer.getvalue()
+    rows: list[list[Cell]] = [
+        [
+            *fixed,
+            r.id,
+            r.kind,
+            r.status,
+            r.structure,
+            r.metric,
+            None if r.measured is None or isinstance(r.measured, bool) else float(r.measured),
+            r.limit,
+            r.message,
+            r.source,
+            verdict,
+        ]
+        for r in result.results
+    ]
+    return render_csv(COLUMNS, rows)
