@@ -25,19 +25,19 @@ Four steps, each usable on its own:
    and returns a small picklable :class:`PlanOutcome`. Any exception becomes an ``error``
    outcome; a worker process that dies (e.g. out of memory) too.
 4. :func:`write_index` and :func:`write_summary_csv` write ``index.html`` (self-contained,
-   sortable) and ``summary.csv`` (one row per plan).
+   sortable) and ``summary.csv`` (one row per plan: its verdict, the rules that failed,
+   deviated a little or could not be evaluated, and how ``--protocol auto`` chose).
 
 :func:`run_batch` does all four. Nothing under ROOT is ever written to: an output folder
-inside ROOT (or containing it) is refused.
+inside ROOT (or containing it) is refused, and so is one that is not empty (an earlier
+run's reports), unless ``overwrite`` is given.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
 import importlib
-import io
 import multiprocessing
 import os
 import re
@@ -57,8 +57,15 @@ from urllib.parse import quote
 
 from rtcheck import __version__
 from rtcheck.constraints.protocol import Protocol
-from rtcheck.dicom_io import ExportSet
+from rtcheck.dicom_io import EXPLICIT_HINT, ExportSet
 from rtcheck.errors import InputError, InputErrors, MissingExtraError, RtcheckError, UsageError
+from rtcheck.output_files import (
+    prepare_folder,
+    remove_stale_temporaries,
+    write_error,
+    write_text,
+)
+from rtcheck.report_csv import render_csv
 
 if TYPE_CHECKING:
     from rtcheck.constraints.engine import CheckResult
@@ -108,10 +115,15 @@ _CSV_COLUMNS = (
     "plan_label",
     "plan_sop_instance_uid",
     "protocol",
+    "selection",
+    "selection_note",
     "verdict",
     "major",
     "minor",
     "not_evaluated",
+    "failed_rules",
+    "minor_rules",
+    "not_evaluated_rules",
     "json_report",
     "html_report",
     "source",
@@ -163,7 +175,7 @@ class PlanJob:
     aliases: Mapping[str, tuple[str, ...]] | None = None
     aliases_file: str | None = None
     strict: bool = False
-    between_planes: str = "slab"
+    between_planes: str = "shape"
     prescription: tuple[float, int] | None = None
 
 
@@ -191,6 +203,20 @@ class PlanOutcome:
         Remarks that do not change the verdict (e.g. HTML report not written).
     detail
         The traceback of an unexpected exception (shown with ``--debug``).
+    failed_rules
+        Ids of the rules that failed the plan, each once: those with a major deviation
+        first, then (with ``--strict``) those with a minor one.
+    minor_rules
+        Ids of the rules whose worst deviation is minor (an acceptable variation; it
+        fails the plan only with ``--strict``).
+    not_evaluated_rules
+        Ids of the rules that could not be evaluated (the reasons are in ``message``).
+    selection
+        How ``--protocol auto`` chose the protocol: the reasons it fits the plan (empty
+        when the protocol was named).
+    selection_note
+        When the plan's intent alone decided between protocols, the sentence that says
+        so (:attr:`rtcheck.constraints.registry.Choice.intent_note`), else None.
     """
 
     patient_id: str
@@ -207,6 +233,11 @@ class PlanOutcome:
     message: str = ""
     notes: tuple[str, ...] = ()
     detail: str | None = None
+    failed_rules: tuple[str, ...] = ()
+    minor_rules: tuple[str, ...] = ()
+    not_evaluated_rules: tuple[str, ...] = ()
+    selection: tuple[str, ...] = ()
+    selection_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -356,12 +387,22 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+#: The advice of the folder scan's linking errors, which names options of ``check`` and
+#: ``dvh``, as it reads in a batch or watch row (whose commands lack those options).
+_EXPLICIT_ADVICE = (
+    "check that plan alone, naming its files: "
+    "rtcheck check --structures RS.dcm --dose RD.dcm [--plan RP.dcm]"
+)
+
+
 def _error_message(exc: BaseException) -> str:
     if isinstance(exc, InputErrors):
-        return "; ".join(str(e) for e in exc.errors)
-    if isinstance(exc, RtcheckError):
-        return str(exc).replace("\n", "; ")
-    return f"internal error: {type(exc).__name__}: {exc}".replace("\n", "; ")
+        message = "; ".join(str(e) for e in exc.errors)
+    elif isinstance(exc, RtcheckError):
+        message = str(exc).replace("\n", "; ")
+    else:
+        return f"internal error: {type(exc).__name__}: {exc}".replace("\n", "; ")
+    return message.replace(EXPLICIT_HINT, _EXPLICIT_ADVICE)
 
 
 def discover(root: str | Path) -> Discovery:
@@ -437,7 +478,7 @@ def prepare_jobs(
     aliases: Mapping[str, tuple[str, ...]] | None = None,
     aliases_file: str | None = None,
     strict: bool = False,
-    between_planes: str = "slab",
+    between_planes: str = "shape",
     prescription: tuple[float, int] | None = None,
 ) -> list[PlanJob]:
     """One job per plan, with sanitised, collision-free report names.
@@ -510,17 +551,22 @@ def _html_module() -> ModuleType | None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so no half-written report is left behind."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Write whole or not at all (:func:`rtcheck.output_files.write_text`): no half-written
+    report and no temporary file is left behind; a failure is an InputError naming the
+    folder."""
+    write_text(path, text)
 
 
 def _report_path(job: PlanJob, suffix: str) -> Path:
+    """The report file of a job, its patient folder created (InputError naming it if not)."""
     out = job.out.resolve()
     path = (out / job.patient_dir / f"{job.stem}{suffix}").resolve()
     if not path.is_relative_to(out) or path.parent.parent != out:  # defence in depth
         raise UsageError(f"report name {job.patient_dir}/{job.stem} leaves the output folder")
+    try:
+        path.parent.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path.parent, "the plan's reports") from exc
     return path
 
 
@@ -608,6 +654,8 @@ def check_one(job: PlanJob) -> PlanOutcome:
         except Exception as exc:  # the check stands; the HTML rendering failed
             notes.append(f"HTML report not written: {type(exc).__name__}: {exc}")
         statuses = [r.status for r in result.results]
+        major_rules = _rule_ids(result, MAJOR)
+        minor_rules = tuple(i for i in _rule_ids(result, MINOR) if i not in major_rules)
         return replace(
             base,
             verdict=result.verdict,
@@ -619,6 +667,11 @@ def check_one(job: PlanJob) -> PlanOutcome:
             html_report=html_report,
             message="; ".join(result.errors) if result.verdict == "error" else "",
             notes=tuple(notes),
+            failed_rules=major_rules + (minor_rules if result.strict else ()),
+            minor_rules=minor_rules,
+            not_evaluated_rules=_rule_ids(result, NOT_EVALUATED),
+            selection=() if choice is None else tuple(choice.reasons),
+            selection_note=None if choice is None else choice.intent_note,
         )
     except RtcheckError as exc:
         return replace(base, protocol_id=protocol_id, message=_error_message(exc))
@@ -629,6 +682,11 @@ def check_one(job: PlanJob) -> PlanOutcome:
             message=_error_message(exc),
             detail=traceback.format_exc(),
         )
+
+
+def _rule_ids(result: CheckResult, status: str) -> tuple[str, ...]:
+    """Ids of the rules with a result of ``status``, each once, in the protocol's order."""
+    return tuple(dict.fromkeys(r.id for r in result.results if r.status == status))
 
 
 def _failed(job: PlanJob, message: str) -> PlanOutcome:
@@ -847,12 +905,31 @@ document.querySelectorAll("table.sortable th").forEach(function (th, column) {
 """
 
 
+def _rules_cell(o: PlanOutcome) -> str:
+    """The rules of a plan, by status: ``failed: a, b`` / ``minor: c`` / ``not evaluated: d``."""
+    minor = [i for i in o.minor_rules if i not in o.failed_rules]
+    lines = [
+        (label, ids)
+        for label, ids in (
+            ("failed", o.failed_rules),
+            ("minor", minor),
+            ("not evaluated", o.not_evaluated_rules),
+        )
+        if ids
+    ]
+    return "".join(
+        f'<div class="rules">{label}: {_display(", ".join(ids))}</div>' for label, ids in lines
+    )
+
+
 def render_index(
     outcomes: Sequence[PlanOutcome], root: str | Path, warnings: Sequence[str] = ()
 ) -> str:
     """The ``index.html`` of a batch: one sortable row per plan, links to its reports.
 
-    Self-contained (inline style and script, nothing fetched); every DICOM string is
+    Each row gives the protocol (with why ``--protocol auto`` chose it), the counts, the
+    rules by status (``failed: ...``, ``minor: ...``, ``not evaluated: ...``) and the
+    message. Self-contained (inline style and script, nothing fetched); every DICOM string is
     escaped with :func:`html.escape`.
     """
     rows = sorted(outcomes, key=_sort_key)
@@ -870,15 +947,21 @@ def render_index(
         plan = _display(o.plan_label) if o.plan_label else "<em>(folder not readable)</em>"
         if not o.plan_label and o.plan_uid:
             plan = "<em>(no label)</em>"
+        protocol = _display(o.protocol_id or "")
+        if o.selection:
+            protocol += f'<div class="note">auto: {_display("; ".join(o.selection))}</div>'
+        if o.selection_note:
+            protocol += f'<div class="note">{_display(o.selection_note)}</div>'
         body.append(
             "<tr>"
             f"<td>{_display(o.patient_id)}</td>"
             f"<td>{_link(o.html_report or o.json_report, plan) or plan}</td>"
             f'<td class="{o.verdict} verdict" data-sort="{VERDICTS.index(o.verdict)}">'
             f"{o.verdict}</td>"
-            f"<td>{_display(o.protocol_id or '')}</td>"
+            f"<td>{protocol}</td>"
             f'<td class="num">{o.major}</td><td class="num">{o.minor}</td>'
             f'<td class="num">{o.not_evaluated}</td>'
+            f"<td>{_rules_cell(o)}</td>"
             f"<td>{reports}</td>"
             f"<td>{_display(o.source)}</td>"
             f'<td title="{_display(o.plan_uid)}">{remarks}</td>'
@@ -900,7 +983,8 @@ def render_index(
         '<table class="sortable"><thead><tr>'
         '<th>Patient</th><th>Plan</th><th data-type="num">Verdict</th><th>Protocol</th>'
         '<th data-type="num">Major</th><th data-type="num">Minor</th>'
-        '<th data-type="num">Not evaluated</th><th>Reports</th><th>Folder</th><th>Message</th>'
+        '<th data-type="num">Not evaluated</th><th>Rules</th><th>Reports</th><th>Folder</th>'
+        "<th>Message</th>"
         "</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
         f"{warning_block}\n<script>{_INDEX_SCRIPT}</script>\n</body></html>\n"
     )
@@ -918,35 +1002,39 @@ def write_index(
     return path
 
 
-def _csv_cell(value: object) -> str:
-    """Text that a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def render_summary_csv(outcomes: Sequence[PlanOutcome]) -> str:
-    """``summary.csv``: one row per plan (columns: see ``_CSV_COLUMNS``), sorted."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_CSV_COLUMNS)
-    for o in sorted(outcomes, key=_sort_key):
-        writer.writerow(
-            [
-                _csv_cell(o.patient_id),
-                _csv_cell(o.plan_label),
-                o.plan_uid,
-                o.protocol_id or "",
-                o.verdict,
-                o.major,
-                o.minor,
-                o.not_evaluated,
-                o.json_report or "",
-                o.html_report or "",
-                _csv_cell(o.source),
-                _csv_cell(o.message),
-            ]
-        )
-    return buffer.getvalue()
+    """``summary.csv``: one row per plan (columns: see ``_CSV_COLUMNS``), sorted.
+
+    ``selection`` holds why ``--protocol auto`` chose the protocol (``; ``-separated,
+    empty when it was named), ``selection_note`` the sentence saying the plan's intent
+    alone decided, when it did; ``failed_rules``, ``minor_rules`` and
+    ``not_evaluated_rules`` the rule ids of :class:`PlanOutcome` (``, ``-separated, major
+    deviations first). Written by :func:`rtcheck.report_csv.render_csv`: text that a
+    spreadsheet would run as a formula (OWASP CSV injection) starts with ``'``.
+    """
+    rows = [
+        [
+            o.patient_id,
+            o.plan_label,
+            o.plan_uid,
+            o.protocol_id,
+            "; ".join(o.selection),
+            o.selection_note,
+            o.verdict,
+            o.major,
+            o.minor,
+            o.not_evaluated,
+            ", ".join(o.failed_rules),
+            ", ".join(o.minor_rules),
+            ", ".join(o.not_evaluated_rules),
+            o.json_report,
+            o.html_report,
+            o.source,
+            o.message,
+        ]
+        for o in sorted(outcomes, key=_sort_key)
+    ]
+    return render_csv(_CSV_COLUMNS, rows)
 
 
 def write_summary_csv(out: str | Path, outcomes: Sequence[PlanOutcome]) -> Path:
@@ -972,6 +1060,56 @@ def check_out_folder(root: Path, out: Path) -> None:
         raise UsageError(f"{out} is a file: --out needs a folder")
 
 
+def _written(path: Path) -> str:
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return ""
+    return datetime.fromtimestamp(mtime, UTC).strftime(" (written %Y-%m-%d %H:%M UTC)")
+
+
+def earlier_output(out: Path) -> str | None:
+    """What an output folder already holds, in words, or None when it is new or empty.
+
+    Hidden files (a ``.DS_Store``, a temporary file of a run that was killed) do not
+    count.
+    """
+    entries = _entries(out) if out.is_dir() else []
+    if not entries:
+        return None
+    names = {p.name for p in entries}
+    parts = []
+    run_files = [n for n in ("index.html", "summary.csv") if n in names]
+    if run_files:
+        parts.append(
+            f"{' and '.join(run_files)} of an earlier rtcheck batch run"
+            + _written(out / run_files[0])
+        )
+    if names & {"ledger.sqlite", "watch.log", "serve.log"}:
+        parts.append("the ledger and log of rtcheck watch or serve")
+    known = set(run_files) | {"ledger.sqlite", "watch.log", "serve.log"}
+    others = sorted(n for n in names if n not in known)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        parts.append(f"{len(others)} other file(s) or folder(s): {shown}")
+    return "; ".join(parts)
+
+
+def check_earlier_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is not empty, unless ``overwrite`` (UsageError).
+
+    The message names the folder and what it holds (the index and summary of an earlier
+    run and when they were written, patient folders...).
+    """
+    held = earlier_output(out)
+    if held is not None and not overwrite:
+        raise UsageError(
+            f"{out}: the output folder is not empty: it holds {held}. Give --overwrite to "
+            "write this run's reports over it (same-named files are replaced, nothing else "
+            "is removed), or choose a new or empty output folder"
+        )
+
+
 def run_batch(
     root: str | Path,
     out: str | Path,
@@ -981,10 +1119,11 @@ def run_batch(
     scheduler: str | None = None,
     aliases: str | Path | None = None,
     strict: bool = False,
-    between_planes: str = "slab",
+    between_planes: str = "shape",
     prescription: tuple[float, int] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[PlanOutcome], None] | None = None,
+    overwrite: bool = False,
 ) -> BatchResult:
     """Check every plan under ``root`` and write the reports, index and summary to ``out``.
 
@@ -993,8 +1132,8 @@ def run_batch(
     root
         The archive (see :func:`discover`); only read.
     out
-        The output folder (created; must not overlap ``root``). Reports of an earlier run
-        with the same names are replaced.
+        The output folder (created; must not overlap ``root``). A folder that is not
+        empty (the reports of an earlier run) is refused unless ``overwrite``.
     protocol
         ``auto`` (each plan gets the shipped protocol its ``select`` criteria pick), a
         shipped protocol id, or a protocol YAML file.
@@ -1013,6 +1152,10 @@ def run_batch(
         found and folders that could not be scanned).
     on_done
         Called with each plan's outcome as it arrives.
+    overwrite
+        Write into an output folder that is not empty: this run's reports, ``index.html``
+        and ``summary.csv`` replace same-named files; nothing else is removed (reports of
+        plans this run does not check stay, and the index lists only this run).
 
     Returns
     -------
@@ -1023,10 +1166,15 @@ def run_batch(
     Raises
     ------
     UsageError, ProtocolError, MissingExtraError
-        Before anything is checked or written: bad options, an unknown protocol, a
-        malformed protocol or alias file, dask not installed.
+        Before anything is checked or written: bad options, an output folder that is not
+        empty without ``overwrite``, an unknown protocol, a malformed protocol or alias
+        file, dask not installed.
     InputError
-        ``root`` missing, not a folder or empty.
+        ``root`` missing, not a folder or empty; the output folder cannot be created or
+        written (refused before any plan is checked), or writing ``summary.csv`` or
+        ``index.html`` failed (a full disk): the message names the folder, and no
+        temporary file is left. A plan whose reports cannot be written is an ``error``
+        row naming its folder.
     """
     from rtcheck.constraints.registry import resolve_protocol
     from rtcheck.constraints.structures import check_alias_roles, load_aliases
@@ -1035,6 +1183,7 @@ def run_batch(
     out_dir = Path(out).resolve()
     _validate_executor(executor, scheduler, workers)
     check_out_folder(root_dir, out_dir)
+    check_earlier_output(out_dir, overwrite)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
     alias_map = load_aliases(Path(aliases)) if aliases is not None else None
     if fixed is not None and alias_map is not None:
@@ -1050,7 +1199,8 @@ def run_batch(
         between_planes,
         prescription,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out_dir)  # a folder that cannot be written is refused before any check
+    remove_stale_temporaries(out_dir)
     if on_start is not None:
         on_start(len(jobs) + len(found.errors))
     if on_done is not None:

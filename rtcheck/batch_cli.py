@@ -4,8 +4,9 @@ Kept apart from :mod:`rtcheck.cli` (which imports this module to register it) an
 imports from it, so that the two never import each other. The command maps errors to the
 exit codes every rtcheck command uses: 0 all plans pass, 1 a plan fails, 2 usage error
 (bad option, unknown protocol, malformed protocol or alias file, the ``dask`` extra
-missing), 3 a plan or folder could not be evaluated (or ROOT is unusable), 4 internal
-error.
+missing, an output folder that is not empty without ``--overwrite``), 3 a plan or folder
+could not be evaluated (or ROOT is unusable, or the output folder cannot be written: a
+full disk, a read-only folder), 4 internal error.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def _report(result: BatchResult, debug: bool) -> None:
             continue
         who = " / ".join(x for x in (o.patient_id, o.plan_label) if x) or "folder"
         what = o.message or f"{o.major} major, {o.minor} minor deviation(s)"
+        if o.failed_rules:
+            what += f" (failed: {', '.join(o.failed_rules)})"
         err(f"{o.verdict}: {who} ({o.source}): {what}")
         if debug and o.detail:
             err(o.detail.rstrip())
@@ -106,12 +109,16 @@ def _report(result: BatchResult, debug: bool) -> None:
 def batch(
     root: Annotated[
         Path,
-        typer.Argument(help="Archive folder: patient folders (any depth), or one export folder."),
+        typer.Argument(
+            metavar="ROOT",
+            help="Archive folder: patient folders (any depth), or one export folder.",
+        ),
     ],
     out: Annotated[
         Path,
         typer.Option(
             "--out",
+            metavar="FOLDER",
             help="Output folder (outside ROOT) for <patient>/<plan>.json|.html, "
             "index.html and summary.csv.",
         ),
@@ -120,6 +127,7 @@ def batch(
         str,
         typer.Option(
             "--protocol",
+            metavar="ID|FILE|auto",
             help="Shipped protocol id, a protocol YAML file, or "
             "'auto' to pick one per plan by the protocols' select criteria.",
         ),
@@ -127,13 +135,17 @@ def batch(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=1, help="Processes of the local pool (default: one per CPU)."
+            "--workers",
+            metavar="N",
+            min=1,
+            help="Processes of the local pool (default: one per CPU).",
         ),
     ] = None,
     executor: Annotated[
         str,
         typer.Option(
             "--executor",
+            metavar="process|dask",
             help="'process': a local process pool; 'dask': a Dask distributed cluster "
             "(needs the optional extra 'dask' of rtcheck, and --scheduler).",
         ),
@@ -142,23 +154,40 @@ def batch(
         str | None,
         typer.Option(
             "--scheduler",
+            metavar="ADDRESS",
             help="Dask scheduler ADDRESS, e.g. tcp://host:8786 (with --executor dask).",
         ),
     ] = None,
     aliases: Annotated[
         Path | None,
-        typer.Option("--aliases", help="Institution alias file (YAML: ROLE: list of patterns)."),
+        typer.Option(
+            "--aliases",
+            metavar="FILE",
+            help="Institution alias file (YAML: ROLE: list of patterns).",
+        ),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
     ] = False,
-    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Write into an output folder that is not empty (an earlier run's reports): "
+            "this run's reports, index.html and summary.csv replace same-named files, "
+            "nothing else is removed. Without it such a folder is refused (exit 2).",
+        ),
+    ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show debug logging and tracebacks of internal errors.")
     ] = False,
 ) -> None:
-    """Check every plan under ROOT: exit 0 all pass, 1 any fails, 3 any cannot be evaluated."""
+    """Check every plan under ROOT: exit 0 all pass, 1 any fails, 3 any cannot be evaluated.
+
+    The output folder must be new or empty, unless --overwrite is given.
+    """
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -182,6 +211,7 @@ def batch(
                 prescription=None if prescription is None else parse_prescription(prescription),
                 on_start=on_start,
                 on_done=on_done,
+                overwrite=overwrite,
             )
     _report(result, debug)
     raise typer.Exit(EXIT_BY_VERDICT[result.verdict])

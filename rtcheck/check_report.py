@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from rtcheck import __version__
-from rtcheck.constraints.engine import CheckResult
+from rtcheck.constraints.engine import CheckResult, RuleResult
 from rtcheck.constraints.protocol import ScheduleFact
 from rtcheck.report_common import dose_summary, json_number, plan_lines, plan_summary
 
 SCHEMA = "rtcheck.report/1"
+
+#: Terminal width used when none is given.
+DEFAULT_WIDTH = 100
+_STATUS_COLOUR = {"pass": "32", "minor": "33", "major": "31", "not_evaluated": "35"}
+_VERDICT_COLOUR = {"pass": "32", "fail": "31", "error": "35"}
 
 #: Facts with a structure of their own in the report; every other fact is a plain value.
 STRUCTURED_FACTS = (
@@ -60,8 +66,11 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             "file": protocol.file,
         },
         "selection": None if result.selection is None else result.selection.as_dict(),
+        "checked_at": result.checked_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "checked_at_local": result.checked_at.astimezone().isoformat(timespec="seconds"),
         "patient_id": export.patient_id,
         "plan": plan_summary(plan),
+        "plan_record": None if plan is None or plan.record is None else plan.record.as_dict(),
         "prescription": None if result.prescription is None else result.prescription.as_dict(),
         "prescription_problem": result.prescription_problem or None,
         "inputs": {
@@ -112,6 +121,8 @@ def to_json(result: CheckResult) -> dict[str, Any]:
             }
             for r in result.results
         ],
+        "dvh_statistics": dvh_statistics(result),
+        "tps_dvh_comparison": result.tps_comparison,
         "skipped": result.skipped,
         "verdict": result.verdict,
         "strict": result.strict,
@@ -119,6 +130,61 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "warnings": list(export.warnings) + list(export.dose.notes) + result.warnings,
         "errors": result.errors,
     }
+
+
+#: Near-minimum, median and near-maximum doses every ROI's statistics give (ICRU 83).
+STANDARD_DOSES = (98.0, 95.0, 50.0, 2.0)
+
+
+def dvh_statistics(result: CheckResult) -> list[dict[str, Any]]:
+    """One entry per ROI: volume, minimum, mean and maximum dose, D98/D95/D50/D2, and the
+    metrics the protocol's rules measured on it; or why it has no DVH.
+
+    The DVHs are the check's own (the ones the rules were evaluated on); an ROI no rule
+    used is listed without numbers, as ``computed: false``, so the table never suggests
+    an ROI was looked at when it was not.
+    """
+    out: list[dict[str, Any]] = []
+    for roi in result.export.structures.rois:
+        entry: dict[str, Any] = {
+            "name": roi.name,
+            "number": roi.number,
+            "type": roi.interpreted_type or None,
+            "computed": False,
+            "volume_cc": None,
+            "min_gy": None,
+            "mean_gy": None,
+            "max_gy": None,
+        }
+        dvh = result.dvhs.get(roi.name)
+        if dvh is None:
+            entry["reason"] = result.dvh_problems.get(roi.name) or (
+                "no DVH: no rule of the protocol uses this ROI"
+            )
+            out.append(entry)
+            continue
+        inside = dvh.volume_inside_cc
+        entry.update(
+            computed=True,
+            volume_cc=json_number(dvh.volume_cc),
+            volume_outside_dose_cc=json_number(dvh.volume_outside_cc),
+            min_gy=json_number(dvh.min_gy),
+            mean_gy=json_number(dvh.mean_gy),
+            max_gy=json_number(dvh.max_gy),
+            doses_gy={
+                f"D{p:g}%": json_number(dvh.dose_at_volume(p / 100 * inside))
+                if inside > 0 and dvh.complete
+                else None
+                for p in STANDARD_DOSES
+            },
+            protocol_metrics={
+                r.metric: json_number(r.measured)
+                for r in result.results
+                if r.structure == roi.name and r.metric and r.measured is not None
+            },
+        )
+        out.append(entry)
+    return out
 
 
 def not_checked_lines(result: CheckResult) -> list[str]:
@@ -145,15 +211,43 @@ def not_checked_lines(result: CheckResult) -> list[str]:
 
 
 def skipped_by_reason(result: CheckResult) -> list[tuple[str, list[str]]]:
-    """The skipped rules grouped by their reason, in the protocol's order."""
+    """The skipped rules grouped by their reason, in the protocol's order; the rules of
+    optional structures that are not contoured in one group (the names each role looks
+    for are in the JSON report's ``skipped``)."""
     groups: dict[str, list[str]] = {}
+    absent: dict[str, None] = {}
+    absent_ids: list[str] = []
     for s in result.skipped:
+        if s.get("absent_roles"):
+            absent.update(dict.fromkeys(s["absent_roles"].split(", ")))
+            absent_ids.append(s["id"])
+            continue
         groups.setdefault(s["reason"], []).append(s["id"])
-    return list(groups.items())
+    out = list(groups.items())
+    if absent_ids:
+        out.insert(
+            0,
+            (
+                f"optional structures not contoured (no ROI resembles them): {', '.join(absent)}",
+                absent_ids,
+            ),
+        )
+    return out
 
 
-def format_report(result: CheckResult) -> str:
-    """A readable verdict, plan facts, role mapping and one row per rule result."""
+def format_report(result: CheckResult, *, width: int = DEFAULT_WIDTH, colour: bool = False) -> str:
+    """A readable report: plan facts, role mapping, one row per rule result, the verdict
+    last.
+
+    Parameters
+    ----------
+    result
+        The check.
+    width
+        Terminal columns: no line is longer (long names are cut, long lines wrapped).
+    colour
+        Colour the statuses and the verdict with ANSI codes (for a terminal).
+    """
     plan, facts = result.export.plan, result.facts
     lines = [
         f"Protocol {result.protocol.id} v{result.protocol.version}: {result.protocol.title}",
@@ -183,27 +277,86 @@ def format_report(result: CheckResult) -> str:
         f"{role} = {', '.join(names)}" for role, names in result.roles.matched.items()
     )
     lines.append(f"Structures: {mapping or 'none matched'}")
-    if result.roles.missing:
-        lines.append(f"Missing roles: {', '.join(result.roles.missing)}")
+    required_missing = [r for r in result.roles.missing if not result.protocol.roles[r].optional]
+    if required_missing:
+        lines.append(f"Missing roles: {', '.join(required_missing)}")
     if result.unmatched_rois:
         lines.append(f"ROIs not matched to any role: {', '.join(result.unmatched_rois)}")
     lines.extend(not_checked_lines(result))
     lines.append("")
-    rows = [("STATUS", "RULE", "STRUCTURE", "MEASURED", "LIMIT")]
-    for r in result.results:
-        measured = "-" if r.measured is None else f"{r.measured:.4g}"
-        rows.append((_MARK[r.status], r.id, r.structure or "-", measured, r.limit or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    details = [f"  {r.id}: {r.message}" for r in result.results if r.status != "pass"]
-    if details:
-        lines.append("")
-        lines.extend(details)
-    lines.append("")
-    lines.append(
+    body = [_wrap(line, width) for line in lines]
+    table = _rule_table(result, width, colour)
+    details = [_wrap(f"  {r.id}: {r.message}", width) for r in result.results if r.status != "pass"]
+    verdict = (
         f"VERDICT: {result.verdict.upper()}"
         + (" (strict: minor deviations fail)" if result.strict else "")
-        + (" (DVHs: shape model between planes)" if result.between_planes == "shape" else "")
+        + (" (DVHs: slab model between planes)" if result.between_planes == "slab" else "")
     )
-    return "\n".join(lines)
+    if colour:
+        verdict = _paint(verdict, _VERDICT_COLOUR[result.verdict], bold=True)
+    out = [*body, *table]
+    if details:
+        out += ["", *details]
+    out += ["", verdict]
+    return "\n".join(out)
+
+
+def _paint(text: str, code: str, *, bold: bool = False) -> str:
+    """``text`` in an ANSI colour (for a terminal that shows colour)."""
+    return f"\x1b[{'1;' if bold else ''}{code}m{text}\x1b[0m"
+
+
+def _wrap(line: str, width: int) -> str:
+    """A line folded to ``width`` columns, continuation lines indented under it."""
+    if len(line) <= width:
+        return line
+    indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+    return "\n".join(
+        textwrap.wrap(
+            line,
+            width,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            break_long_words=True,
+        )
+    )
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "~"
+
+
+def _check_cell(r: RuleResult) -> str:
+    """What was measured against what: ``D0.035cc[Gy] 24.63 <= 14 Gy (1-fraction limit)``."""
+    measured = "" if r.measured is None else f"{r.measured:.4g}"
+    if r.metric:
+        return " ".join(x for x in (r.metric, measured or "-", r.limit or "") if x)
+    if r.limit:
+        return f"{measured} ({r.limit})" if measured else r.limit
+    return measured or r.message
+
+
+def _rule_table(result: CheckResult, width: int, colour: bool) -> list[str]:
+    """One row per result, fitted to ``width``: long rule ids and structure names are cut
+    (with ``~``; failing rules are spelled out in full below the table), the CHECK column
+    wraps under itself."""
+    rows = [
+        (_MARK[r.status], r.id, r.structure or "-", _check_cell(r), r.status)
+        for r in result.results
+    ]
+    head = ("STATUS", "RULE", "STRUCTURE", "CHECK")
+    natural = [max([len(head[i])] + [len(row[i]) for row in rows]) for i in range(3)]
+    rule_w = min(natural[1], max(16, width // 4))
+    structure_w = min(natural[2], max(10, width // 6))
+    widths = [natural[0], rule_w, structure_w]
+    check_x = sum(widths) + 2 * len(widths)
+    check_w = max(width - check_x, 20)
+    out = []
+    for i, row in enumerate([(*head, ""), *rows]):
+        cells = [_cut(row[k], widths[k]).ljust(widths[k]) for k in range(3)]
+        wrapped = textwrap.wrap(row[3], check_w, break_on_hyphens=False) or [""]
+        if colour and i > 0:
+            cells[0] = _paint(cells[0], _STATUS_COLOUR[row[4]])
+        out.append(("  ".join(cells) + "  " + wrapped[0]).rstrip())
+        out += [" " * check_x + part for part in wrapped[1:]]
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import traceback
@@ -29,13 +30,13 @@ from rtcheck.batch_cli import batch
 from rtcheck.cli_errors import stdout_closed
 from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
 from rtcheck.errors import (
-    InputError,
     InputErrors,
     MetricSyntaxError,
     ProtocolError,
     RtcheckError,
     UsageError,
 )
+from rtcheck.serve_cli import serve
 from rtcheck.watch_cli import history, watch
 
 
@@ -51,7 +52,8 @@ class ExitCode(IntEnum):
 
 app = typer.Typer(
     name="rtcheck",
-    help="DICOM-RT plan compliance checker: accurate DVHs and protocol rules.",
+    help="DICOM-RT plan compliance checker: accurate DVHs and protocol rules.\n\n"
+    "'rtcheck FOLDER' is short for 'rtcheck check FOLDER --protocol auto'.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -64,6 +66,15 @@ R = TypeVar("R")
 
 def _err(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _colour() -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (https://no-color.org) or TERM=dumb."""
+    return (
+        sys.stdout.isatty()
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM", "") != "dumb"
+    )
 
 
 def _guarded(func: Callable[P, R]) -> Callable[P, R]:
@@ -121,11 +132,11 @@ def _check_outputs(**targets: Path | str | None) -> None:
 
 
 def _write(path: Path | str, text: str) -> None:
-    """Write an output file; a failure (permissions, full disk) is an error naming it."""
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write the report: {exc.strerror or exc}", path) from exc
+    """Write an output file atomically; a failure (permissions, full disk) is an error
+    naming it, and leaves neither a truncated file nor a temporary one."""
+    from rtcheck.output_files import write_text
+
+    write_text(Path(path), text)
 
 
 def _is_usage(exc: RtcheckError) -> bool:
@@ -161,43 +172,52 @@ DebugOption = Annotated[
 def dvh(
     path: Annotated[
         Path | None,
-        typer.Argument(help="Export folder (searched recursively)."),
+        typer.Argument(metavar="FOLDER", help="Export folder (searched recursively)."),
     ] = None,
     structures: Annotated[
-        Path | None, typer.Option("--structures", help="RTSTRUCT file (explicit mode).")
+        Path | None,
+        typer.Option("--structures", metavar="FILE", help="RTSTRUCT file (explicit mode)."),
     ] = None,
     dose: Annotated[
         list[Path] | None,
-        typer.Option("--dose", help="RTDOSE file (explicit mode); repeat for beam doses."),
+        typer.Option(
+            "--dose", metavar="FILE", help="RTDOSE file (explicit mode); repeat for beam doses."
+        ),
     ] = None,
     plan: Annotated[
         Path | None,
         typer.Option(
             "--plan",
+            metavar="FILE",
             help="RTPLAN file: the plan to use (explicit mode or a folder holding several plans).",
         ),
     ] = None,
     roi: Annotated[
-        list[str] | None, typer.Option("--roi", help="ROI name (repeatable); default all.")
+        list[str] | None,
+        typer.Option("--roi", metavar="NAME", help="ROI name (repeatable); default all."),
     ] = None,
     metric: Annotated[
         list[str] | None,
         typer.Option(
             "--metric",
+            metavar="METRIC",
             help="TG-263 metric, e.g. 'D95%[Gy]', 'V20Gy[%]' "
             "(repeatable); default D98%, D95%, D50%, D2%, D0.03cc.",
         ),
     ] = None,
     json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report to FILE, or '-' for stdout.")
+        str | None,
+        typer.Option(
+            "--json", metavar="FILE|-", help="Write the JSON report to FILE, or '-' for stdout."
+        ),
     ] = None,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="Write a CSV table to FILE.")
+        Path | None, typer.Option("--csv", metavar="FILE", help="Write a CSV table to FILE.")
     ] = None,
     no_curves: Annotated[
         bool, typer.Option("--no-curves", help="Leave the DVH curves out of the JSON.")
     ] = False,
-    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -268,45 +288,62 @@ def _header(export: Any, rx: Any = None, rx_problem: str = "") -> str:
 def check(
     path: Annotated[
         Path | None,
-        typer.Argument(help="Export folder (searched recursively)."),
+        typer.Argument(metavar="FOLDER", help="Export folder (searched recursively)."),
     ] = None,
     protocol: Annotated[
         str,
         typer.Option(
             "--protocol",
+            metavar="ID|FILE|auto",
             help="Shipped protocol id, a protocol YAML file, or "
             "'auto' to pick by the protocols' select criteria.",
         ),
     ] = "auto",
     aliases: Annotated[
         Path | None,
-        typer.Option("--aliases", help="Institution alias file (YAML: ROLE: [pattern, ...])."),
+        typer.Option(
+            "--aliases", metavar="FILE", help="Institution alias file (YAML: ROLE: [pattern, ...])."
+        ),
     ] = None,
     structures: Annotated[
-        Path | None, typer.Option("--structures", help="RTSTRUCT file (explicit mode).")
+        Path | None,
+        typer.Option("--structures", metavar="FILE", help="RTSTRUCT file (explicit mode)."),
     ] = None,
     dose: Annotated[
-        list[Path] | None, typer.Option("--dose", help="RTDOSE file (explicit mode).")
+        list[Path] | None,
+        typer.Option("--dose", metavar="FILE", help="RTDOSE file (explicit mode)."),
     ] = None,
-    plan: Annotated[Path | None, typer.Option("--plan", help="RTPLAN file.")] = None,
+    plan: Annotated[
+        Path | None, typer.Option("--plan", metavar="FILE", help="RTPLAN file.")
+    ] = None,
     json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report to FILE, or '-'.")
+        str | None,
+        typer.Option("--json", metavar="FILE|-", help="Write the JSON report to FILE, or '-'."),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Minor deviations fail the plan too.")
     ] = False,
     html_out: Annotated[
         Path | None,
-        typer.Option("--html", help="Write a self-contained HTML report (with DVHs) to FILE."),
+        typer.Option(
+            "--html", metavar="FILE", help="Write a self-contained HTML report (with DVHs) to FILE."
+        ),
     ] = None,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="Write a CSV table, one row per rule, to FILE.")
+        Path | None,
+        typer.Option("--csv", metavar="FILE", help="Write a CSV table, one row per rule, to FILE."),
     ] = None,
-    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Check a plan against a protocol: exit 0 pass, 1 fail, 3 cannot evaluate."""
+    """Check a plan against a protocol.
+
+    Exit codes: 0 pass; 1 fail (a major deviation, or a minor one with --strict); 2 usage
+    error (an option, a protocol file); 3 the plan cannot be evaluated (unreadable or
+    missing files, a rule that could not be applied); 4 internal error (a bug: rerun with
+    --debug and report it).
+    """
     from rtcheck.check_report import format_report, to_json
     from rtcheck.constraints.engine import check_plan
     from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
@@ -335,12 +372,17 @@ def check(
         prescription=given,
         selection=chosen,
     )
-    if json_out != "-":
-        typer.echo(format_report(result))
     for warning in to_json(result)["warnings"]:
         _err(f"warning: {warning}")
     for problem in result.errors:
         _err(f"error: {problem}")
+    if json_out != "-":
+        sys.stderr.flush()  # the warnings first: the verdict is the last line a reader sees
+        typer.echo(
+            format_report(
+                result, width=shutil.get_terminal_size((100, 24)).columns, colour=_colour()
+            )
+        )
     if json_out is not None:
         text = json.dumps(to_json(result), indent=2)
         if json_out == "-":
@@ -378,7 +420,9 @@ def protocols_list(debug: DebugOption = False) -> None:
 @protocols_app.command("show")
 @_guarded
 def protocols_show(
-    protocol: Annotated[str, typer.Argument(help="Shipped protocol id or a YAML file.")],
+    protocol: Annotated[
+        str, typer.Argument(metavar="ID|FILE", help="Shipped protocol id or a YAML file.")
+    ],
     debug: DebugOption = False,
 ) -> None:
     """Print a protocol's rules, roles and sources in readable form."""
@@ -391,7 +435,7 @@ def protocols_show(
 @protocols_app.command("validate")
 @_guarded
 def protocols_validate(
-    files: Annotated[list[Path], typer.Argument(help="Protocol YAML file(s).")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Protocol YAML file(s).")],
     debug: DebugOption = False,
 ) -> None:
     """Validate protocol files: exit 0 when all load, 2 with file:line:column otherwise."""
@@ -425,10 +469,15 @@ def protocols_schema(debug: DebugOption = False) -> None:
 def demo(
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder for the sample export (default: a new temporary one)."),
+        typer.Option(
+            "--out",
+            metavar="FOLDER",
+            help="Folder for the sample export (default: a new temporary one).",
+        ),
     ] = None,
     json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report to FILE, or '-'.")
+        str | None,
+        typer.Option("--json", metavar="FILE|-", help="Write the JSON report to FILE, or '-'."),
     ] = None,
     debug: DebugOption = False,
 ) -> None:
@@ -461,6 +510,13 @@ def demo(
 app.command()(batch)
 app.command("watch")(watch)
 app.command("history")(history)
+app.command("serve")(serve)
+
+
+def _is_path(word: str) -> bool:
+    """Whether the first word is meant as a folder (so ``rtcheck FOLDER`` is a check, and a
+    missing folder is said to be missing): it exists, or is written like a path."""
+    return Path(word).exists() or any(c in word for c in "/\\") or word.startswith((".", "~"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -469,8 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     # core (measured: 0.1 s of a 1.2 s run). Set before NumPy is first imported.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = {"dvh", "check", "demo", "protocols", "batch", "watch", "history"}
-    if args and not args[0].startswith("-") and args[0] not in commands and Path(args[0]).exists():
+    commands = {"dvh", "check", "demo", "protocols", "batch", "watch", "history", "serve"}
+    if args and not args[0].startswith("-") and args[0] not in commands and _is_path(args[0]):
         args.insert(0, "check")
     app(args=args, prog_name="rtcheck")
 

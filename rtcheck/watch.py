@@ -13,9 +13,24 @@ folder), or the export folder itself when it holds files directly, as in
   SHA-256 of those files' contents. Each version is checked once; the ledger
   (``OUT/ledger.sqlite``) remembers them across restarts. A unit that cannot be scanned
   at all is recorded once per content version of the unit, as an error.
+- A failure is final only when nothing changed meanwhile: a scan or check during which the
+  unit changed (a file vanished, was rewritten or added) is recorded as not final and
+  redone once the unit settles again. Output that cannot be written (a full disk, a
+  read-only folder) and a ledger that cannot be used stop the watcher with an
+  :class:`~rtcheck.errors.InputError` naming the folder or file; the interrupted check is
+  redone after the restart. Reports are written whole or not at all
+  (:mod:`rtcheck.output_files`).
 - Nothing in the export folder is ever written, moved or deleted.
 - One JSON line per event goes to stderr and ``OUT/watch.log``; they carry IDs and UIDs,
-  never names or paths.
+  never patient names or plan labels, with two exceptions the users asked for (issue #12):
+  ``waiting``, ``error`` and ``retry`` events name the export ``folder``, relative to the
+  watched folder (a folder name the planning system or its user chose, which may hold a
+  patient's name), and ``error`` and ``retry`` events give the ``reason``: the error
+  message, with the paths inside the watched folder made relative to it. Events:
+  ``started``; ``waiting`` once each time an export folder starts changing (``settle_s``
+  and a ``reason`` saying what the watcher waits for); ``detected`` and ``checked`` (with
+  the ``failed_rules`` of a plan that fails), ``error`` or ``retry`` per plan version;
+  ``stopped``.
 """
 
 from __future__ import annotations
@@ -25,12 +40,13 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +67,8 @@ from rtcheck.batch import (
 )
 from rtcheck.constraints.protocol import Protocol
 from rtcheck.dicom_io import ExportSet
-from rtcheck.errors import InputError, MissingExtraError
+from rtcheck.errors import InputError, MissingExtraError, RtcheckError
+from rtcheck.output_files import prepare_folder, remove_stale_temporaries
 
 __all__ = [
     "LEDGER_NAME",
@@ -163,34 +180,71 @@ class Ledger:
         The database file (created with its table when absent, unless ``read_only``).
     read_only
         Open without creating or writing anything.
+
+    Raises
+    ------
+    InputError
+        Naming the ledger file, whenever SQLite fails on it (a file that is not a
+        database, a corrupt one, a full disk, a read-only folder), with what to do.
     """
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        if read_only:
-            if not path.is_file():
-                raise InputError("no ledger here: run rtcheck watch with this --out first", path)
-            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path)
-            with self._db:
-                self._db.execute(_SCHEMA)
+        if read_only and not path.is_file():
+            raise InputError("no ledger here: run rtcheck watch with this --out first", path)
+        if not read_only:
+            prepare_folder(path.parent)
+        with self._sqlite():
+            if read_only:
+                self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            else:
+                self._db = sqlite3.connect(path)
+            try:
+                if not read_only:
+                    with self._db:
+                        self._db.execute(_SCHEMA)
+                self._db.execute("SELECT count(*) FROM checks").fetchone()
+            except sqlite3.Error:
+                self._db.close()  # no open file left behind (an unmountable folder)
+                raise
+
+    @contextlib.contextmanager
+    def _sqlite(self) -> Iterator[None]:
+        """SQLite failures as an InputError naming the ledger and what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                exc, sqlite3.OperationalError
+            ):
+                advice = (
+                    "it is not a readable rtcheck ledger (corrupt, or another file): move it "
+                    "aside and run rtcheck watch again; it then starts a new ledger and checks "
+                    "every plan of the export folder once more"
+                )
+            else:
+                advice = (
+                    "the ledger cannot be read or written (a full disk, a read-only or "
+                    "unreachable output folder?): fix that, or give another --out"
+                )
+            raise InputError(f"{advice} ({exc})", self.path) from exc
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        with contextlib.suppress(sqlite3.Error, AttributeError):
+            self._db.close()
 
     def done(self, version_key: str) -> bool:
         """Whether this version was checked to the end (a check cut short is redone)."""
-        row = self._db.execute(
-            "SELECT finished_utc FROM checks WHERE version_key = ?", (version_key,)
-        ).fetchone()
+        with self._sqlite():
+            row = self._db.execute(
+                "SELECT finished_utc FROM checks WHERE version_key = ?", (version_key,)
+            ).fetchone()
         return row is not None and row[0] is not None
 
     def start(self, version_key: str, patient_id: str, label: str, uid: str, source: str) -> None:
         """Record that the check of a version started."""
-        with self._db:
+        with self._sqlite(), self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO checks (version_key, patient_id, plan_label, plan_uid,"
                 " source, started_utc) VALUES (?, ?, ?, ?, ?, ?)",
@@ -198,12 +252,21 @@ class Ledger:
             )
 
     def finish(self, version_key: str, verdict: str, report: str | None, message: str) -> None:
-        """Record the verdict of a version."""
-        with self._db:
+        """Record the verdict of a version: final, it is not checked again."""
+        with self._sqlite(), self._db:
             self._db.execute(
                 "UPDATE checks SET finished_utc = ?, verdict = ?, report = ?, message = ?"
                 " WHERE version_key = ?",
                 (_utc_now(), verdict, report, message, version_key),
+            )
+
+    def interrupted(self, version_key: str, message: str) -> None:
+        """Record why a check did not count: the version stays to be checked again."""
+        with self._sqlite(), self._db:
+            self._db.execute(
+                "UPDATE checks SET finished_utc = NULL, verdict = 'error', report = NULL,"
+                " message = ? WHERE version_key = ?",
+                (message, version_key),
             )
 
     def records(self, patient_id: str | None = None) -> list[CheckRecord]:
@@ -213,7 +276,8 @@ class Ledger:
         if patient_id is not None:
             query += " WHERE patient_id = ?"
             args = (patient_id,)
-        rows = self._db.execute(query + " ORDER BY started_utc, rowid", args).fetchall()
+        with self._sqlite():
+            rows = self._db.execute(query + " ORDER BY started_utc, rowid", args).fetchall()
         return [CheckRecord(*row) for row in rows]
 
 
@@ -231,9 +295,10 @@ class EventLog:
         plan_uid: str = "",
         verdict: str | None = None,
         report: str | None = None,
-        **extra: str,
+        **extra: object,
     ) -> None:
-        """Log one event (IDs and UIDs only: never names, labels or paths of the export)."""
+        """Log one event (IDs and UIDs; never patient names or labels: see the module
+        docstring for the folder and reason of ``waiting``, ``error`` and ``retry``)."""
         record: dict[str, Any] = {
             "ts": _utc_now(),
             "event": event,
@@ -251,6 +316,15 @@ class EventLog:
                 fh.write(line)
 
 
+#: Start of the message of a check or scan that failed while its folder changed.
+_CHANGED = "not final, checked again when the export settles: the export changed meanwhile: "
+
+
+def _names(message: str, folder: Path) -> bool:
+    """Whether an error message is about ``folder`` or a path inside it."""
+    return message.startswith((f"{folder}:", f"{folder}{os.sep}"))
+
+
 @dataclass
 class _Unit:
     """What the watcher knows of one top-level folder."""
@@ -258,6 +332,8 @@ class _Unit:
     signature: tuple[tuple[str, int, int, int], ...] = ()
     stable_since: float = 0.0
     processed: tuple[tuple[str, int, int, int], ...] | None = None
+    #: Whether the ``waiting`` event was logged since the unit was last processed.
+    waiting: bool = False
 
 
 def _signature(unit: Path) -> tuple[tuple[str, int, int, int], ...]:
@@ -301,6 +377,11 @@ class Watcher:
         Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
     prescription
         ``(total Gy, fractions)`` for plans that state no prescription, or None.
+    aliases, aliases_file
+        Institution alias patterns by role (already loaded), and the file's name for
+        messages, or None.
+    strict
+        Minor deviations fail a plan too.
     """
 
     root: Path
@@ -308,8 +389,11 @@ class Watcher:
     protocol: Protocol | None
     settle: float
     log: Callable[..., None]
-    between_planes: str = "slab"
+    between_planes: str = "shape"
     prescription: tuple[float, int] | None = None
+    aliases: Mapping[str, tuple[str, ...]] | None = None
+    aliases_file: str | None = None
+    strict: bool = False
     ledger: Ledger = field(init=False)
     outcomes: list[PlanOutcome] = field(default_factory=list)
     _units: dict[Path, _Unit] = field(default_factory=dict)
@@ -345,29 +429,85 @@ class Watcher:
                 age = max(0.0, now_wall - newest)
                 if state is not None:  # it changed since our last look
                     age = min(age, now_mono - state.stable_since)
-                state = _Unit(sig, now_mono - age, None if state is None else state.processed)
+                state = (
+                    _Unit(sig, now_mono - age)
+                    if state is None
+                    else _Unit(sig, now_mono - age, state.processed, state.waiting)
+                )
                 self._units[path] = state
             if not sig or state.processed == sig:
                 continue
             remaining = self.settle - (now_mono - state.stable_since)
             if remaining > 0:
                 wait = remaining if wait is None else min(wait, remaining)
+                if not state.waiting:  # once per wait, not at every rescan
+                    state.waiting = True
+                    self.log(
+                        "waiting",
+                        folder=self._folder(path),
+                        settle_s=self.settle,
+                        reason=f"waiting until no file changes for {self.settle:g} s "
+                        "(the export may still be being written)",
+                    )
                 continue
             try:
-                self._process(path)
+                self._process(path, sig)
+            except InputError as exc:
+                if exc.path is not None and exc.path.is_relative_to(self.out):
+                    raise  # the ledger or the output folder: nothing can be recorded, stop
+                self._failed(path, exc)
             except Exception as exc:  # keep watching; the folder is retried when it changes
-                self.log("error", verdict="error", reason=type(exc).__name__)
-                self.outcomes.append(PlanOutcome("", "", "", "", "error", message=str(exc)))
+                self._failed(path, exc)
             state.processed = sig
+            state.waiting = False
         return wait
+
+    def _folder(self, path: Path) -> str:
+        """A folder of the export, relative to the watched folder (POSIX form; ``.``)."""
+        try:
+            return path.relative_to(self.root).as_posix() or "."
+        except ValueError:
+            return path.as_posix()
+
+    def _reason(self, message: str) -> str:
+        """An error message for the log: paths inside the watched folder made relative."""
+        root = re.escape(str(self.root))
+        message = re.sub(rf"(?<![^\s'\"(]){root}{re.escape(os.sep)}", "", message)
+        return re.sub(rf"(?<![^\s'\"(]){root}(?=[\s:;,)]|$)", ".", message)
+
+    def _failed(self, unit: Path, exc: Exception) -> None:
+        message = str(exc).replace("\n", "; ")
+        if not isinstance(exc, RtcheckError):
+            message = f"internal error: {type(exc).__name__}: {message}"
+        self.log("error", verdict="error", folder=self._folder(unit), reason=self._reason(message))
+        self.outcomes.append(PlanOutcome("", "", "", self._folder(unit), "error", message=message))
 
     def pending(self) -> bool:
         """Whether a unit has changed since it was last processed."""
         return any(u.signature and u.processed != u.signature for u in self._units.values())
 
-    def _process(self, unit: Path) -> None:
+    def _process(self, unit: Path, signature: tuple[tuple[str, int, int, int], ...]) -> None:
+        """Scan a settled unit and check its plans not checked yet.
+
+        ``signature`` is the unit's signature when it was found settled: a scan error or a
+        failed check while the unit changes (a file removed, added or rewritten) is not
+        final, it is tried again once the unit settles (see :meth:`_check`).
+        """
         found = Discovery(self.root)
         scan_folder(unit, self.root, found, depth=0)
+        if found.errors and _signature(unit) != signature:
+            for error in found.errors:
+                self.log(
+                    "retry",
+                    verdict="error",
+                    folder=error.source,
+                    reason=self._reason(
+                        "not final, scanned again when the export settles: the folder "
+                        f"changed while it was scanned: {error.message}"
+                    ),
+                )
+            self.outcomes.extend(replace(e, message=_CHANGED + e.message) for e in found.errors)
+            found.errors.clear()
         for error in found.errors:
             self._record_scan_error(unit, error)
         fresh = [(src, s) for src, s in found.plans]
@@ -379,13 +519,16 @@ class Watcher:
             todo,
             self.out,
             self.protocol,
+            self.aliases,
+            self.aliases_file,
+            self.strict,
             between_planes=self.between_planes,
             prescription=self.prescription,
         )
         for job in jobs:
             key = keys[id(job.export)]
             job = replace(job, stem=f"{job.stem}-{key[:8]}")
-            self._check(job, key)
+            self._check(job, key, unit, signature)
 
     def _record_scan_error(self, unit: Path, error: PlanOutcome) -> None:
         where = (self.root / error.source) if error.source != "." else self.root
@@ -400,18 +543,70 @@ class Watcher:
         self.ledger.start(key, "", "", "", error.source)
         self.ledger.finish(key, "error", None, error.message)
         self.outcomes.append(error)
-        self.log("error", verdict="error", version=key[:16])
+        self.log(
+            "error",
+            verdict="error",
+            version=key[:16],
+            folder=error.source,
+            reason=self._reason(error.message),
+        )
 
-    def _check(self, job: PlanJob, key: str) -> None:
+    def _check(
+        self,
+        job: PlanJob,
+        key: str,
+        unit: Path,
+        signature: tuple[tuple[str, int, int, int], ...],
+    ) -> None:
+        """Check one plan version and record it in the ledger.
+
+        A failure is final only when it is the plan's own: when the unit changed during the
+        check (a file vanished, was rewritten or added: a copy still running, a file moved
+        away and back), the attempt is recorded as interrupted and the version is checked
+        again when the unit settles. A failure to write the reports stops the watcher
+        (InputError naming the folder), the version left unfinished, so it is checked after
+        the restart.
+        """
         s = job.export
         self.log("detected", s.patient_id, s.plan_uid, version=key[:16])
         self.ledger.start(key, s.patient_id, s.plan_label, s.plan_uid, job.source)
         outcome = check_one(job)
+        if outcome.verdict == "error" and outcome.json_report is None:
+            prepare_folder(self.out)  # raises, naming the folder, when it cannot be written
+            if _names(outcome.message, self.out):
+                raise InputError(f"the reports cannot be written: {outcome.message}", self.out)
+            if _signature(unit) != signature:
+                self.ledger.interrupted(key, _CHANGED + outcome.message)
+                self.outcomes.append(replace(outcome, message=_CHANGED + outcome.message))
+                self.log(
+                    "retry",
+                    s.patient_id,
+                    s.plan_uid,
+                    "error",
+                    version=key[:16],
+                    folder=job.source,
+                    reason=self._reason(_CHANGED + outcome.message),
+                )
+                return
         report = outcome.json_report
         self.ledger.finish(key, outcome.verdict, report, outcome.message)
         self.outcomes.append(outcome)
-        event = "error" if outcome.verdict == "error" else "checked"
-        self.log(event, s.patient_id, s.plan_uid, outcome.verdict, report, version=key[:16])
+        if outcome.verdict == "error":
+            self.log(
+                "error",
+                s.patient_id,
+                s.plan_uid,
+                outcome.verdict,
+                report,
+                version=key[:16],
+                folder=job.source,
+                reason=self._reason(outcome.message),
+            )
+            return
+        extra = {"failed_rules": list(outcome.failed_rules)} if outcome.failed_rules else {}
+        self.log(
+            "checked", s.patient_id, s.plan_uid, outcome.verdict, report, version=key[:16], **extra
+        )
 
 
 def _observer(polling: bool) -> Any:
@@ -447,8 +642,10 @@ def run_watch(
     once: bool = False,
     stream: IO[str] | None = None,
     stop: threading.Event | None = None,
-    between_planes: str = "slab",
+    between_planes: str = "shape",
     prescription: tuple[float, int] | None = None,
+    aliases: str | Path | None = None,
+    strict: bool = False,
 ) -> str:
     """Watch ``root`` (or, with ``once``, process what is there) and check complete plans.
 
@@ -474,6 +671,10 @@ def run_watch(
         Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
     prescription
         ``(total Gy, fractions)`` for plans that state no prescription, or None.
+    aliases
+        An institution alias file (YAML ``ROLE: [pattern, ...]``), as ``rtcheck batch``.
+    strict
+        Minor deviations fail a plan too.
 
     Returns
     -------
@@ -483,25 +684,41 @@ def run_watch(
     Raises
     ------
     UsageError, ProtocolError
-        Output folder overlapping ``root``, unknown or malformed protocol.
+        Output folder overlapping ``root``, unknown or malformed protocol or alias file.
     InputError
         ``root`` is not a folder.
     MissingExtraError
         Continuous mode without watchdog installed.
     """
     from rtcheck.constraints.registry import resolve_protocol
+    from rtcheck.constraints.structures import check_alias_roles, load_aliases
 
     root_dir, out_dir = Path(root).resolve(), Path(out).resolve()
     if not root_dir.is_dir():
         raise InputError("not a folder: give the export folder", root_dir)
     check_out_folder(root_dir, out_dir)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
+    alias_map = load_aliases(Path(aliases)) if aliases is not None else None
+    if fixed is not None and alias_map is not None:
+        check_alias_roles(alias_map, fixed, str(aliases))
     observer = None if once else _observer(polling)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out_dir)  # a folder that cannot be written is refused before any check
+    remove_stale_temporaries(out_dir)
     log = EventLog(stream or sys.stderr, out_dir / LOG_NAME)
     stop = stop or threading.Event()
     wake = threading.Event()
-    watcher = Watcher(root_dir, out_dir, fixed, settle, log, between_planes, prescription)
+    watcher = Watcher(
+        root_dir,
+        out_dir,
+        fixed,
+        settle,
+        log,
+        between_planes,
+        prescription,
+        alias_map,
+        None if aliases is None else str(aliases),
+        strict,
+    )
     try:
         with (
             _stop_on_signals(stop)

@@ -3,8 +3,8 @@
 Free of imports from :mod:`rtcheck.cli`. Exit codes as every rtcheck command: ``watch
 --once`` exits with the worst verdict of the plans it checked (0 pass, 1 fail, 3 error);
 the continuous watcher exits 0 when stopped by SIGTERM or SIGINT; 2 usage error (bad
-option, unknown protocol, the ``watch`` extra missing); 3 the folder or ledger cannot be
-used; 4 internal error.
+option, unknown protocol, malformed protocol or alias file, the ``watch`` extra
+missing); 3 the folder or ledger cannot be used; 4 internal error.
 
 ``python -m rtcheck.watch_cli watch|history ...`` runs the two commands without the rest
 of the command line (used by the tests).
@@ -31,12 +31,17 @@ __all__ = ["history", "watch"]
 
 def watch(
     export_dir: Annotated[
-        Path, typer.Argument(help="The export folder the planning system writes into (only read).")
+        Path,
+        typer.Argument(
+            metavar="EXPORT_DIR",
+            help="The export folder the planning system writes into (only read).",
+        ),
     ],
     out: Annotated[
         Path,
         typer.Option(
             "--out",
+            metavar="FOLDER",
             help="Output folder (outside EXPORT_DIR): <patient>/<plan>-<version>.json|.html, "
             "ledger.sqlite and watch.log.",
         ),
@@ -45,13 +50,17 @@ def watch(
         str,
         typer.Option(
             "--protocol",
+            metavar="ID|FILE|auto",
             help="Shipped protocol id, a protocol YAML file, or 'auto' to pick one per plan.",
         ),
     ] = "auto",
     settle: Annotated[
         float,
         typer.Option(
-            "--settle", min=0.0, help="Seconds without any file change before an export is checked."
+            "--settle",
+            metavar="SECONDS",
+            min=0.0,
+            help="Seconds without any file change before an export is checked.",
         ),
     ] = 10.0,
     polling: Annotated[
@@ -65,13 +74,26 @@ def watch(
             "verdict: for cron or a post-export script. Needs no watchdog.",
         ),
     ] = False,
-    between_planes: BetweenPlanesOption = BetweenPlanes.SLAB,
+    aliases: Annotated[
+        Path | None,
+        typer.Option(
+            "--aliases",
+            metavar="FILE",
+            help="Institution alias file (YAML: ROLE: list of patterns).",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
+    ] = False,
+    between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks of internal errors.")] = False,
 ) -> None:
     """Check each plan exported into EXPORT_DIR once, when its export is complete.
 
-    Logs one JSON line per event to stderr (and OUT/watch.log); stop with SIGTERM or Ctrl-C.
+    Logs one JSON line per event to stderr (and OUT/watch.log): while an export is still
+    changing, a 'waiting' line saying what it waits for; an 'error' line gives the folder
+    and the reason. Stop with SIGTERM or Ctrl-C.
     """
     with exit_codes(debug):
         from rtcheck.prescription import parse_prescription
@@ -86,16 +108,24 @@ def watch(
             once=once,
             between_planes=between_planes.value,
             prescription=None if prescription is None else parse_prescription(prescription),
+            aliases=aliases,
+            strict=strict,
         )
     raise typer.Exit(EXIT_BY_VERDICT[verdict] if once else EXIT_OK)
 
 
 def history(
     patient_id: Annotated[
-        str | None, typer.Argument(help="Only this patient's checks (the DICOM Patient ID).")
+        str | None,
+        typer.Argument(
+            metavar="PATIENT_ID", help="Only this patient's checks (the DICOM Patient ID)."
+        ),
     ] = None,
     out: Annotated[
-        Path, typer.Option("--out", help="The output folder of rtcheck watch (holds the ledger).")
+        Path,
+        typer.Option(
+            "--out", metavar="FOLDER", help="The output folder of rtcheck watch (holds the ledger)."
+        ),
     ] = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="JSON list instead of a table.")] = False,
 ) -> None:

@@ -5,16 +5,19 @@ The archive (written once per module):
 - ``P1/peripheral`` and ``P1/central``: patient ``P1<&>``, the golden lung plans
   ``lung(PERIPHERAL, 3, 18)`` (passes) and ``lung(CENTRAL, 3, 18)`` (fails), labelled
   ``LUNG R`` and ``LUNG L``; plus a text file the scan skips with a warning.
-- ``P2``: patient ``P2``, a plan whose RTDOSE is truncated (error row, the batch goes on).
+- ``P2``: patient ``P2``, a plan whose RTDOSE is truncated: its scan fails (an error row
+  without patient or label), the batch goes on.
 - ``P3/a`` and ``P3/b``: patient ``../../etc``, two plans with the same label ``..\\x``;
-  ``P3/c`` holds only a dose whose plan is elsewhere, so the scan of ``P3`` fails and is
-  split into its sub-folders: ``a`` and ``b`` are checked, ``c`` is an error row.
+  ``P3/c`` holds only a dose whose plan is elsewhere (P2's, whole), so the scan of ``P3``
+  fails and is split into its sub-folders: ``a`` and ``b`` are checked, ``c`` is an error
+  row.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import importlib.util
 import io
 import json
@@ -29,6 +32,7 @@ from pathlib import Path
 import pytest
 import typer
 from pydicom import dcmread
+from pydicom.uid import UID
 from typer.testing import CliRunner
 
 from rtcheck import batch as batch_module
@@ -53,12 +57,12 @@ HAS_HTML = importlib.util.find_spec("rtcheck.report_html") is not None
 SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 # (folder, patient, label, verdict) of every row the archive gives.
 EXPECTED = [
+    ("P2", "", "", "error"),
     ("P3/c", "", "", "error"),
     ("P3/a", "../../etc", "..\\x", "pass"),
     ("P3/b", "../../etc", "..\\x", "fail"),
     ("P1/central", "P1<&>", "LUNG L", "fail"),
     ("P1/peripheral", "P1<&>", "LUNG R", "pass"),
-    ("P2", "P2", "BROKEN", "error"),
 ]
 
 
@@ -87,13 +91,13 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         root / "P2", replace(lung(PERIPHERAL, 3, 18), patient_id="P2", label="BROKEN")
     )
     dose = root / "P2" / "RD.dcm"
+    (root / "P3" / "c").mkdir(parents=True)
+    shutil.copy(dose, root / "P3" / "c" / "RD.dcm")  # whole; its plan is P2's
     dose.write_bytes(dose.read_bytes()[: dose.stat().st_size // 2])
     for sub, lesion in (("a", PERIPHERAL), ("b", CENTRAL)):
         write_plan_export(
             root / "P3" / sub, replace(lung(lesion, 3, 18), patient_id="../../etc", label="..\\x")
         )
-    (root / "P3" / "c").mkdir()
-    shutil.copy(dose, root / "P3" / "c" / "RD.dcm")
     (root / ".DS_Store").write_bytes(b"\0\1")
     return root, tree_hashes(root)
 
@@ -124,8 +128,20 @@ def _rows(outcomes: list[PlanOutcome]) -> list[tuple[str, str, str, str]]:
     return [(o.source, o.patient_id, _label(o), o.verdict) for o in outcomes]
 
 
-def _reports(out: Path) -> dict[str, str]:
-    return {p.relative_to(out).as_posix(): p.read_text("utf-8") for p in out.rglob("*.json")}
+#: What differs between two runs of the same check: when it ran, and how the protocol was
+#: chosen (auto selection is recorded, a named protocol is not).
+_VOLATILE = ("checked_at", "checked_at_local", "selection")
+
+
+def _reports(out: Path) -> dict[str, object]:
+    reports: dict[str, object] = {}
+    for p in out.rglob("*.json"):
+        doc = json.loads(p.read_text("utf-8"))
+        if isinstance(doc, dict):
+            for key in _VOLATILE:
+                doc.pop(key, None)
+        reports[p.relative_to(out).as_posix()] = doc
+    return reports
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -203,10 +219,10 @@ def test_discover_splits_a_failing_container(archive: tuple[Path, dict[str, str]
         "P3/b",
         "P1/central",
         "P1/peripheral",
-        "P2",
     ]
-    assert [e.source for e in found.errors] == ["P3/c"]
-    assert "missing referenced RT plan" in found.errors[0].message
+    assert [e.source for e in found.errors] == ["P2", "P3/c"]
+    assert "truncated DICOM file" in found.errors[0].message
+    assert "missing referenced RT plan" in found.errors[1].message
     assert any(w.startswith("P1: skipped notes.txt") for w in found.warnings), found.warnings
 
 
@@ -288,7 +304,53 @@ def test_summary_csv(pool_run: tuple[BatchResult, list[PlanOutcome], int]) -> No
         assert row["plan_sop_instance_uid"] == o.plan_uid
         assert row["json_report"] == (o.json_report or "")
         assert int(row["major"]) == o.major
-    assert rows[-1]["message"].startswith(str(result.root / "P2" / "RD.dcm"))
+    assert rows[0]["message"].startswith(str(result.root / "P2" / "RD.dcm"))
+
+
+#: Why --protocol auto chose sabr-lung for the archive's lung plans, and the intent note.
+SELECTION = ("3 fractions in 1-8", "ROIs for PTV, Lungs, Bronchus")
+INTENT_NOTE = "the plan's intent decided: sabr-lung rather than palliative (for intent PALLIATIVE)"
+
+
+def test_rules_and_selection_of_each_plan(
+    pool_run: tuple[BatchResult, list[PlanOutcome], int],
+) -> None:
+    """Which rules failed, which deviated a little, which were not evaluated, and how
+    --protocol auto chose: in the outcomes, summary.csv and index.html."""
+    result, _, _ = pool_run
+    by_source = {o.source: o for o in result.outcomes}
+    central, peripheral = by_source["P1/central"], by_source["P1/peripheral"]
+    assert (central.failed_rules, central.minor_rules) == (("schedule-central",), ("ptv-r100",))
+    assert (peripheral.failed_rules, peripheral.minor_rules) == ((), ("ptv-r100",))
+    for o in (central, peripheral):
+        assert o.not_evaluated_rules == ()
+        assert (o.selection, o.selection_note) == (SELECTION, INTENT_NOTE)
+    orphan = by_source["P3/c"]  # not scanned: no rules, the error says why
+    assert (orphan.failed_rules, orphan.not_evaluated_rules, orphan.selection) == ((), (), ())
+    assert "missing referenced RT plan" in orphan.message
+    # The scan's advice names a command that has the options, not batch's missing ones.
+    assert "rtcheck check --structures RS.dcm --dose RD.dcm [--plan RP.dcm]" in orphan.message
+    assert "name the files explicitly instead: --structures" not in orphan.message
+
+    rows = {
+        r["source"]: r
+        for r in csv.DictReader(io.StringIO((result.out / "summary.csv").read_text("utf-8")))
+    }
+    assert (rows["P1/central"]["failed_rules"], rows["P1/central"]["minor_rules"]) == (
+        "schedule-central",
+        "ptv-r100",
+    )
+    assert rows["P1/peripheral"]["failed_rules"] == ""
+    assert rows["P1/central"]["selection"] == "; ".join(SELECTION)
+    assert rows["P1/central"]["selection_note"] == INTENT_NOTE
+    assert rows["P3/c"]["selection"] == rows["P3/c"]["failed_rules"] == ""
+
+    page = (result.out / "index.html").read_text("utf-8")
+    assert "<th>Rules</th>" in page
+    assert '<div class="rules">failed: schedule-central</div>' in page
+    assert page.count('<div class="rules">minor: ptv-r100</div>') == 4  # every checked plan
+    assert f"auto: {'; '.join(SELECTION)}" in page
+    assert html.escape(INTENT_NOTE, quote=True) in page
 
 
 def test_index_html(pool_run: tuple[BatchResult, list[PlanOutcome], int]) -> None:
@@ -339,11 +401,17 @@ def test_cli_exit_code_and_same_reports(
     code, stdout, stderr = run_cli(root, "--out", out, "--workers", "2", "--protocol", "sabr-lung")
     assert code == 3, stderr
     assert "6 plan(s): 2 pass, 2 fail, 2 error" in stdout
-    assert "error: P2 / BROKEN (P2): " in stderr and "truncated DICOM file" in stderr
-    assert "fail: P1<&> / LUNG L (P1/central)" in stderr
+    assert "error: folder (P2): " in stderr and "truncated DICOM file" in stderr
+    assert (
+        "fail: P1<&> / LUNG L (P1/central): 1 major, 1 minor deviation(s) "
+        "(failed: schedule-central)"
+    ) in stderr
     assert "scan warning" in stderr
     assert (out / "index.html").is_file() and (out / "summary.csv").is_file()
     assert _reports(out) == _reports(pool_run[0].out)  # auto picked sabr-lung for all
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text("utf-8"))))
+    # A named protocol: nothing was selected.
+    assert {(r["selection"], r["selection_note"]) for r in rows} == {("", "")}
     assert tree_hashes(root) == before
 
 
@@ -523,7 +591,7 @@ def test_loose_files_beside_export_folders_do_not_hide_them(
     (copy / "README.md").write_text("an archive\n", encoding="utf-8")
     orphan = dcmread(copy / "P1" / "peripheral" / "RD.dcm")
     orphan.SOPInstanceUID = "1.2.3.4.5.6.7.8.9"
-    orphan.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7.8.9"
+    orphan.file_meta.MediaStorageSOPInstanceUID = UID("1.2.3.4.5.6.7.8.9")
     orphan.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID = "1.2.3.4.5.6.7.8.10"
     (copy / "P4").mkdir()
     orphan.save_as(copy / "P4" / "RD.dcm")

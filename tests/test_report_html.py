@@ -121,13 +121,13 @@ def _plotted(doc: dict[str, Any]) -> list[str]:
 
 
 def _placeable(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Results with a DVH metric that has a point on the cumulative curve."""
+    """Results with a DVH metric that has a point on the cumulative curve (a mean dose is
+    drawn where the curve reaches it)."""
     return [
         r
         for r in doc["results"]
         if r["kind"] in ("dose_volume", "coverage")
         and r["metric"] is not None
-        and not r["metric"].startswith("Mean")
         and r["measured"] is not None
     ]
 
@@ -168,7 +168,9 @@ def test_html_is_self_contained(which: str, request: pytest.FixtureRequest) -> N
     names = {tag for tag, _ in parser.tags}
     assert not names & {"script", "link", "img", "iframe", "object", "embed", "base", "use"}
     for tag, attrs in parser.tags:
-        assert not set(attrs) & {"src", "href", "xlink:href", "srcset", "action"}, tag
+        assert not set(attrs) & {"src", "xlink:href", "srcset", "action"}, tag
+        # Links only within the page (#not-checked, #sources).
+        assert (attrs.get("href") or "#").startswith("#"), (tag, attrs)
         assert not any(a.startswith("on") for a in attrs), (tag, attrs)
     assert len(parser.styles) == 1
     style = parser.styles[0]
@@ -221,7 +223,7 @@ def test_dvh_plot_has_a_curve_per_roi_and_markers_on_the_curves(
     svg = page[page.index("<svg") : page.index("</svg>")]
     expected = _plotted(doc)
     curves = re.findall(r'<path class="dvh-curve" data-roi="([^"]*)" d="([^"]*)"', svg)
-    assert page.count("<path") == len(curves) == len(expected)
+    assert page.count('<path class="dvh-curve"') == len(curves) == len(expected)
     assert [html_module.unescape(name) for name, _ in curves] == expected
     paths = {html_module.unescape(name): _points(d) for name, d in curves}
     markers = re.findall(
@@ -270,7 +272,7 @@ def test_dicom_strings_are_escaped(failing: Report) -> None:
     # The ROI reaches the role table, the distances, a rule message and the plot legend.
     assert f"<td>Bronchus</td><td>{escaped_roi}</td>" in page
     assert f'<td>{escaped_roi}</td><td class="num">' in page
-    assert re.search(rf"<td class=\"msg\">{re.escape(escaped_roi)} D4cc\[Gy\] = ", page)
+    assert re.search(rf'<td class="msg[^"]*">(<span>)?{re.escape(escaped_roi)} D4cc\[Gy\] = ', page)
     assert f'data-roi="{escaped_roi}"' in page
     assert MALICIOUS_LABEL not in page
     assert "&amp;&quot;&#x27;&lt;&gt;" in page
@@ -567,7 +569,8 @@ def _uniform_dvh() -> DVH:
         ("CV4Gy[cc]", None, (4.0, 60.0)),
         ("Max[Gy]", None, (10.0, 0.0)),
         ("Min[Gy]", None, (0.0, 100.0)),
-        ("Mean[Gy]", None, None),
+        ("Mean[Gy]", None, (5.0, 50.0)),
+        ("Mean[%]", 10.0, (5.0, 50.0)),
     ],
 )
 def test_constraints_are_placed_on_the_cumulative_curve(

@@ -108,9 +108,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
 
 
-def count(out: Path, event: str, patient: str | None = None) -> int:
+def count(out: Path, event: str, patient: str | None = None, folder: str | None = None) -> int:
     return sum(
-        e["event"] == event and (patient is None or e["patient_id"] == patient) for e in events(out)
+        e["event"] == event
+        and (patient is None or e["patient_id"] == patient)
+        and (folder is None or e.get("folder") == folder)
+        for e in events(out)
     )
 
 
@@ -172,6 +175,7 @@ def test_slow_copy_two_at_once_and_reexport(staging: Path, tmp_path: Path) -> No
         copy_slowly(staging / "WA", root / "WA")
         assert count(out, "detected") == 0  # the copy never paused for the settle time
         wait_for(lambda: count(out, "checked", "WA") == 1)
+        assert count(out, "waiting", folder="WA") == 1  # said once, not at every rescan
         assert reports(out) == [r for r in reports(out) if r.startswith("WA/")]
         assert len(reports(out)) == 1
 
@@ -191,6 +195,7 @@ def test_slow_copy_two_at_once_and_reexport(staging: Path, tmp_path: Path) -> No
         shutil.copyfile(staging / "WA2" / "RD.dcm", root / "WA" / "RD.dcm")
         before = tree_hashes(root)
         wait_for(lambda: count(out, "checked", "WA") == 2)
+        assert count(out, "waiting", folder="WA") == 2  # the re-export: a new wait
         time.sleep(1.5)  # nothing more comes
         assert stop(proc) == 0
     assert tree_hashes(root) == before  # the watcher never writes into the export folder
@@ -211,13 +216,16 @@ def test_corrupt_export_is_one_error_and_watching_goes_on(staging: Path, tmp_pat
     root.mkdir()
     with watcher(root, out, "--polling"):
         shutil.copytree(staging / "BAD", root / "WD")
-        wait_for(lambda: count(out, "error", "WD") == 1)
+        # The truncated dose fails the folder's scan: an error naming the folder and why.
+        wait_for(lambda: count(out, "error", folder="WD") == 1)
         time.sleep(2.5)  # more than the settle time: the error is not retried
         assert count(out, "error") == 1
+        (error,) = [e for e in events(out) if e["event"] == "error"]
+        assert error["reason"].startswith("WD/RD.dcm: truncated DICOM file")
         shutil.copytree(staging / "WC", root / "WC")
         wait_for(lambda: count(out, "checked", "WC") == 1)
     history = json.loads(cli("history", "--out", out, "--json").stdout)
-    assert [(r["patient_id"], r["verdict"]) for r in history] == [("WD", "error"), ("WC", "pass")]
+    assert [(r["source"], r["verdict"]) for r in history] == [("WD", "error"), ("WC", "pass")]
     assert "RD.dcm" in history[0]["message"]
     assert history[0]["report"] is None
 

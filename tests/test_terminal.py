@@ -1,0 +1,84 @@
+"""The terminal speaks plainly (issue 12): fits the terminal's width, colour only on a
+terminal that wants it, the verdict last, help in words a person reads."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rtcheck import cli
+from rtcheck.check_report import format_report
+from rtcheck.cli import app
+from rtcheck.constraints.engine import check_plan
+from rtcheck.constraints.registry import resolve_protocol
+from rtcheck.dicom_io import load_path
+from tests.fixtures.plans import write_plan_export
+from tests.test_golden import CENTRAL, lung
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(scope="module")
+def palliative_lung(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A palliative 3 x 18 Gy central lung plan: 50 rules, long ids, long reasons."""
+    spec = replace(lung(CENTRAL, 3, 18), intent="PALLIATIVE")
+    return write_plan_export(tmp_path_factory.mktemp("terminal") / "plan", spec)
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+def test_no_line_is_wider_than_the_terminal(palliative_lung: Path, columns: int) -> None:
+    result = CliRunner().invoke(app, ["check", str(palliative_lung)], env={"COLUMNS": str(columns)})
+    assert result.exit_code in (0, 1), result.output
+    lines = result.stdout.splitlines()
+    too_long = [line for line in lines if len(line) > columns]
+    assert not too_long, too_long
+    assert lines[-1].startswith("VERDICT: ")
+    header = next(line for line in lines if line.startswith("STATUS"))
+    assert header.split() == ["STATUS", "RULE", "STRUCTURE", "CHECK"]
+    # Each measured value with its metric (units) and limit, e.g. 'V95%[%] 100 >= 95 %'.
+    assert any(re.search(r"V95%\[%\] [0-9.]+ >= 95 %", line) for line in lines)
+
+
+def test_colour_only_when_asked(palliative_lung: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = check_plan(load_path(palliative_lung), resolve_protocol("palliative"))
+    plain = format_report(result)
+    painted = format_report(result, colour=True)
+    assert not ANSI.search(plain)
+    assert "\x1b[32mPASS" in painted
+    assert ANSI.sub("", painted) == plain
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert cli._colour()
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not cli._colour()
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert not cli._colour()
+
+
+def test_shortcut_to_a_missing_folder_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["/missing/folder/for/rtcheck"])
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert "/missing/folder/for/rtcheck" in err and "not found" in err
+    assert "No such command" not in err
+
+
+def test_help_speaks_plainly() -> None:
+    top = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"}).stdout
+    assert "rtcheck FOLDER" in top
+    check = CliRunner().invoke(app, ["check", "--help"], env={"COLUMNS": "100"}).stdout
+    for code in ("0 pass", "1 fail", "2 usage", "3 the plan cannot be evaluated", "4 internal"):
+        assert code in " ".join(check.split()), code
+    for command in (["dvh"], ["check"], ["batch"], ["watch"], ["history"], ["demo"]):
+        text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"}).stdout
+        options = [line for line in text.splitlines() if line.lstrip().startswith("--")]
+        assert options, command
+        for line in options:
+            assert not re.search(r"<(list\[|int range|float range|str>|path>)", line), line
