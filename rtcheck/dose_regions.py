@@ -66,6 +66,11 @@ class IntermediateDose:
     regions: tuple[DoseRegion, ...]
 
     @property
+    def at_grid_edge(self) -> bool:
+        """True when a region reaches the border of the grid: it may extend beyond."""
+        return any(r.at_grid_edge for r in self.regions)
+
+    @property
     def total_cc(self) -> float:
         """Summed volume of the regions (cc)."""
         return float(sum(r.volume_cc for r in self.regions))

@@ -358,7 +358,7 @@ def test_html_report_shows_the_evidence(tmp_path: Path) -> None:
     assert "PROTON" in text and "FRACTION, EFFECTIVE" in text
     assert "the grid holds the course, although its label FRACTION reads as one fraction" in text
     assert "grid 80 Gy; plan: course 80 Gy" in text
-    assert "80 Gy (25 x 2 + 10 x 3 Gy)" in text
+    assert "80 Gy (25 x 2 Gy + 10 x 3 Gy)" in text
 
 
 def test_dvh_takes_a_prescription_for_percent_doses(tmp_path: Path) -> None:
@@ -398,8 +398,8 @@ def test_batch_and_watch_take_a_prescription(tmp_path: Path, command: str) -> No
     assert json.loads(report.read_text())["prescription"] is None
     for old in out.rglob("*.json"):
         old.unlink()
-    if command == "watch":  # the ledger remembers the plan: a new output folder
-        out = tmp_path / "out2"
+    # A new output folder: watch's ledger remembers the plan, batch refuses an earlier run.
+    out = tmp_path / "out2"
     code, _, _ = run(
         command, root, "--out", out, "--protocol", "palliative", "--prescription", "30/5", *extra
     )

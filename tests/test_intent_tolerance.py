@@ -27,6 +27,7 @@ from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path
 from rtcheck.errors import ProtocolError
 from tests.fixtures.plans import PlanSpec, cylinder, sphere, write_plan_export
+from tests.fixtures.trust import TrustPlan, write_trust_export
 from tests.test_golden import lesion, lung_anatomy
 
 # GTV (r 8) centre 20 mm from the bronchial tree's axis (r 6): 6 mm between surfaces
@@ -73,6 +74,14 @@ PLANS = {
     # Spine SABR sparing the cord: its nearest point is 30 mm from the PTV's centre, where
     # the dose is 20 x 1.25 ** (1 - (30 / 17.25) ** 4) = 3.2 Gy at most.
     "spine-1x20-cord-spared": spine(1, 20.0, 35.0, 1.25),
+    # The standard palliative 5 x 5 Gy through the cord: conventional, cord ~26 Gy.
+    "spine-5x5-cord-in-field": spine(5, 5.0, 12.0, 1.04),
+    # 5 x 4 Gy prescribed to the PTV, a GTV (r 6 mm) boosted to 40 Gy: 8 Gy per fraction.
+    "spine-5x4-gtv-boost": replace(
+        spine(5, 4.0, 35.0, 1.04),
+        shapes=(*spine(5, 4.0, 35.0, 1.04).shapes, sphere("GTV", (0, 0, 0), 6, "GTV")),
+        target_levels=(("PTV", 20.0), ("GTV", 40.0)),
+    ),
 }
 
 
@@ -293,7 +302,9 @@ def test_when_on_dose_per_fraction_ranges_and_unless(exports: dict[str, Path]) -
     assert {"low-dose", "listed", "not-stereo", "not-palliative"} <= set(out["skipped"])
     assert "dose_per_fraction_gy is 20" in out["skipped"]["low-dose"]
     assert "intent is PALLIATIVE" in out["skipped"]["not-palliative"]
-    assert out["facts"]["fractionation_reason"].startswith("1 fraction, up to 20 Gy")
+    assert out["facts"]["fractionation_reason"].startswith(
+        "1 fraction of up to 20 Gy (the prescription)"
+    )
 
 
 def test_unless_on_an_unknown_fact_applies_the_rule(exports: dict[str, Path]) -> None:
@@ -380,3 +391,44 @@ def test_limits_are_converted_between_counts_but_never_upward_past_the_table(
     value, text = cord_limit(tmp_path, 10)
     assert value == 32
     assert "held for 10 fractions" in text
+
+
+def test_standard_palliative_5x5_through_the_cord_is_conventional(
+    exports: dict[str, Path],
+) -> None:
+    code, report, _ = run(exports["spine-5x5-cord-in-field"])
+    assert report["facts"]["fractionation"] == "conventional"
+    (cord,) = by_id(report)["cord-max-eqd2"]
+    # QUANTEC 50 Gy in 2 Gy fractions in 5 fractions: 5 d (d + 2) = 200 -> d = -1 + sqrt(41).
+    assert float(cord["limit"].split()[1]) == pytest.approx(5 * (-1 + math.sqrt(41)), abs=1e-3)
+    assert cord["status"] == "pass" and cord["measured"] > 25
+    assert report["verdict"] == "pass" and code == 0
+
+
+def test_a_boost_the_prescription_does_not_state_makes_the_course_stereotactic(
+    exports: dict[str, Path],
+) -> None:
+    _, report, _ = run(exports["spine-5x4-gtv-boost"])
+    assert report["prescription"]["total_gy"] == 20
+    assert report["facts"]["fractionation"] == "stereotactic"
+    assert "GTV's median dose" in report["facts"]["fractionation_reason"]
+    assert "sabr-cord-max" in by_id(report)
+
+
+def test_a_course_mixing_fraction_sizes_gets_no_tabulated_limit(tmp_path: Path) -> None:
+    # 5 x 2 Gy + 1 x 16 Gy, each group's beams stating their dose at the common point.
+    folder = write_trust_export(
+        tmp_path,
+        TrustPlan(grid_gy=26.0, groups=((5, (1.0, 1.0)), (1, (8.0, 8.0))), prescription_gy=26.0),
+    )
+    rules = """\
+  - {id: table, kind: dose_volume, structure: PTV, metric: "Max[Gy]",
+     max: {1: 14, 3: 21.9, 5: 30}, alpha_beta: 2}
+  - {id: plain, kind: dose_volume, structure: PTV, metric: "Max[Gy]", max: 30}
+"""
+    found = check_text(folder, rules)
+    table = found["results"]["table"]
+    assert table.status == NOT_EVALUATED
+    assert "mixes doses per fraction (5 x 2 + 1 x 16 Gy)" in table.message
+    assert found["results"]["plain"].status == "pass"
+    assert found["facts"]["fractionation"] == "stereotactic"

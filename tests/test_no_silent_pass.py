@@ -47,6 +47,13 @@ def test_look_alike_characters_fold_to_the_latin_name() -> None:
     assert fold("\u0421\u043erd") == "cord"  # Cyrillic capital es, small o
     assert fold("Chest\u200bwall") == "chestwall"
     assert fold("\uff23hestwall") == "chestwall"  # fullwidth C (NFKD)
+    # Capitals read as the Latin capital they look like, before case folding.
+    assert fold("BRO\u039dCHUS") == "bronchus"  # Greek capital nu, not 'v'
+    assert fold("\u0397eart") == "heart"  # Greek capital eta, not 'n'
+    assert fold("\u03a5") == "y"  # Greek capital upsilon
+    # Every format character and the blank fillers are dropped.
+    for invisible in ("\u200e", "\u200f", "\u034f", "\u2061", "\u180e", "\u3164"):
+        assert fold(f"Spinal{invisible}Cord") == "spinalcord", repr(invisible)
 
 
 @pytest.mark.parametrize("case", list(WALL_NAMES))

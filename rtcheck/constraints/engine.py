@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -86,11 +87,18 @@ class CheckResult:
     warnings: list[str]
     strict: bool = False
     unmatched_rois: list[str] = field(default_factory=list)
-    between_planes: str = "slab"
+    between_planes: str = "shape"
     prescription: Prescription | None = None
     prescription_problem: str = ""
     #: How ``--protocol auto`` chose the protocol (None when it was named).
     selection: Choice | None = None
+    #: The DVHs the check computed, by ROI name, and why an ROI has none.
+    dvhs: dict[str, DVH] = field(default_factory=dict)
+    dvh_problems: dict[str, str] = field(default_factory=dict)
+    #: When the check ran (UTC).
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: The planning system's DVHs (RTDOSE DVHSequence) beside rtcheck's, per ROI.
+    tps_comparison: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def dose_rules_evaluated(self) -> bool:
@@ -149,7 +157,7 @@ class _Context:
     distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     targets: list[TargetInfo] = field(default_factory=list)
-    between_planes: str = "slab"
+    between_planes: str = "shape"
     rx: Prescription | None = None
     rx_problem: str = "no prescription"
 
@@ -354,7 +362,7 @@ def check_plan(
     aliases: Mapping[str, Sequence[str]] | None = None,
     *,
     strict: bool = False,
-    between_planes: str = "slab",
+    between_planes: str = "shape",
     prescription: tuple[float, int] | None = None,
     selection: Choice | None = None,
 ) -> CheckResult:
@@ -385,6 +393,7 @@ def check_plan(
         For a brachytherapy plan: the protocols are for external-beam plans.
     """
     require_external_beam(export)
+    checked_at = datetime.now(UTC)
     plan = export.plan
     rx, rx_warnings, rx_problem = resolve_prescription(plan, prescription)
     counts = Counter(r.name for r in export.structures.rois)
@@ -433,7 +442,13 @@ def check_plan(
                 f"{r}: {', '.join((*protocol.roles[r].names, *protocol.roles[r].aliases))}"
                 for r in absent
             )
-            skipped.append({"id": rule.id, "reason": f"no ROI matched optional role(s) {patterns}"})
+            skipped.append(
+                {
+                    "id": rule.id,
+                    "reason": f"no ROI matched optional role(s) {patterns}",
+                    "absent_roles": ", ".join(absent),
+                }
+            )
             continue
         applies, reason = _applies(ctx, rule)
         if applies is False:
@@ -447,7 +462,9 @@ def check_plan(
         results.extend(_evaluate(ctx, rule))
     matched = {n for names in (*roles.matched.values(), *roles.ambiguous.values()) for n in names}
     unmatched = [r.name for r in export.structures.rois if r.name not in matched]
+    tps = _tps_comparison(ctx)
     warnings.extend(dict.fromkeys(ctx.notes))
+    by_number = {r.number: r for r in export.structures.rois}
     return CheckResult(
         protocol,
         export,
@@ -462,7 +479,40 @@ def check_plan(
         rx,
         rx_problem,
         selection,
+        dvhs={
+            by_number[n].name: d
+            for n, d in ctx.dvhs.items()
+            if isinstance(d, DVH) and by_number[n].name not in duplicated
+        },
+        dvh_problems={
+            by_number[n].name: d
+            for n, d in ctx.dvhs.items()
+            if isinstance(d, str) and by_number[n].name not in duplicated
+        },
+        checked_at=checked_at,
+        tps_comparison=tps,
     )
+
+
+def _tps_comparison(ctx: _Context) -> list[dict[str, Any]]:
+    """The planning system's DVHs beside rtcheck's, for every ROI it gives one for."""
+    from rtcheck.tps_dvh import compare_dvh
+
+    rois = {r.number: r for r in ctx.export.structures.rois}
+    out: list[dict[str, Any]] = []
+    for tps in ctx.export.dose.tps_dvhs:
+        roi = rois.get(tps.roi_number)
+        entry: dict[str, Any] = {
+            "roi_number": tps.roi_number,
+            "name": roi.name if roi is not None else None,
+        }
+        ours = ctx.dvh_of(roi) if roi is not None else "no ROI has this number"
+        if isinstance(ours, str):
+            entry.update(rows=[], notes=[f"not compared: {ours}"])
+        else:
+            entry.update(compare_dvh(tps, ours, ctx.prescription))
+        out.append(entry)
+    return out
 
 
 def _no_volume(roi: Roi) -> str:
@@ -510,8 +560,7 @@ def _facts(ctx: _Context) -> None:
     distances: dict[str, float] = {}
     for fact in ctx.protocol.facts:
         if isinstance(fact, ScheduleFact):
-            _schedule_fact(ctx, fact, per_fraction, why)
-            continue
+            continue  # after the targets' doses are known, below
         value, reason = _proximity(ctx, fact.source, fact.targets, fact.within_mm, distances)
         ctx.fact_values[fact.name] = None if value is None else (fact.near if value else fact.far)
         if value is None:
@@ -549,6 +598,9 @@ def _facts(ctx: _Context) -> None:
             )
         targets.append(TargetInfo(name=roi.name, median_gy=median))
     ctx.targets = targets
+    for fact in ctx.protocol.facts:
+        if isinstance(fact, ScheduleFact):
+            _schedule_fact(ctx, fact, per_fraction, why)
     ctx.facts["targets"] = []
     for t in targets:
         level, source = ctx.target_level(t.name)
@@ -648,7 +700,14 @@ def _highest_dose_per_fraction(ctx: _Context) -> tuple[float | None, str]:
 
 
 def _schedule_fact(ctx: _Context, fact: ScheduleFact, per_fraction: float | None, why: str) -> None:
-    """Evaluate a ``schedule`` fact on the course, with its evidence in the facts."""
+    """Evaluate a ``schedule`` fact on the course, with its evidence in the facts.
+
+    The dose per fraction is the prescription's (the highest of the fraction groups), or
+    what a target receives if that is over 1.25 times more: a simultaneous boost the
+    prescription does not state (a GTV at 8 Gy per fraction in a 4 Gy plan) is the course's
+    dose per fraction too. A target's is its measured median over the course's fractions
+    (within about 110 % of the prescription in a conventional plan, 125 % in SABR).
+    """
     n, total = ctx.fractions, ctx.prescription
     if per_fraction is None or n is None or total is None:
         ctx.fact_values[fact.name] = None
@@ -656,9 +715,15 @@ def _schedule_fact(ctx: _Context, fact: ScheduleFact, per_fraction: float | None
         ctx.facts[fact.name] = None
         ctx.facts[f"{fact.name}_reason"] = ctx.fact_reasons[fact.name]
         return
+    source = "the prescription"
+    measured = [(t.median_gy / n, t.name) for t in ctx.targets if t.median_gy is not None]
+    if measured:
+        hottest, name = max(measured)
+        if hottest > per_fraction * 1.25:
+            per_fraction, source = hottest, f"{name}'s median dose"
     course = (
-        f"{n} fraction{'' if n == 1 else 's'}, up to {per_fraction:.4g} Gy per fraction, "
-        f"{total:.4g} Gy"
+        f"{n} fraction{'' if n == 1 else 's'} of up to {per_fraction:.4g} Gy ({source}), "
+        f"{total:.4g} Gy prescribed"
     )
     for s in fact.schedules:
         if (
@@ -884,6 +949,12 @@ def _resolve_limit(
         )
     if n is None:
         raise EvaluationError("the plan gives no number of fractions to pick the limit")
+    mixed = _mixed_fraction_sizes(ctx)
+    if mixed:
+        raise EvaluationError(
+            f"the course mixes doses per fraction ({mixed}): a limit tabulated by fraction "
+            "count does not apply to it; judge the organ doses biologically (EQD2)"
+        )
     table = dict(limit.by_fractions)
     if n in table:
         return table[n], f" ({n}-fraction limit)"
@@ -918,16 +989,47 @@ def _resolve_limit(
     return converted, note + ")"
 
 
+def _mixed_fraction_sizes(ctx: _Context) -> str:
+    """The course's fraction groups (``5 x 2 + 1 x 16 Gy``) when one's dose per fraction is
+    over 1.5 times another's (conventional and hypofractionated parts; 1.8 and 2 Gy
+    phases are one conventional course), else ""."""
+    rx = ctx.rx
+    if rx is None or len(rx.groups) < 2:
+        return ""
+    sizes = [d for _, d in rx.groups]
+    if max(sizes) <= 1.5 * min(sizes):
+        return ""
+    return " + ".join(f"{n} x {d:.4g}" for n, d in rx.groups) + " Gy"
+
+
 def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
     metric = rule.metric
     assert metric is not None
     names, problem = _role_rois(ctx, rule.structure)
     if problem:
-        return [_result(rule, NOT_EVALUATED, problem, metric=str(metric))]
+        return [_result(rule, NOT_EVALUATED, problem, metric=str(metric), limit=_stated(rule))]
     out = []
     for name in names:
-        out.append(_stand_in_note(ctx, _metric_result(ctx, rule, name, metric)))
+        result = _metric_result(ctx, rule, name, metric)
+        if result.status == NOT_EVALUATED and result.limit is None:
+            result.limit = _stated(rule)  # the limit that would have applied
+        out.append(_stand_in_note(ctx, result))
     return out
+
+
+def _stated(rule: DoseVolumeRule) -> str:
+    """A rule's limits as the protocol states them (before any conversion)."""
+    unit = str(rule.metric.output_unit) if rule.metric is not None else ""
+    parts = []
+    for word, limit in (("<=", rule.maximum), (">=", rule.minimum)):
+        if limit is None:
+            continue
+        if limit.value is not None:
+            parts.append(f"{word} {limit.value:g} {unit}")
+        else:
+            table = ", ".join(f"{v:g} ({n} fx)" for n, v in limit.by_fractions)
+            parts.append(f"{word} {table} {unit}")
+    return " and ".join(parts)
 
 
 def _stand_in_note(ctx: _Context, result: RuleResult) -> RuleResult:
@@ -1121,6 +1223,18 @@ def _elective_dose(ctx: _Context, rule: TargetVolumesRule, spec: DoseRegionSpec)
         "regions": regions,
     }
     total = found.total_cc
+    if total <= spec.max_cc and found.at_grid_edge:
+        return RuleResult(
+            sub,
+            rule.kind.value,
+            NOT_EVALUATED,
+            f"an intermediate dose ({low:.4g} Gy or more) away from the high dose reaches the "
+            "edge of the dose grid: the grid was cut inside it, and how far it extends beyond "
+            f"cannot be seen ({total:.1f} cc inside the grid); export the dose on a grid that "
+            "covers it",
+            measured=round(total, 2),
+            limit=limit,
+        )
     if total <= spec.max_cc:
         return RuleResult(
             sub,
@@ -1544,12 +1658,50 @@ def _grid_covers(ctx: _Context, rule: IntegrityRule, check: str) -> RuleResult:
             if isinstance(dvh, DVH) and not dvh.complete:
                 share = 100 * dvh.volume_outside_cc / dvh.volume_cc if dvh.volume_cc else 0
                 missing.append(f"{name} ({dvh.volume_outside_cc:.3g} cc, {share:.0f} %)")
+    if check == "grid_covers_targets":
+        matched = {n for role in roles for n in ctx.roles.matched.get(role, [])}
+        missing += _targets_outside_grid(ctx, matched)
     what = "targets" if check == "grid_covers_targets" else "constrained structures"
     if missing:
         return RuleResult(
             sub, rule.kind.value, MAJOR, f"the dose grid does not cover: {', '.join(missing)}"
         )
     return RuleResult(sub, rule.kind.value, PASS, f"the dose grid covers every {what[:-1]}")
+
+
+#: DICOM RT ROI Interpreted Types of targets.
+_TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
+
+
+def _targets_outside_grid(ctx: _Context, done: set[str]) -> list[str]:
+    """Every other target (by its ROI type, or its name, whatever a role matched) with a
+    contour point outside the dose grid: an irradiated volume the exported dose misses."""
+    grid = ctx.export.dose.grid
+    lo = (grid.x[0], grid.y[0], grid.z[0])
+    hi = (grid.x[-1], grid.y[-1], grid.z[-1])
+    out = []
+    for roi in ctx.export.structures.rois:
+        if roi.name in done or not roi.planes:
+            continue
+        parsed = parse_target_name(roi.name)
+        typed = roi.interpreted_type.upper() in _TARGET_TYPES
+        if not typed and (parsed is None or not parsed.is_target):
+            continue
+        points = np.concatenate([p for plane in roi.planes for p in plane.polygons])
+        zs = np.array([plane.z for plane in roi.planes])
+        tol = 1e-6
+        outside = bool(
+            points[:, 0].min() < lo[0] - tol
+            or points[:, 0].max() > hi[0] + tol
+            or points[:, 1].min() < lo[1] - tol
+            or points[:, 1].max() > hi[1] + tol
+            or zs.min() < lo[2] - tol
+            or zs.max() > hi[2] + tol
+        )
+        if outside:
+            what = f"ROI type {roi.interpreted_type}" if typed else "a target by its name"
+            out.append(f"{roi.name} ({what}: contours outside the grid)")
+    return out
 
 
 def _plan_quality(ctx: _Context, rule: PlanQualityRule) -> list[RuleResult]:

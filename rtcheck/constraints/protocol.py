@@ -390,8 +390,8 @@ def load_protocol(path: Path) -> Protocol:
     ProtocolError
         Located as ``file:line:column``, for the first problem found.
     """
-    data = path.read_bytes() if path.is_file() else b""
-    return _build(load_yaml_file(path), hashlib.sha256(data).hexdigest())
+    doc = load_yaml_file(path)  # bounded: never reads more than a protocol can be
+    return _build(doc, doc.sha256)
 
 
 def load_protocol_text(text: str, file: str = "<protocol>") -> Protocol:

@@ -90,7 +90,11 @@ def consider(
             reasons.append(f"intent {intent}")
         else:
             fits = False
-            reasons.append(f"intent '{intent or 'none'}' not in {', '.join(select.intents)}")
+            reasons.append(
+                f"intent {intent} not in {', '.join(select.intents)}"
+                if intent
+                else f"no intent stated (PlanIntent), not {', '.join(select.intents)}"
+            )
     if select.requires:
         roles = match_roles(protocol, [r.name for r in export.structures.rois], aliases)
         absent = [r for r in select.requires if r not in roles.matched]
@@ -129,6 +133,8 @@ class Choice:
 
     chosen: Candidate
     others: tuple[Candidate, ...] = ()
+    #: The plan's PlanIntent (upper case), "" when it states none.
+    intent: str = ""
 
     @property
     def protocol(self) -> Protocol:
@@ -162,12 +168,14 @@ class Choice:
             if not c.fits
             and c.protocol.select.intents
             and sum(1 for r in c.reasons if _is_failure(r)) == 1
-            and any(r.startswith("intent ") and " not in " in r for r in c.reasons)
+            and any(r.startswith(("intent ", "no intent stated")) for r in c.reasons)
         ]
         if only_intent:
             names = ", ".join(
                 f"{p.id} (for intent {'/'.join(p.select.intents)})" for p in only_intent
             )
+            if not self.intent:
+                return f"the plan states no intent: checked as {chosen.id}, not as {names}"
             return f"the plan's intent decided: {chosen.id} rather than {names}"
         return None
 
@@ -204,7 +212,13 @@ class Choice:
 
 
 #: Words in a :func:`consider` reason that say a criterion failed.
-_FAILURE_WORDS = (" not in ", "matches none", "no ROI for", "no 'select' criteria")
+_FAILURE_WORDS = (
+    " not in ",
+    "matches none",
+    "no ROI for",
+    "no 'select' criteria",
+    "no intent stated",
+)
 
 
 def _is_failure(reason: str) -> bool:
@@ -245,4 +259,5 @@ def select_protocol(
         raise NoProtocolError(
             f"several protocols match this plan equally ({ids}); name one with --protocol ID"
         )
-    return Choice(best[0], tuple(c for c in candidates if c is not best[0]))
+    intent = (export.plan.intent or "").strip().upper() if export.plan is not None else ""
+    return Choice(best[0], tuple(c for c in candidates if c is not best[0]), intent)

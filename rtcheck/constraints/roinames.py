@@ -8,9 +8,9 @@ Normalisation (:func:`name_key`, :func:`pattern_key`)
 -----------------------------------------------------
 Two names are the same structure when their *keys* are equal. A key is the name folded to
 lower case without accents (:func:`fold`: Unicode NFKD, combining marks dropped, ``œ`` →
-``oe``, Cyrillic and Greek look-alikes of Latin letters read as Latin, zero-width
-characters dropped) with its side word written last as ``l``/``r`` (``L_Parotid``,
-``Parotid Lt`` and ``Parotid_L`` are one key; see Laterality), with the separators ``_``, ``-``, ``.`` and
+``oe``, Cyrillic and Greek look-alikes of Latin letters read as Latin, invisible characters
+dropped) with its side word written last as ``l``/``r`` (``L_Parotid``, ``Parotid Lt`` and
+``Parotid_L`` are one key; see Laterality), with the separators ``_``, ``-``, ``.`` and
 white space removed (``Spinal-Cord``, ``Spinal_Cord``, ``spinal cord`` and ``SpinalCord``
 are one key), with the TG-263 spellings of a few words restored (``plexus`` → ``plex``,
 ``constrictor``/``constric`` → ``constrict``, ``muscle`` → ``musc``, ``oesophag`` →
@@ -138,6 +138,44 @@ TARGET_HELPER_WORDS: dict[str, str] = {
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
 _LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d"})
+#: Capital letters of other scripts that look like Latin capitals, read before case folding
+#: (Greek capital nu is N, though its small letter looks like v).
+_CAPITAL_CONFUSABLES = str.maketrans(
+    {
+        "\u0410": "A",  # cyrillic capital letter a
+        "\u0412": "B",  # cyrillic capital letter ve
+        "\u0421": "C",  # cyrillic capital letter es
+        "\u0415": "E",  # cyrillic capital letter ie
+        "\u041d": "H",  # cyrillic capital letter en
+        "\u0406": "I",  # cyrillic capital letter byelorussian-ukrainian i
+        "\u0408": "J",  # cyrillic capital letter je
+        "\u041a": "K",  # cyrillic capital letter ka
+        "\u041c": "M",  # cyrillic capital letter em
+        "\u041e": "O",  # cyrillic capital letter o
+        "\u0420": "P",  # cyrillic capital letter er
+        "\u0405": "S",  # cyrillic capital letter dze
+        "\u0422": "T",  # cyrillic capital letter te
+        "\u0425": "X",  # cyrillic capital letter ha
+        "\u0423": "Y",  # cyrillic capital letter u
+        "\u0391": "A",  # greek capital letter alpha
+        "\u0392": "B",  # greek capital letter beta
+        "\u0395": "E",  # greek capital letter epsilon
+        "\u0396": "Z",  # greek capital letter zeta
+        "\u0397": "H",  # greek capital letter eta
+        "\u0399": "I",  # greek capital letter iota
+        "\u039a": "K",  # greek capital letter kappa
+        "\u039c": "M",  # greek capital letter mu
+        "\u039d": "N",  # greek capital letter nu
+        "\u039f": "O",  # greek capital letter omicron
+        "\u03a1": "P",  # greek capital letter rho
+        "\u03a4": "T",  # greek capital letter tau
+        "\u03a5": "Y",  # greek capital letter upsilon
+        "\u03a7": "X",  # greek capital letter chi
+    }
+)
+#: Characters that draw nothing though their category is not a format character.
+_BLANKS = frozenset("\u034f\u115f\u1160\u3164\uffa0")
+
 #: Letters of other scripts that look like Latin letters (after case folding), from the
 #: Unicode confusables of the Latin alphabet (UTS #39), and characters that draw nothing:
 #: a name typed or pasted with them is the same name to a reader, so it is to rtcheck.
@@ -227,8 +265,15 @@ def fold(text: str) -> str:
     >>> fold("Œsophage")
     'oesophage'
     """
-    text = unicodedata.normalize("NFKD", text.strip().casefold().translate(_LIGATURES))
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.translate(_CAPITAL_CONFUSABLES).strip().casefold().translate(_LIGATURES)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(
+        c
+        for c in text
+        if not unicodedata.combining(c)
+        and unicodedata.category(c) not in ("Cf", "Mn", "Me")
+        and c not in _BLANKS
+    )
     return text.translate(_LIGATURES).translate(_CONFUSABLES).strip()
 
 
