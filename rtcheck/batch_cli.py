@@ -25,7 +25,14 @@ from rtcheck.cli_errors import (
     err,
     exit_codes,
 )
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
+from rtcheck.cli_options import (
+    AliasesOption,
+    BetweenPlanes,
+    BetweenPlanesOption,
+    PrescriptionOption,
+    ProtocolOption,
+    StrictOption,
+)
 
 if TYPE_CHECKING:
     from rtcheck.batch import BatchResult, PlanOutcome
@@ -123,15 +130,7 @@ def batch(
             "index.html and summary.csv.",
         ),
     ],
-    protocol: Annotated[
-        str,
-        typer.Option(
-            "--protocol",
-            metavar="ID|FILE|auto",
-            help="Shipped protocol id, a protocol YAML file, or "
-            "'auto' to pick one per plan by the protocols' select criteria.",
-        ),
-    ] = "auto",
+    protocol: ProtocolOption = "auto",
     workers: Annotated[
         int | None,
         typer.Option(
@@ -158,17 +157,8 @@ def batch(
             help="Dask scheduler ADDRESS, e.g. tcp://host:8786 (with --executor dask).",
         ),
     ] = None,
-    aliases: Annotated[
-        Path | None,
-        typer.Option(
-            "--aliases",
-            metavar="FILE",
-            help="Institution alias file (YAML: ROLE: list of patterns).",
-        ),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
-    ] = False,
+    aliases: AliasesOption = None,
+    strict: StrictOption = False,
     between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
     overwrite: Annotated[

@@ -1,8 +1,10 @@
-"""Command-line options shared by several commands (``dvh``, ``check``, ``batch``, ``watch``)."""
+"""Command-line options shared by several commands (``dvh``, ``check``, ``batch``, ``watch``,
+``serve``): one declaration each, so their names, metavars and help never drift apart."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,3 +39,27 @@ PrescriptionOption = Annotated[
         "own prescription is always used first.",
     ),
 ]
+
+
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        metavar="ID|FILE|auto",
+        help="Shipped protocol id, a protocol YAML file, or 'auto' to pick one per plan by "
+        "the protocols' select criteria.",
+    ),
+]
+
+
+AliasesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--aliases",
+        metavar="FILE",
+        help="Institution alias file (YAML: ROLE: list of patterns).",
+    ),
+]
+
+
+StrictOption = Annotated[bool, typer.Option("--strict", help="Minor deviations fail a plan too.")]

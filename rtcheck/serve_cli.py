@@ -18,7 +18,12 @@ from typing import Annotated
 import typer
 
 from rtcheck.cli_errors import EXIT_OK, exit_codes
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
+from rtcheck.cli_options import (
+    BetweenPlanes,
+    BetweenPlanesOption,
+    PrescriptionOption,
+    ProtocolOption,
+)
 
 __all__ = ["serve"]
 
@@ -51,14 +56,7 @@ def serve(
             help="Address to listen on (default loopback; 0.0.0.0 for every interface).",
         ),
     ] = "127.0.0.1",
-    protocol: Annotated[
-        str,
-        typer.Option(
-            "--protocol",
-            metavar="ID|FILE|auto",
-            help="Shipped protocol id, a protocol YAML file, or 'auto' to pick one per plan.",
-        ),
-    ] = "auto",
+    protocol: ProtocolOption = "auto",
     settle: Annotated[
         float,
         typer.Option(

@@ -24,7 +24,14 @@ from rtcheck.cli_errors import (
     EXIT_OK,
     exit_codes,
 )
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
+from rtcheck.cli_options import (
+    AliasesOption,
+    BetweenPlanes,
+    BetweenPlanesOption,
+    PrescriptionOption,
+    ProtocolOption,
+    StrictOption,
+)
 
 __all__ = ["history", "watch"]
 
@@ -46,14 +53,7 @@ def watch(
             "ledger.sqlite and watch.log.",
         ),
     ],
-    protocol: Annotated[
-        str,
-        typer.Option(
-            "--protocol",
-            metavar="ID|FILE|auto",
-            help="Shipped protocol id, a protocol YAML file, or 'auto' to pick one per plan.",
-        ),
-    ] = "auto",
+    protocol: ProtocolOption = "auto",
     settle: Annotated[
         float,
         typer.Option(
@@ -74,17 +74,8 @@ def watch(
             "verdict: for cron or a post-export script. Needs no watchdog.",
         ),
     ] = False,
-    aliases: Annotated[
-        Path | None,
-        typer.Option(
-            "--aliases",
-            metavar="FILE",
-            help="Institution alias file (YAML: ROLE: list of patterns).",
-        ),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Minor deviations fail a plan too.")
-    ] = False,
+    aliases: AliasesOption = None,
+    strict: StrictOption = False,
     between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks of internal errors.")] = False,

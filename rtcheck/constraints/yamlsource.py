@@ -206,6 +206,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._height: dict[int, int] = {}
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # PyYAML's Composer is untyped (types-PyYAML declares peek_event without types):
+        # the ignore is for that stub, not for this code.
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
             raise _LimitExceeded(
