@@ -39,25 +39,23 @@ import importlib
 import json
 import os
 import re
-import signal
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 from rtcheck.batch import Discovery, PlanJob, check_one, prepare_jobs, scan_folder
 from rtcheck.constraints.protocol import Protocol
 from rtcheck.errors import InputError, MissingExtraError, UsageError
 from rtcheck.output_files import prepare_folder, remove_stale_temporaries
-from rtcheck.watch import LEDGER_NAME, Ledger, plan_version
+from rtcheck.watch import LEDGER_NAME, Ledger, plan_version, stop_on_signals
 
 __all__ = [
     "DEFAULT_AE_TITLE",
@@ -853,23 +851,6 @@ def _validate_ae_title(title: str, option: str) -> str:
     return title.strip()
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-
-
 def run_serve(
     out: str | Path,
     port: int = DEFAULT_PORT,
@@ -954,7 +935,7 @@ def run_serve(
     stop = stop or threading.Event()
     checker = Checker(inbox.root, out_dir, fixed, log, between_planes, prescription)
     closer: threading.Thread | None = None
-    with _stop_on_signals(stop):  # kept until the end: a second SIGTERM does not cut it short
+    with stop_on_signals(stop):  # kept until the end: a second SIGTERM does not cut it short
         try:
             try:
                 server = ae.start_server(

@@ -621,7 +621,15 @@ def _observer(polling: bool) -> Any:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM or SIGINT while the block runs (the handlers restored after).
+
+    Outside the main thread, where Python cannot install signal handlers, it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
@@ -720,11 +728,7 @@ def run_watch(
         strict,
     )
     try:
-        with (
-            _stop_on_signals(stop)
-            if threading.current_thread() is threading.main_thread()
-            else contextlib.nullcontext()
-        ):
+        with stop_on_signals(stop):
             if observer is not None:
                 _start_observer(observer, root_dir, wake)
             log("started", mode="once" if once else ("polling" if polling else "events"))
