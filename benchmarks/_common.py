@@ -63,7 +63,7 @@ def rtcheck_command() -> list[str]:
     found = shutil.which("rtcheck")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from rtcheck.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from rtcheck.cli.main import main; sys.exit(main())"]
 
 
 # --------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def child(args: argparse.Namespace) -> None:
     """Build the BODY and the dose, run one DVH, print one JSON line."""
     import numpy as np
 
-    from rtcheck.dvh import ContourPlane, DoseGrid, compute_dvh
+    from rtcheck.dvh.core import ContourPlane, DoseGrid, compute_dvh
 
     a0, b0 = args.width / 2, args.depth / 2
     n_planes = round(args.length / args.contour_spacing) + 1

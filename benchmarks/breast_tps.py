@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rtcheck.analysis import analyse
     from rtcheck.dicom_io import load_path
-    from rtcheck.dvh import slab_bounds
+    from rtcheck.dvh.core import slab_bounds
 
     export = load_path(folder)
     result = analyse(export, (), ())

@@ -150,7 +150,7 @@ def rtcheck_pair(
 ) -> tuple[Metrics, Metrics | None, float, str]:
     """rtcheck's metrics for one pair, and (optionally) the exact slab-model metrics."""
     from rtcheck.dicom_io import load_files
-    from rtcheck.dvh import compute_dvh
+    from rtcheck.dvh.core import compute_dvh
 
     t0 = time.perf_counter()
     export = load_files(folder / "STRUCTURES" / structure, folder / "DOSE GRIDS" / dose)

@@ -74,7 +74,7 @@ import csv, json, re, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from rtcheck.dicom_io import load_files
-from rtcheck.dvh import compute_dvh
+from rtcheck.dvh.core import compute_dvh
 t1 = time.perf_counter()
 folder = Path(sys.argv[1])
 with open(folder / "reference_points.csv", newline="") as f:
@@ -161,7 +161,7 @@ folder, out, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 profiler = cProfile.Profile()
 t0 = time.perf_counter()
 profiler.enable()
-from rtcheck.cli import main
+from rtcheck.cli.main import main
 sys.argv = ["rtcheck", "dvh", folder, "--json", out]
 try:
     main()

@@ -21,7 +21,7 @@ Four steps, each usable on its own:
    (``executor="process"``) or on a Dask distributed cluster (``executor="dask"``, the
    optional extra ``rtcheck[dask]``). :func:`check_one` is a pure top-level function: it
    loads the plan, picks or uses the protocol, checks it, writes ``<plan>.json`` (schema
-   ``rtcheck.report/1``) and, when :mod:`rtcheck.report_html` is present, ``<plan>.html``,
+   ``rtcheck.report/1``) and, when :mod:`rtcheck.reports.html` is present, ``<plan>.html``,
    and returns a small picklable :class:`PlanOutcome`. Any exception becomes an ``error``
    outcome; a worker process that dies (e.g. out of memory) too.
 4. :func:`write_index` and :func:`write_summary_csv` write ``index.html`` (self-contained,
@@ -65,7 +65,7 @@ from rtcheck.output_files import (
     write_error,
     write_text,
 )
-from rtcheck.report_csv import render_csv
+from rtcheck.reports.csv_writer import render_csv
 
 if TYPE_CHECKING:
     from rtcheck.constraints.engine import CheckResult
@@ -543,9 +543,9 @@ def _shipped() -> tuple[Protocol, ...]:
 
 def _html_module() -> ModuleType | None:
     try:
-        return importlib.import_module("rtcheck.report_html")
+        return importlib.import_module("rtcheck.reports.html")
     except ModuleNotFoundError as exc:
-        if exc.name == "rtcheck.report_html":
+        if exc.name == "rtcheck.reports.html":
             return None
         raise
 
@@ -572,7 +572,7 @@ def _report_path(job: PlanJob, suffix: str) -> Path:
 
 def _html_dvhs(result: CheckResult) -> dict[str, DVH]:
     """DVHs of every ROI matched to a role, by ROI name: the plot's curves when
-    :mod:`rtcheck.report_html` has no ``report_dvhs`` of its own."""
+    :mod:`rtcheck.reports.html` has no ``report_dvhs`` of its own."""
     from rtcheck.analysis import roi_dvh
 
     rois = {r.name: r for r in result.export.structures.rois}
@@ -596,7 +596,7 @@ def check_one(job: PlanJob) -> PlanOutcome:
     :func:`rtcheck.constraints.registry.select_protocol` among the shipped ones), checks
     it (:func:`rtcheck.constraints.engine.check_plan`) and writes
     ``out/<patient_dir>/<stem>.json`` (``rtcheck.report/1``) and, when
-    :mod:`rtcheck.report_html` is installed, ``<stem>.html``.
+    :mod:`rtcheck.reports.html` is installed, ``<stem>.html``.
 
     Parameters
     ----------
@@ -611,11 +611,11 @@ def check_one(job: PlanJob) -> PlanOutcome:
     """
     import json
 
-    from rtcheck.check_report import to_json
     from rtcheck.constraints.engine import MAJOR, MINOR, NOT_EVALUATED, check_plan
     from rtcheck.constraints.registry import select_protocol
     from rtcheck.constraints.structures import check_alias_roles
     from rtcheck.dicom_io import load_export
+    from rtcheck.reports.check import to_json
 
     s = job.export
     base = PlanOutcome(s.patient_id, s.plan_label, s.plan_uid, job.source, "error")
@@ -645,7 +645,7 @@ def check_one(job: PlanJob) -> PlanOutcome:
         try:
             module = _html_module()
             if module is None:
-                notes.append("HTML report not written: rtcheck.report_html is not installed")
+                notes.append("HTML report not written: rtcheck.reports.html is not installed")
             else:
                 html_path = _report_path(job, ".html")
                 dvhs = getattr(module, "report_dvhs", _html_dvhs)(result)
@@ -1009,7 +1009,7 @@ def render_summary_csv(outcomes: Sequence[PlanOutcome]) -> str:
     empty when it was named), ``selection_note`` the sentence saying the plan's intent
     alone decided, when it did; ``failed_rules``, ``minor_rules`` and
     ``not_evaluated_rules`` the rule ids of :class:`PlanOutcome` (``, ``-separated, major
-    deviations first). Written by :func:`rtcheck.report_csv.render_csv`: text that a
+    deviations first). Written by :func:`rtcheck.reports.csv_writer.render_csv`: text that a
     spreadsheet would run as a formula (OWASP CSV injection) starts with ``'``.
     """
     rows = [

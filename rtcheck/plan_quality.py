@@ -50,7 +50,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from rtcheck.dvh import ContourPlane, DoseGrid, points_in_polygon, polygon_edges, slab_bounds
-from rtcheck.interpolation import inside_raster
+from rtcheck.dvh.interpolation import inside_raster
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -1,4 +1,4 @@
-"""The area of a structure between its planes (rtcheck.area_profile), against closed forms."""
+"""The area of a structure between its planes (rtcheck.dvh.area_profile), against closed forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rtcheck.area_profile import AreaProfile, fit_end
+from rtcheck.dvh.area_profile import AreaProfile, fit_end
 
 
 def test_pole_fit_of_a_sphere_is_exact() -> None:

@@ -47,13 +47,13 @@ from rtcheck.batch import (
     run_batch,
     safe_name,
 )
-from rtcheck.batch_cli import _progress, batch
+from rtcheck.cli.batch import _progress, batch
 from rtcheck.dicom_io import ExportSet
 from rtcheck.errors import InputError, MissingExtraError, UsageError
 from tests.fixtures.plans import write_plan_export
 from tests.test_golden import CENTRAL, PERIPHERAL, lung
 
-HAS_HTML = importlib.util.find_spec("rtcheck.report_html") is not None
+HAS_HTML = importlib.util.find_spec("rtcheck.reports.html") is not None
 SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 # (folder, patient, label, verdict) of every row the archive gives.
 EXPECTED = [
@@ -494,7 +494,7 @@ def test_check_one_without_the_html_module(
     monkeypatch.setattr(batch_module, "_html_module", lambda: None)
     outcome = check_one(_job(archive[0], tmp_path))
     assert outcome.verdict == "pass" and outcome.html_report is None
-    assert outcome.notes == ("HTML report not written: rtcheck.report_html is not installed",)
+    assert outcome.notes == ("HTML report not written: rtcheck.reports.html is not installed",)
     assert outcome.json_report is not None and (tmp_path / outcome.json_report).is_file()
 
 

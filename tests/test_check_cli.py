@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app, main
-from rtcheck.dvh import DVH
+from rtcheck.cli.main import app, main
+from rtcheck.dvh.core import DVH
 from tests.fixtures.plans import write_plan_export
 from tests.test_golden import CENTRAL, PERIPHERAL, lung
 
@@ -94,7 +94,7 @@ def test_bare_path_means_check_auto(peripheral: Path, capsys: pytest.CaptureFixt
 
 def test_bare_path_as_a_real_process(peripheral: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "rtcheck.cli", str(peripheral)],
+        [sys.executable, "-m", "rtcheck", str(peripheral)],
         capture_output=True,
         text=True,
         check=False,

@@ -32,8 +32,8 @@ from pydicom import dcmread, examples
 from typer.testing import CliRunner, Result
 
 import rtcheck.analysis
-from rtcheck.cli import app
-from rtcheck.dvh import ContourPlane, DoseGrid
+from rtcheck.cli.main import app
+from rtcheck.dvh.core import ContourPlane, DoseGrid
 from rtcheck.synthetic import (
     SyntheticBeam,
     SyntheticRoi,
@@ -1028,7 +1028,7 @@ def test_cli_does_not_need_the_standalone_click_package(export: Export) -> None:
     # typer vendors click and does not install it; rtcheck does not declare it either, so
     # the CLI must work when 'import click' fails (as after a plain pip install).
     code = (
-        "import sys; sys.modules['click'] = None; from rtcheck.cli import main; "
+        "import sys; sys.modules['click'] = None; from rtcheck.cli.main import main; "
         f"sys.argv = ['rtcheck', 'dvh', {str(export.folder)!r}, '--roi', 'nothing']; main()"
     )
     result = subprocess.run(

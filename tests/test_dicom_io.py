@@ -23,7 +23,7 @@ from pydicom.uid import JPEG2000Lossless
 from rtcheck import dicom_io
 from rtcheck.analysis import roi_dvh
 from rtcheck.dicom_io import AmbiguousExportError, find_exports, load_export, load_files
-from rtcheck.dvh import ContourPlane, DoseGrid
+from rtcheck.dvh.core import ContourPlane, DoseGrid
 from rtcheck.errors import InputError, InputErrors, MissingExtraError, RtcheckError
 from rtcheck.synthetic import (
     ORIENTATIONS,

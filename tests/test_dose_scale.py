@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtcheck.dose_scale import POINT_TOLERANCE, ScalePoint, decide_scale
-from rtcheck.dvh import DoseGrid
+from rtcheck.dvh.core import DoseGrid
 
 
 def linear_grid() -> DoseGrid:

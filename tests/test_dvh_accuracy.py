@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from rtcheck.dvh import DVH, ContourPlane, DoseGrid, compute_dvh
+from rtcheck.dvh.core import DVH, ContourPlane, DoseGrid, compute_dvh
 from tests.fixtures.analytic import (
     LinearDose,
     SlabTruth,

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from tests.fixtures.plans import Shape, sphere, write_plan_export
 from tests.test_golden import GROSS, PRIMARY, head_neck
 

@@ -15,7 +15,7 @@ import pytest
 from pydicom import dcmread
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints.engine import check_plan
 from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path

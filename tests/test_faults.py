@@ -38,9 +38,9 @@ from typer.testing import CliRunner
 
 from rtcheck import dicom_io, output_files
 from rtcheck.batch import PlanJob, PlanOutcome, check_one, discover, render_summary_csv
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.errors import InputError
-from rtcheck.report_csv import render_csv
+from rtcheck.reports.csv_writer import render_csv
 from rtcheck.watch import LEDGER_NAME, Ledger
 from tests.fixtures.plans import sphere, write_plan_export
 from tests.test_golden import PERIPHERAL, lung
@@ -409,8 +409,8 @@ def test_tab_and_carriage_return_starters_are_neutralised(staging: Path) -> None
     from rtcheck.analysis import analyse
     from rtcheck.constraints.engine import check_plan
     from rtcheck.constraints.registry import resolve_protocol
-    from rtcheck.dvh_report import to_csv as dvh_csv
-    from rtcheck.report_csv import to_csv as check_csv
+    from rtcheck.reports.csv_writer import to_csv as check_csv
+    from rtcheck.reports.dvh import to_csv as dvh_csv
 
     assert render_csv(["a", "b", "c", "d", "e"], [["\tx", "\rx", -1.5, -2, "-x"]]) == (
         "a,b,c,d,e\n'\tx,\"'\rx\",-1.5,-2,'-x\n"  # a CR is quoted: it ends no line

@@ -20,7 +20,7 @@ import pytest
 from scipy.optimize import brentq
 
 import rtcheck.geometry as geometry
-from rtcheck.dvh import ContourPlane, FloatArray, points_in_polygon
+from rtcheck.dvh.core import ContourPlane, FloatArray, points_in_polygon
 from rtcheck.geometry import Distance, structure_distance
 from rtcheck.synthetic import circle_polygon, shell_planes, sphere_planes
 

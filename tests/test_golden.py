@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from tests.fixtures.plans import PlanSpec, Shape, cylinder, ellipsoid, sphere, write_plan_export
 
 

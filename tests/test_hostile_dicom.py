@@ -21,9 +21,9 @@ from pydicom import config, dcmread
 from pydicom.dataset import Dataset
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.dicom_io import MAX_COORDINATE_MM, read_structure_set
-from rtcheck.dvh import ContourPlane, DoseGrid
+from rtcheck.dvh.core import ContourPlane, DoseGrid
 from rtcheck.synthetic import SyntheticRoi, sphere_planes
 from tests.fixtures.hostile import (
     COURSE_GY,

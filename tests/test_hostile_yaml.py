@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints.structures import load_aliases
 from rtcheck.constraints.yamlsource import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_yaml
 from rtcheck.errors import ProtocolError
@@ -140,7 +140,7 @@ def test_alias_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from rtcheck.cli import main\n"
+        "from rtcheck.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
     for args in (

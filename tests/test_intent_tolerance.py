@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.engine import NOT_EVALUATED, check_plan
 from rtcheck.constraints.protocol import DoseVolumeRule, load_protocol_text

@@ -1,4 +1,4 @@
-"""The shape-interpolated structure model (rtcheck.interpolation), against closed forms."""
+"""The shape-interpolated structure model (rtcheck.dvh.interpolation), against closed forms."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from rtcheck.dvh import ContourPlane, DoseGrid, compute_dvh, points_in_polygon, slab_bounds
-from rtcheck.interpolation import (
+from rtcheck.dvh.core import ContourPlane, DoseGrid, compute_dvh, points_in_polygon, slab_bounds
+from rtcheck.dvh.interpolation import (
     OUTLINE_CHANGE,
     SUB_LAYER_MM,
     SignedDistance,
@@ -32,7 +32,7 @@ def square(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
 
 
 def edges_of(*polygons: np.ndarray) -> np.ndarray:
-    from rtcheck.dvh import polygon_edges
+    from rtcheck.dvh.core import polygon_edges
 
     return polygon_edges(list(polygons))
 

@@ -19,7 +19,7 @@ from rtcheck.constraints.metrics import (
     VolumeUnit,
     parse_metric,
 )
-from rtcheck.dvh import DVH
+from rtcheck.dvh.core import DVH
 from rtcheck.errors import EvaluationError, MetricSyntaxError
 
 D = MetricKind.DOSE_AT_VOLUME

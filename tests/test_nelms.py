@@ -8,7 +8,7 @@ which the contours no longer describe at the ends (a sphere's pole, a cone's ape
 Test 2 the engine is held to the exact slab-model truth of the very same contours
 (tests/fixtures/analytic.py), and to the published values wherever the slab model itself
 agrees with them to 2 %. The default model (``between_planes="shape"``: areas and, where
-they change, outlines interpolated between planes, rtcheck.interpolation) is held to the
+they change, outlines interpolated between planes, rtcheck.dvh.interpolation) is held to the
 benchmark's own target on both tests: every point within 3 % of the published value, at
 least 95 % within 1 %, and on Test 1 every point within 1 %.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from rtcheck.dicom_io import load_files
-from rtcheck.dvh import DVH, compute_dvh
+from rtcheck.dvh.core import DVH, compute_dvh
 from tests.conftest import SHARED_DATA
 from tests.fixtures.analytic import LinearDose, SlabTruth
 

@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints.roinames import fold
 from tests.fixtures.plans import cylinder, write_plan_export
 from tests.test_golden import PERIPHERAL, lung

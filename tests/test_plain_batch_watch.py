@@ -33,7 +33,7 @@ import typer
 from typer.testing import CliRunner
 
 from rtcheck.batch import PlanOutcome, earlier_output, render_index, render_summary_csv, run_batch
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.errors import UsageError
 from rtcheck.watch import EventLog, Watcher
 from tests.fixtures.plans import write_plan_export

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints.engine import check_plan
 from rtcheck.constraints.protocol import load_protocol_text
 from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path
-from rtcheck.dvh import ContourPlane, DoseGrid
+from rtcheck.dvh.core import ContourPlane, DoseGrid
 from rtcheck.plan_quality import (
     Solid,
     gradient_index,

@@ -14,7 +14,7 @@ import pytest
 from pydicom import dcmread
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.dicom_io import load_path
 
 pytestmark = pytest.mark.shared_data

@@ -29,11 +29,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints.metrics import parse_metric
-from rtcheck.dvh import DVH
-from rtcheck.report_csv import COLUMNS
-from rtcheck.report_html import _bounds, _place
+from rtcheck.dvh.core import DVH
+from rtcheck.reports.csv_writer import COLUMNS
+from rtcheck.reports.html import _bounds, _place
 from tests.fixtures.plans import sphere, write_plan_export
 from tests.test_golden import CENTRAL, PERIPHERAL, lung
 
@@ -333,7 +333,7 @@ def test_csv_keeps_hostile_names_as_text(failing: Report) -> None:
 
 
 def test_csv_formula_cells_stay_text() -> None:
-    from rtcheck.report_csv import _text
+    from rtcheck.reports.csv_writer import _text
 
     assert _text("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert _text("@SUM(A1)") == "'@SUM(A1)"

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
-from rtcheck.report_html import DASHES, PALETTE, STATUS_COLOUR, _qty, _round_text
+from rtcheck.cli.main import app
+from rtcheck.reports.html import DASHES, PALETTE, STATUS_COLOUR, _qty, _round_text
 from tests.fixtures.plans import sphere, write_plan_export
 from tests.test_golden import GROSS, PERIPHERAL, PRIMARY, head_neck, lung
 from tests.test_report_html import _chromium, find_chromium, require_chromium

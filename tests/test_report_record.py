@@ -20,7 +20,7 @@ import pytest
 from pydicom.dataset import Dataset
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from tests.fixtures.exports import patch
 from tests.fixtures.trust import PTV_RADIUS_MM, TrustPlan, write_trust_export
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import app
+from rtcheck.cli.main import app
 from rtcheck.constraints.protocol import Protocol, RoleType, load_protocol_text
 from rtcheck.constraints.registry import resolve_protocol, shipped_protocols
 from rtcheck.constraints.roinames import core_key, name_key, organ_exclusion, split_side

@@ -88,7 +88,7 @@ def ct_variant(export: Path, sop_class: str, study: str | None) -> pydicom.Datas
 def history(out: Path) -> list[dict[str, Any]]:
     """``rtcheck history --out OUT --json``, run as the watch tests run it."""
     result = subprocess.run(
-        [sys.executable, "-m", "rtcheck.watch_cli", "history", "--out", str(out), "--json"],
+        [sys.executable, "-m", "rtcheck.cli.watch", "history", "--out", str(out), "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -378,7 +378,7 @@ def test_inbox_stores_atomically_and_tells_resends_apart(staging: Path, tmp_path
 def test_usage_errors(tmp_path: Path) -> None:
     code = (
         "import sys, runpy\nsys.modules['pynetdicom'] = None\nsys.argv[0] = 'rtcheck'\n"
-        "runpy.run_module('rtcheck.serve_cli', run_name='__main__')\n"
+        "runpy.run_module('rtcheck.cli.serve', run_name='__main__')\n"
     )
     missing = subprocess.run(
         [sys.executable, "-c", code, "serve", "--out", str(tmp_path / "out")],

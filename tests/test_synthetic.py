@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 
 from rtcheck import dicom_io
-from rtcheck.dvh import ContourPlane, DoseGrid, even_odd_area
+from rtcheck.dvh.core import ContourPlane, DoseGrid, even_odd_area
 from rtcheck.synthetic import (
     ORIENTATIONS,
     RT_DOSE_STORAGE,

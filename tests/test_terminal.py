@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck import cli
-from rtcheck.check_report import format_report
-from rtcheck.cli import app
+from rtcheck.cli import main as cli
+from rtcheck.cli.main import app
 from rtcheck.constraints.engine import check_plan
 from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path
+from rtcheck.reports.check import format_report
 from tests.fixtures.plans import write_plan_export
 from tests.test_golden import CENTRAL, lung
 

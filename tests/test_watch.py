@@ -118,11 +118,11 @@ def count(out: Path, event: str, patient: str | None = None, folder: str | None 
 
 
 def cli(*args: str | Path, block_watchdog: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m rtcheck.watch_cli`` (optionally as if watchdog were not installed)."""
+    """Run ``python -m rtcheck.cli.watch`` (optionally as if watchdog were not installed)."""
     code = "import sys, runpy\n"
     if block_watchdog:
         code += "sys.modules['watchdog'] = None\n"
-    code += "sys.argv[0] = 'rtcheck'\nrunpy.run_module('rtcheck.watch_cli', run_name='__main__')\n"
+    code += "sys.argv[0] = 'rtcheck'\nrunpy.run_module('rtcheck.cli.watch', run_name='__main__')\n"
     return subprocess.run(
         [sys.executable, "-c", code, *map(str, args)],
         capture_output=True,
@@ -138,7 +138,7 @@ def watcher(root: Path, out: Path, *extra: str) -> Iterator[subprocess.Popen[byt
     starts = count(out, "started")
     with (out.parent / f"{out.name}.stderr").open("ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rtcheck.watch_cli", "watch", str(root), "--out", str(out),
+            [sys.executable, "-m", "rtcheck.cli.watch", "watch", str(root), "--out", str(out),
              "--settle", SETTLE, *extra],
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -6,7 +6,7 @@ the continuous watcher exits 0 when stopped by SIGTERM or SIGINT; 2 usage error 
 option, unknown protocol, malformed protocol or alias file, the ``watch`` extra
 missing); 3 the folder or ledger cannot be used; 4 internal error.
 
-``python -m rtcheck.watch_cli watch|history ...`` runs the two commands without the rest
+``python -m rtcheck.cli.watch watch|history ...`` runs the two commands without the rest
 of the command line (used by the tests).
 """
 
@@ -19,12 +19,12 @@ from typing import Annotated
 
 import typer
 
-from rtcheck.cli_errors import (
+from rtcheck.cli.errors import (
     EXIT_BY_VERDICT,
     EXIT_OK,
     exit_codes,
 )
-from rtcheck.cli_options import (
+from rtcheck.cli.options import (
     AliasesOption,
     BetweenPlanes,
     BetweenPlanesOption,

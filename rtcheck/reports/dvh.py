@@ -11,8 +11,8 @@ from typing import Any
 
 from rtcheck import __version__
 from rtcheck.analysis import DvhAnalysis, StructureResult, shared_names
-from rtcheck.report_common import json_number, plan_summary
-from rtcheck.report_csv import Cell, render_csv
+from rtcheck.reports.common import json_number, plan_summary
+from rtcheck.reports.csv_writer import Cell, render_csv
 
 SCHEMA = "rtcheck.dvh/1"
 #: Table cell of a metric that cannot be computed for a structure (the reason is a warning).

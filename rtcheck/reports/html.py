@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from rtcheck.analysis import roi_dvh
-from rtcheck.check_report import (
+from rtcheck.constraints.engine import CheckResult, RuleResult
+from rtcheck.constraints.metrics import DoseUnit, Metric, MetricKind, VolumeUnit, parse_metric
+from rtcheck.dvh import DVH
+from rtcheck.errors import MetricSyntaxError
+from rtcheck.reports.check import (
     STRUCTURED_FACTS,
     plan_quality_lines,
     skipped_by_reason,
     to_json,
 )
-from rtcheck.constraints.engine import CheckResult, RuleResult
-from rtcheck.constraints.metrics import DoseUnit, Metric, MetricKind, VolumeUnit, parse_metric
-from rtcheck.dvh import DVH
-from rtcheck.errors import MetricSyntaxError
 
 __all__ = ["PlotMarker", "dvh_markers", "plotted_rois", "render_html", "report_dvhs"]
 

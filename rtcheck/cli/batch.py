@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rtcheck.cli_errors import (
+from rtcheck.cli.errors import (
     EXIT_BY_VERDICT,
     err,
     exit_codes,
 )
-from rtcheck.cli_options import (
+from rtcheck.cli.options import (
     AliasesOption,
     BetweenPlanes,
     BetweenPlanesOption,

@@ -12,7 +12,7 @@ themselves (flat end caps). The structure volume is therefore exactly
 ``sum(area_k * thickness_k)`` with polygon areas from the shoelace formula.
 
 That is the slab model (``between_planes="slab"``). The default model
-(``between_planes="shape"``, :mod:`rtcheck.interpolation`) starts from it and lets the
+(``between_planes="shape"``, :mod:`rtcheck.dvh.interpolation`) starts from it and lets the
 structure change smoothly between planes: the cross-section area follows one smooth curve
 through the planes' areas, and where the outline changes much (the end of a stack, a
 large change of size or position) the outline is interpolated too. Both models end every
@@ -53,17 +53,18 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-# The model's types live in rtcheck.dvh_types (shared with the shape model); they are
+from rtcheck.dvh.interpolation import shape_layers
+
+# The model's types live in rtcheck.dvh.structure (shared with the shape model); they are
 # re-exported here, where callers have always found them.
-from rtcheck.dvh_types import PLANE_TOLERANCE_MM as PLANE_TOLERANCE_MM
-from rtcheck.dvh_types import ContourPlane as ContourPlane
-from rtcheck.dvh_types import FloatArray as FloatArray
-from rtcheck.dvh_types import Layer as Layer
-from rtcheck.dvh_types import even_odd_area as even_odd_area
-from rtcheck.dvh_types import points_in_polygon as points_in_polygon
-from rtcheck.dvh_types import polygon_area as polygon_area
-from rtcheck.dvh_types import polygon_edges as polygon_edges
-from rtcheck.interpolation import shape_layers
+from rtcheck.dvh.structure import PLANE_TOLERANCE_MM as PLANE_TOLERANCE_MM
+from rtcheck.dvh.structure import ContourPlane as ContourPlane
+from rtcheck.dvh.structure import FloatArray as FloatArray
+from rtcheck.dvh.structure import Layer as Layer
+from rtcheck.dvh.structure import even_odd_area as even_odd_area
+from rtcheck.dvh.structure import points_in_polygon as points_in_polygon
+from rtcheck.dvh.structure import polygon_area as polygon_area
+from rtcheck.dvh.structure import polygon_edges as polygon_edges
 
 #: Samples a structure is given by default (about 0.3 mm spacing for a 7 cc sphere).
 DEFAULT_TARGET_SAMPLES = 100_000
@@ -898,11 +899,11 @@ def compute_dvh(
         Number of bins of the differential histogram over the grid's dose range.
     between_planes
         ``"shape"`` (default): the structure changes smoothly from one plane to the
-        next (:mod:`rtcheck.interpolation`): its cross-section area follows one smooth
+        next (:mod:`rtcheck.dvh.interpolation`): its cross-section area follows one smooth
         curve through the planes' areas everywhere, and its outline is interpolated,
         in sub-layers as thick as the sampling step along z (at least 0.25 mm), where
         the outline changes (a stack's end whose area rises into it, or an area change
-        of more than :data:`rtcheck.interpolation.OUTLINE_CHANGE`); elsewhere each
+        of more than :data:`rtcheck.dvh.interpolation.OUTLINE_CHANGE`); elsewhere each
         plane keeps its own outline halfway to its neighbours. ``"slab"``: each plane's
         contour is extruded halfway to its neighbours with its own area (the exact
         slab model). Both end every stack with a flat cap of half a spacing.

@@ -1,7 +1,7 @@
 """CSV for spreadsheets: the one CSV writer of rtcheck, and a protocol check as CSV.
 
 Every CSV rtcheck writes goes through :func:`render_csv`: ``check --csv`` (one row per rule
-result, :func:`to_csv` here), ``dvh --csv`` (:func:`rtcheck.dvh_report.to_csv`) and the
+result, :func:`to_csv` here), ``dvh --csv`` (:func:`rtcheck.reports.dvh.to_csv`) and the
 ``summary.csv`` of ``batch`` (:func:`rtcheck.batch.render_summary_csv`). Text cells come
 from DICOM files (ROI names, plan labels, patient IDs) and a spreadsheet runs a cell that
 starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula (CSV

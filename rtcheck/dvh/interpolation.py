@@ -3,7 +3,7 @@
 The slab model (:func:`rtcheck.dvh.slab_bounds`) extrudes every contour halfway to its
 neighbours, so a structure between two planes is one contour or the other. This module
 lets the structure change smoothly instead, as a surface drawn through the contours
-would: the *area* of each cross-section comes from :mod:`rtcheck.area_profile` (one
+would: the *area* of each cross-section comes from :mod:`rtcheck.dvh.area_profile` (one
 smooth curve through the planes' areas), its *outline* from a field interpolated
 between the planes.
 
@@ -54,8 +54,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from rtcheck.area_profile import AreaProfile, parabola_slope
-from rtcheck.dvh_types import (
+from rtcheck.dvh.area_profile import AreaProfile, parabola_slope
+from rtcheck.dvh.structure import (
     PLANE_TOLERANCE_MM,
     ContourPlane,
     FloatArray,

@@ -1,8 +1,8 @@
 """The structure model's types, shared by the DVH engine and the shape model.
 
-:mod:`rtcheck.dvh` (the sampler), :mod:`rtcheck.interpolation` (outlines between planes)
-and :mod:`rtcheck.area_profile` (areas between planes) all import from here and never
-from each other in a circle: ``dvh -> interpolation -> area_profile -> dvh_types``.
+:mod:`rtcheck.dvh.core` (the sampler), :mod:`rtcheck.dvh.interpolation` (outlines between planes)
+and :mod:`rtcheck.dvh.area_profile` (areas between planes) all import from here and never
+from each other in a circle: ``core -> interpolation -> area_profile -> structure``.
 Nothing here knows about DICOM, doses or sampling.
 """
 

@@ -1,6 +1,6 @@
 """Cross-section area of a structure between its contour planes: a smooth 1-D model.
 
-The shape model (:mod:`rtcheck.interpolation`) takes the *outline* between two planes
+The shape model (:mod:`rtcheck.dvh.interpolation`) takes the *outline* between two planes
 from an interpolated field; this module gives the *area* that outline encloses, so the
 volume of the model is the integral of one smooth curve through the planes' areas.
 
@@ -40,7 +40,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from rtcheck.dvh_types import FloatArray
+from rtcheck.dvh.structure import FloatArray
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", float, FloatArray)
 

@@ -8,7 +8,7 @@ from typing import Any
 from rtcheck import __version__
 from rtcheck.constraints.engine import CheckResult, RuleResult
 from rtcheck.constraints.protocol import ScheduleFact
-from rtcheck.report_common import dose_summary, json_number, plan_lines, plan_summary
+from rtcheck.reports.common import dose_summary, json_number, plan_lines, plan_summary
 
 SCHEMA = "rtcheck.report/1"
 

@@ -5,7 +5,7 @@ Exit codes as every rtcheck command: 0 when stopped by SIGTERM or SIGINT; 2 usag
 (bad option, unknown protocol, a port that cannot be listened on, the ``serve`` extra
 missing); 3 the output folder or ledger cannot be used; 4 internal error.
 
-``python -m rtcheck.serve_cli serve ...`` runs the command without the rest of the
+``python -m rtcheck.cli.serve serve ...`` runs the command without the rest of the
 command line (used by the tests).
 """
 
@@ -17,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from rtcheck.cli_errors import EXIT_OK, exit_codes
-from rtcheck.cli_options import (
+from rtcheck.cli.errors import EXIT_OK, exit_codes
+from rtcheck.cli.options import (
     BetweenPlanes,
     BetweenPlanesOption,
     PrescriptionOption,

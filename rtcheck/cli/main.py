@@ -26,9 +26,11 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from rtcheck import __version__
-from rtcheck.batch_cli import batch
-from rtcheck.cli_errors import stdout_closed
-from rtcheck.cli_options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
+from rtcheck.cli.batch import batch
+from rtcheck.cli.errors import stdout_closed
+from rtcheck.cli.options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
+from rtcheck.cli.serve import serve
+from rtcheck.cli.watch import history, watch
 from rtcheck.errors import (
     InputErrors,
     MetricSyntaxError,
@@ -36,8 +38,6 @@ from rtcheck.errors import (
     RtcheckError,
     UsageError,
 )
-from rtcheck.serve_cli import serve
-from rtcheck.watch_cli import history, watch
 
 
 class ExitCode(IntEnum):
@@ -223,8 +223,8 @@ def dvh(
 ) -> None:
     """Dose-volume histograms and TG-263 metrics of every structure of a plan."""
     from rtcheck.analysis import analyse
-    from rtcheck.dvh_report import format_table, to_csv, to_json
     from rtcheck.prescription import parse_prescription, resolve_prescription
+    from rtcheck.reports.dvh import format_table, to_csv, to_json
 
     _check_outputs(json_out=json_out, csv_out=csv_out)
     given = None if prescription is None else parse_prescription(prescription)
@@ -277,7 +277,7 @@ def _load(
 
 
 def _header(export: Any, rx: Any = None, rx_problem: str = "") -> str:
-    from rtcheck.report_common import plan_lines
+    from rtcheck.reports.common import plan_lines
 
     lines = [f"Patient {export.patient_id}", *plan_lines(export.plan, export.dose, rx, rx_problem)]
     return "\n".join(lines) + "\n"
@@ -344,11 +344,11 @@ def check(
     missing files, a rule that could not be applied); 4 internal error (a bug: rerun with
     --debug and report it).
     """
-    from rtcheck.check_report import format_report, to_json
     from rtcheck.constraints.engine import check_plan
     from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
     from rtcheck.constraints.structures import check_alias_roles, load_aliases
     from rtcheck.prescription import parse_prescription
+    from rtcheck.reports.check import format_report, to_json
 
     _check_outputs(json_out=json_out, html_out=html_out, csv_out=csv_out)
     given = None if prescription is None else parse_prescription(prescription)
@@ -390,11 +390,11 @@ def check(
         else:
             _write(json_out, text + "\n")
     if html_out is not None:
-        from rtcheck.report_html import render_html, report_dvhs
+        from rtcheck.reports.html import render_html, report_dvhs
 
         _write(html_out, render_html(result, report_dvhs(result)))
     if csv_out is not None:
-        from rtcheck.report_csv import to_csv
+        from rtcheck.reports.csv_writer import to_csv
 
         _write(csv_out, to_csv(result))
     code = {"pass": ExitCode.OK, "fail": ExitCode.NON_COMPLIANT, "error": ExitCode.CANNOT_EVALUATE}[
