@@ -1130,3 +1130,53 @@ def test_monaco_files_without_file_meta(shared_data: Path) -> None:
     stored = np.frombuffer(raw.PixelData, dtype=dtype).astype(np.float64)
     expected = np.sort(stored * float(raw.DoseGridScaling))
     np.testing.assert_array_equal(np.sort(export.dose.grid.dose.ravel()), expected)
+
+
+@pytest.mark.parametrize(
+    ("data", "vr", "valid"),
+    [
+        (b"1.5\\-2e3 ", "DS", True),
+        (b".5\\5.\\+7", "DS", True),
+        (b"  -0.25E-02\0", "DS", True),
+        (b"12", "IS", True),
+        (b" -3 \\+4", "IS", True),
+        (b"1.5\\abc", "DS", False),
+        (b"nan", "DS", False),
+        (b"1,5", "DS", False),
+        (b"1.5", "IS", False),
+        (b"0x10", "IS", False),
+        (b"1.2.3", "DS", False),
+        (b"", "DS", False),
+    ],
+)
+def test_number_strings_left_encoded_are_the_ones_pydicom_decodes_cleanly(
+    data: bytes, vr: str, valid: bool
+) -> None:
+    # A DS/IS value is left encoded at read time only when it is valid DICOM: decoded
+    # later, outside the reading boundary, it can neither fail nor warn. pydicom's own
+    # strict validation is the oracle (and ``valid`` says what PS3.5 6.2 says).
+    import warnings
+
+    from pydicom import config
+    from pydicom.dataelem import RawDataElement, convert_raw_data_element
+    from pydicom.multival import MultiValue
+    from pydicom.tag import Tag
+
+    from rtcheck.dicom_io import _valid_number_string
+
+    raw = RawDataElement(Tag(0x300A0086), vr, len(data), data, 0, False, True)
+    saved = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.RAISE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                value = convert_raw_data_element(raw).value
+            except Exception:
+                value = None
+    finally:
+        config.settings.reading_validation_mode = saved
+    values = list(value) if isinstance(value, MultiValue) else [value]
+    clean = value is not None and all(isinstance(v, float | int) for v in values)
+    assert clean == valid
+    assert _valid_number_string(data, vr) == valid
