@@ -244,3 +244,29 @@ def test_limits_in_the_library_are_protocol_errors() -> None:
     assert load_yaml("a: " + "9" * 308, "x.yaml").value["a"] == int("9" * 308)
     with pytest.raises(ProtocolError, match=r"^x\.yaml:1:4: number too large"):
         load_yaml("a: 0x" + "f" * 300, "x.yaml")
+
+
+def test_libyaml_and_python_parsers_give_the_same_values_and_positions() -> None:
+    # Every shipped protocol: libyaml (when present) only makes parsing faster; the
+    # values and the file:line:column of every value are those of the pure-Python parser.
+    import yaml
+
+    from rtcheck.constraints import yamlsource
+    from rtcheck.constraints.registry import shipped_protocol_files
+
+    if not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("PyYAML without libyaml: only the pure-Python parser exists")
+    assert yamlsource._BoundedLoader is not yamlsource._PythonBoundedLoader
+    for path in shipped_protocol_files().values():
+        text = path.read_text(encoding="utf-8")
+        fast = yamlsource.load_yaml(text, str(path))
+        saved = yamlsource._BoundedLoader
+        yamlsource._BoundedLoader = yamlsource._PythonBoundedLoader
+        try:
+            slow = yamlsource.load_yaml(text, str(path))
+        finally:
+            yamlsource._BoundedLoader = saved
+        assert fast.value == slow.value
+        assert fast.marks == slow.marks
+        assert fast.key_marks == slow.key_marks
+        assert len(fast.marks) > 100
