@@ -635,7 +635,9 @@ class _SpreadHistogram:
     """
 
     #: Samples buffered before they are binned (bounds memory, amortises the bincounts).
-    BUFFER = 2_000_000
+    #: Three float64 arrays, concatenated at each flush: 250 000 samples hold ~12 MB; at
+    #: 2 000 000 the breast plan's BODY peaked 70 MB higher, no faster.
+    BUFFER = 250_000
 
     def __init__(self, lower: float, bin_width: float, bins: int) -> None:
         self.lower = lower
