@@ -476,9 +476,15 @@ _NUMBER_STRINGS = {"DS": _DS_VALUE, "IS": _IS_VALUE}
 
 
 def _valid_number_string(data: bytes, vr: str) -> bool:
-    """Whether ``data`` (a raw DS or IS value) holds only valid values of its VR."""
+    """Whether ``data`` (a raw DS or IS value) holds only valid values of its VR: the
+    syntax, at most 16 (DS) or 12 (IS) characters each, IS within a signed 32-bit int."""
     pattern = _NUMBER_STRINGS[vr]
-    return all(pattern.fullmatch(part) for part in data.rstrip(b"\0 ").split(b"\\"))
+    for part in data.rstrip(b"\0 ").split(b"\\"):
+        if not pattern.fullmatch(part) or len(part) > (16 if vr == "DS" else 12):
+            return False
+        if vr == "IS" and not -(2**31) <= int(part) < 2**31:
+            return False
+    return True
 
 
 def _element_name(tag: BaseTag) -> str:

@@ -1147,6 +1147,12 @@ def test_monaco_files_without_file_meta(shared_data: Path) -> None:
         (b"0x10", "IS", False),
         (b"1.2.3", "DS", False),
         (b"", "DS", False),
+        (b"0.12345678901234", "DS", True),
+        (b"0.123456789012345", "DS", False),
+        (b"2147483647", "IS", True),
+        (b"2147483648", "IS", False),
+        (b"-2147483648", "IS", True),
+        (b"0000000000001", "IS", False),
     ],
 )
 def test_number_strings_left_encoded_are_the_ones_pydicom_decodes_cleanly(
