@@ -22,7 +22,7 @@ from rtcheck.constraints.metrics import (
     VolumeUnit,
     parse_metric,
 )
-from rtcheck.dicom_io import PlanExport, Roi
+from rtcheck.dicom_io import DoseData, PlanExport, Roi
 from rtcheck.dvh import DVH, compute_dvh
 from rtcheck.errors import EvaluationError, UsageError
 
@@ -34,6 +34,39 @@ DEFAULT_METRICS = ("D98%[Gy]", "D95%[Gy]", "D50%[Gy]", "D2%[Gy]", "D0.03cc[Gy]")
 
 class UnknownRoiError(UsageError):
     """A structure name asked for on the command line is not in the structure set."""
+
+
+#: Dose notes that say a cross-check agreed or how the dose was assembled: information,
+#: not warnings (the text :mod:`rtcheck.dicom_io` gives them).
+_AGREEMENT_NOTES = ("PLAN dose used; the sum of ", "plan dose = sum of ")
+
+
+def split_dose_notes(dose: DoseData) -> tuple[list[str], list[str]]:
+    """The dose's notes as ``(notes, warnings)``.
+
+    A note says that a cross-check agreed (the PLAN dose against the sum of its BEAM
+    doses, within tolerance: a disagreement stops the reading) or how the dose was put
+    together (BEAM doses summed); every other note of the dose (a BEAM comparison not
+    made, a DoseType not given, a dose scale not confirmed) is a warning.
+
+    Parameters
+    ----------
+    dose
+        A loaded dose.
+
+    Returns
+    -------
+    tuple of list of str
+        The notes, then the warnings, each in the dose's order.
+    """
+    notes: list[str] = []
+    warnings: list[str] = []
+    for text in dose.notes:
+        agreed = (
+            text.startswith(_AGREEMENT_NOTES[0]) and dose.beam_sum_max_difference_gy is not None
+        )
+        (notes if agreed or text.startswith(_AGREEMENT_NOTES[1]) else warnings).append(text)
+    return notes, warnings
 
 
 @dataclass
@@ -72,10 +105,15 @@ class DvhAnalysis:
     @property
     def warnings(self) -> list[str]:
         """Export-level warnings followed by every structure's warnings."""
-        out = list(self.export.warnings) + list(self.export.dose.notes)
+        out = list(self.export.warnings) + split_dose_notes(self.export.dose)[1]
         for s in self.structures:
             out.extend(s.warnings)
         return out
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reader should know that is no warning: cross-checks that agreed."""
+        return split_dose_notes(self.export.dose)[0]
 
     @property
     def problems(self) -> list[str]:

@@ -126,6 +126,26 @@ def test_an_elective_volume_fails_whatever_it_is_called(
         assert name in dose["message"]
 
 
+def test_the_elective_messages_say_each_thing_once(exports: dict[str, Path]) -> None:
+    # PTV_5400 is named at 54 Gy (77 % of 70) and measured at a median below 90 %: both
+    # reasons hold, and the 70 Gy level is said once; the one region's volume is said once.
+    _, doc = check(exports["named-5400"])
+    results = by_id(doc)
+    named = results["no-elective-volume"]["message"]
+    assert named.count("70 Gy") == 1 and named.count("PTV_5400") == 1, named
+    assert "dose level 54 Gy in the name (77 %) and measured median dose" in named
+    dose = results["no-elective-volume.dose"]
+    (region,) = doc["facts"]["elective_dose"]["regions"]
+    volume = f"{dose['measured']:.1f} cc"
+    assert dose["message"].count(volume) == 1, dose["message"]
+    assert dose["message"].count(" cc ") == 1, dose["message"]  # the total only
+    assert dose["message"].count("whatever the structures are called") == 1
+    assert f"{region['rois'][0]['percent']:.0f} % of it in PTV_5400" in dose["message"]
+    # The facts line of the terminal report says the same once.
+    (suspect,) = doc["facts"]["elective_volumes"]
+    assert len(suspect["reasons"]) == 1
+
+
 def test_an_intermediate_risk_volume_at_90_percent_is_elective_too(tmp_path: Path) -> None:
     # 70/35 with a 63 Gy (90 %) volume named as a helper: below the 95 % of gross disease.
     spec = head_neck((PRIMARY, GROSS, (sphere("zPTV_6300", (0, 0, -50), 15, "PTV"), 63.0)), 35, 2.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
@@ -402,10 +403,30 @@ def test_measured_and_named_evidence_combine() -> None:
     found = find_elective_volumes([T("PTV_7000", 70.0), T("PTV_5400", 54.6)], 70.0)
     assert names(found) == ["PTV_5400"]
     assert found[0].confidence == "both"
-    # 54.6 / 70 = 78 %
-    assert "measured median dose 54.6 Gy is 78 % of the highest target level 70 Gy" in (
-        found[0].reasons
-    )
+    # 54 / 70 = 77 %, 54.6 / 70 = 78 %: one sentence, the level said once (issue 12).
+    assert found[0].reasons == [
+        "dose level 54 Gy in the name (77 %) and measured median dose 54.6 Gy (78 %) are "
+        "below the highest target level 70 Gy"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("targets", "prescription"),
+    [
+        ([T("PTV_7000", 70.0), T("PTV_5400", 54.6)], 70.0),  # name and median both low
+        ([T("CTVn_5600"), T("PTVp_7000")], None),  # nodal target named below the level
+        ([T("PTVp", 70.0), T("CTVn", 60.0)], 70.0),  # nodal, median low, no named level
+        ([T("PTVp", 70.0), T("CTVn", 64.0)], 70.0),  # nodal, median 91 %: only rule 2
+    ],
+)
+def test_each_reason_states_the_reference_level_once(
+    targets: list[TargetInfo], prescription: float | None
+) -> None:
+    (suspect,) = find_elective_volumes(targets, prescription)
+    text = "; ".join(suspect.reasons)
+    assert text.count("70 Gy") == 1, text
+    numbers = re.findall(r"\d+(?:\.\d+)? (?:Gy|%)", text)
+    assert len(numbers) == len(set(numbers)), text
 
 
 def test_helpers_and_non_targets_are_ignored() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rtcheck.cli import main as cli
+import rtcheck.cli.main as cli
 from rtcheck.cli.main import app
 from rtcheck.constraints.engine import check_plan
 from rtcheck.constraints.registry import resolve_protocol
@@ -82,3 +82,56 @@ def test_help_speaks_plainly() -> None:
         assert options, command
         for line in options:
             assert not re.search(r"<(list\[|int range|float range|str>|path>)", line), line
+
+
+#: Every command and subcommand of rtcheck, with the usage line its help must print.
+HELP_USAGE = {
+    (): "rtcheck [OPTIONS] COMMAND [ARGS]...",
+    ("dvh",): "rtcheck dvh [OPTIONS] [FOLDER]",
+    ("check",): "rtcheck check [OPTIONS] [FOLDER]",
+    ("demo",): "rtcheck demo [OPTIONS]",
+    ("batch",): "rtcheck batch [OPTIONS] ROOT",
+    ("watch",): "rtcheck watch [OPTIONS] EXPORT_DIR",
+    ("history",): "rtcheck history [OPTIONS] [PATIENT_ID]",
+    ("serve",): "rtcheck serve [OPTIONS]",
+    ("protocols",): "rtcheck protocols [OPTIONS] COMMAND [ARGS]...",
+    ("protocols", "list"): "rtcheck protocols list [OPTIONS]",
+    ("protocols", "show"): "rtcheck protocols show [OPTIONS] ID|FILE",
+    ("protocols", "validate"): "rtcheck protocols validate [OPTIONS] FILE...",
+    ("protocols", "schema"): "rtcheck protocols schema [OPTIONS]",
+}
+
+#: What Typer writes by default and a person does not read: Python type names after an
+#: argument or option (``FOLDER <path>``, ``FILE... <list[Path]>``, ``<int range>``,
+#: ``<slab|shape>``), braces around required arguments (``{ROOT}``), ranges as ``x>=1``,
+#: and upper-case type names in brackets (``[PATH]``, ``[INTEGER]``).
+TYPE_NAMES = re.compile(
+    r"<(path|int|float|str|list|bool|text|choice|slab|shape)\b|\{[A-Z_|.]+\}|\bx\s*[<>]=|"
+    r"\[(PATH|INTEGER|FLOAT|TEXT|BOOLEAN|FILENAME|DIRECTORY|INTEGER RANGE|FLOAT RANGE)\]"
+)
+
+
+@pytest.mark.parametrize("command", list(HELP_USAGE), ids=lambda c: " ".join(c) or "rtcheck")
+def test_every_help_names_things_as_people_read_them(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert f"Usage: {HELP_USAGE[command]}\n" in text
+    assert not TYPE_NAMES.search(text), TYPE_NAMES.findall(text)
+    # Arguments are listed by their metavar alone, e.g. "  FOLDER  Export folder ...".
+    lines = text.splitlines()
+    if "Arguments:" in lines:
+        first = lines[lines.index("Arguments:") + 1].split()
+        assert first[0] == HELP_USAGE[command].split()[-1].strip("[]"), first
+        assert not first[1].startswith("<"), first
+
+
+def test_help_ranges_and_choices_in_words() -> None:
+    batch = " ".join(CliRunner().invoke(app, ["batch", "--help"]).stdout.split())
+    assert "--workers N Processes of the local pool (default: one per CPU). [1 or more]" in batch
+    assert "--between-planes shape|slab" in batch
+    watch = " ".join(CliRunner().invoke(app, ["watch", "--help"]).stdout.split())
+    assert "[default: 10.0; 0 or more]" in watch
+    # The check itself, on a help that still had them: the pattern finds Typer's defaults.
+    for typer_default in ("FOLDER <path>", "FILE... <list[Path]>", "{ROOT}", "[x>=1]", "[PATH]"):
+        assert TYPE_NAMES.search(typer_default), typer_default

@@ -28,7 +28,12 @@ import typer
 from rtcheck import __version__
 from rtcheck.cli.batch import batch
 from rtcheck.cli.errors import stdout_closed
-from rtcheck.cli.options import BetweenPlanes, BetweenPlanesOption, PrescriptionOption
+from rtcheck.cli.options import (
+    BetweenPlanes,
+    BetweenPlanesOption,
+    PlainHelpCommand,
+    PrescriptionOption,
+)
 from rtcheck.cli.serve import serve
 from rtcheck.cli.watch import history, watch
 from rtcheck.errors import (
@@ -167,7 +172,7 @@ DebugOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 @_guarded
 def dvh(
     path: Annotated[
@@ -243,6 +248,8 @@ def dvh(
     if not to_stdout:
         typer.echo(_header(export, rx, rx_problem if given is not None else ""))
         typer.echo(format_table(result))
+    for note in result.notes:
+        _err(f"note: {note}")
     for warning in result.warnings:
         _err(f"warning: {warning}")
     for problem in result.problems:
@@ -283,7 +290,7 @@ def _header(export: Any, rx: Any = None, rx_problem: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 @_guarded
 def check(
     path: Annotated[
@@ -339,10 +346,11 @@ def check(
 ) -> None:
     """Check a plan against a protocol.
 
-    Exit codes: 0 pass; 1 fail (a major deviation, or a minor one with --strict); 2 usage
-    error (an option, a protocol file); 3 the plan cannot be evaluated (unreadable or
-    missing files, a rule that could not be applied); 4 internal error (a bug: rerun with
-    --debug and report it).
+    Exit codes: 0 pass; 1 fail (a major deviation, or a minor one with --strict, even when
+    other rules could not be evaluated); 2 usage error (an option, a protocol file); 3 the
+    plan cannot be evaluated (unreadable or missing files, or, when nothing fails, a rule
+    that could not be applied: a plan is never passed on a part of it); 4 internal
+    error (a bug: rerun with --debug and report it).
     """
     from rtcheck.constraints.engine import check_plan
     from rtcheck.constraints.registry import resolve_protocol, select_protocol, shipped_protocols
@@ -372,7 +380,10 @@ def check(
         prescription=given,
         selection=chosen,
     )
-    for warning in to_json(result)["warnings"]:
+    document = to_json(result)
+    for note in document["notes"]:
+        _err(f"note: {note}")
+    for warning in document["warnings"]:
         _err(f"warning: {warning}")
     for problem in result.errors:
         _err(f"error: {problem}")
@@ -384,7 +395,7 @@ def check(
             )
         )
     if json_out is not None:
-        text = json.dumps(to_json(result), indent=2)
+        text = json.dumps(document, indent=2)
         if json_out == "-":
             typer.echo(text)
         else:
@@ -407,7 +418,7 @@ protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_i
 app.add_typer(protocols_app, name="protocols")
 
 
-@protocols_app.command("list")
+@protocols_app.command("list", cls=PlainHelpCommand)
 @_guarded
 def protocols_list(debug: DebugOption = False) -> None:
     """The shipped protocols: id, version, title."""
@@ -417,7 +428,7 @@ def protocols_list(debug: DebugOption = False) -> None:
         typer.echo(f"{p.id:<28} {p.version:<10} {p.title}")
 
 
-@protocols_app.command("show")
+@protocols_app.command("show", cls=PlainHelpCommand)
 @_guarded
 def protocols_show(
     protocol: Annotated[
@@ -432,7 +443,7 @@ def protocols_show(
     typer.echo(describe_protocol(resolve_protocol(protocol)))
 
 
-@protocols_app.command("validate")
+@protocols_app.command("validate", cls=PlainHelpCommand)
 @_guarded
 def protocols_validate(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Protocol YAML file(s).")],
@@ -455,7 +466,7 @@ def protocols_validate(
         raise typer.Exit(ExitCode.USAGE)
 
 
-@protocols_app.command("schema")
+@protocols_app.command("schema", cls=PlainHelpCommand)
 @_guarded
 def protocols_schema(debug: DebugOption = False) -> None:
     """Print the JSON Schema of protocol files (for editors)."""
@@ -464,7 +475,7 @@ def protocols_schema(debug: DebugOption = False) -> None:
     typer.echo(json.dumps(protocol_json_schema(), indent=2))
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 @_guarded
 def demo(
     out: Annotated[
@@ -507,10 +518,10 @@ def demo(
 
 
 # Registered here, after every other command: these map their own errors to exit codes.
-app.command()(batch)
-app.command("watch")(watch)
-app.command("history")(history)
-app.command("serve")(serve)
+app.command(cls=PlainHelpCommand)(batch)
+app.command("watch", cls=PlainHelpCommand)(watch)
+app.command("history", cls=PlainHelpCommand)(history)
+app.command("serve", cls=PlainHelpCommand)(serve)
 
 
 def _is_path(word: str) -> bool:

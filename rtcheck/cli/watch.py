@@ -28,6 +28,7 @@ from rtcheck.cli.options import (
     AliasesOption,
     BetweenPlanes,
     BetweenPlanesOption,
+    PlainHelpCommand,
     PrescriptionOption,
     ProtocolOption,
     StrictOption,
@@ -155,9 +156,9 @@ def history(
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, no_args_is_help=True)
-    app.command("watch")(watch)
-    app.command("history")(history)
+    app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
+    app.command("watch", cls=PlainHelpCommand)(watch)
+    app.command("history", cls=PlainHelpCommand)(history)
     return app
 
 

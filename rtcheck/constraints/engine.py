@@ -456,10 +456,19 @@ def check_plan(
             continue
         if applies is None:
             results.append(
-                _result(rule, NOT_EVALUATED, f"cannot tell whether the rule applies: {reason}")
+                _result(
+                    rule,
+                    NOT_EVALUATED,
+                    f"cannot tell whether the rule applies: {reason}",
+                    metric=_rule_metric(rule),
+                    limit=_would_apply(ctx, rule, rule.id),
+                )
             )
             continue
-        results.extend(_evaluate(ctx, rule))
+        for result in _evaluate(ctx, rule):
+            if result.status == NOT_EVALUATED and not result.limit:
+                result.limit = _would_apply(ctx, rule, result.id)  # what was not checked
+            results.append(result)
     matched = {n for names in (*roles.matched.values(), *roles.ambiguous.values()) for n in names}
     unmatched = [r.name for r in export.structures.rois if r.name not in matched]
     tps = _tps_comparison(ctx)
@@ -565,6 +574,7 @@ def _facts(ctx: _Context) -> None:
         ctx.fact_values[fact.name] = None if value is None else (fact.near if value else fact.far)
         if value is None:
             ctx.fact_reasons[fact.name] = reason
+            ctx.facts[f"{fact.name}_reason"] = reason  # why it is unknown, for the reports
         ctx.facts[fact.name] = ctx.fact_values[fact.name]
     ctx.facts["distances_mm"] = distances
 
@@ -864,8 +874,9 @@ def _fractionation(ctx: _Context, rule: FractionationRule) -> RuleResult:
 
 def _radiobiology(ctx: _Context, rule: RadiobiologyRule) -> RuleResult:
     rx = ctx.rx
+    name = f"{rule.quantity}{rule.alpha_beta:g}"
     if rx is None or ctx.plan_schedule_problem is not None:
-        return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule")
+        return _result(rule, NOT_EVALUATED, ctx.plan_schedule_problem or "no schedule", metric=name)
     computed = rx.bed(rule.alpha_beta) if rule.quantity == "BED" else rx.eqd2(rule.alpha_beta)
     if computed is None:
         return _result(
@@ -873,9 +884,9 @@ def _radiobiology(ctx: _Context, rule: RadiobiologyRule) -> RuleResult:
             NOT_EVALUATED,
             "how the prescription divides between the plan's fraction groups is unknown "
             "(a group gives no beam doses), so its BED cannot be computed",
+            metric=name,
         )
     value = computed
-    name = f"{rule.quantity}{rule.alpha_beta:g}"
     status, limit = _compare(
         value, rule.minimum, rule.maximum, rule.minor_minimum, rule.minor_maximum
     )
@@ -1007,18 +1018,21 @@ def _dose_volume(ctx: _Context, rule: DoseVolumeRule) -> list[RuleResult]:
     assert metric is not None
     names, problem = _role_rois(ctx, rule.structure)
     if problem:
-        return [_result(rule, NOT_EVALUATED, problem, metric=str(metric), limit=_stated(rule))]
+        return [
+            _result(rule, NOT_EVALUATED, problem, metric=str(metric), limit=_would_apply(ctx, rule))
+        ]
     out = []
     for name in names:
         result = _metric_result(ctx, rule, name, metric)
         if result.status == NOT_EVALUATED and result.limit is None:
-            result.limit = _stated(rule)  # the limit that would have applied
+            result.limit = _would_apply(ctx, rule)  # the limit that would have applied
         out.append(_stand_in_note(ctx, result))
     return out
 
 
 def _stated(rule: DoseVolumeRule) -> str:
-    """A rule's limits as the protocol states them (before any conversion)."""
+    """A rule's limits as the protocol states them (before any conversion); a limit
+    tabulated by fraction count gives each run of equal values once (``50 (30-35 fx)``)."""
     unit = str(rule.metric.output_unit) if rule.metric is not None else ""
     parts = []
     for word, limit in (("<=", rule.maximum), (">=", rule.minimum)):
@@ -1027,9 +1041,99 @@ def _stated(rule: DoseVolumeRule) -> str:
         if limit.value is not None:
             parts.append(f"{word} {limit.value:g} {unit}")
         else:
-            table = ", ".join(f"{v:g} ({n} fx)" for n, v in limit.by_fractions)
+            runs: list[tuple[int, int, float]] = []
+            for n, v in sorted(limit.by_fractions):
+                if runs and runs[-1][2] == v and runs[-1][1] == n - 1:
+                    runs[-1] = (runs[-1][0], n, v)
+                else:
+                    runs.append((n, n, v))
+            table = ", ".join(
+                f"{v:g} ({a} fx)" if a == b else f"{v:g} ({a}-{b} fx)" for a, b, v in runs
+            )
             parts.append(f"{word} {table} {unit}")
     return " and ".join(parts)
+
+
+def _bounds(low: float | None, high: float | None, unit: str) -> str:
+    """``>= low unit and <= high unit``, as :func:`_compare` writes a limit."""
+    parts = [
+        f"{word} {v:g} {unit}".rstrip() for word, v in ((">=", low), ("<=", high)) if v is not None
+    ]
+    return " and ".join(parts)
+
+
+#: The unit of each plan-quality quantity (R100 and R50 are ratios).
+_QUALITY_UNIT = {"D2cm": "%", "max_in_target": "mm"}
+
+
+def _quality_limit(rule: PlanQualityRule, volume_cc: float | None) -> str:
+    """The limit a plan-quality rule sets: for a target of ``volume_cc`` when the rule
+    tabulates it by volume (without a volume, the table's range)."""
+    from rtcheck.plan_quality import limits_by_volume
+
+    unit = _QUALITY_UNIT.get(rule.quantity, "")
+    if not rule.table:
+        return _bounds(None, rule.maximum, unit)
+    if volume_cc is None or not volume_cc > 0:
+        values = [row.maximum for row in rule.table]
+        return (
+            f"{_bounds(None, min(values), '')}-{max(values):g} {unit}".rstrip()
+            + f" by target volume ({rule.table[0].volume_cc:g}-{rule.table[-1].volume_cc:g} cc)"
+        )
+    rows = [(r.volume_cc, r.maximum, r.minor_maximum) for r in rule.table]
+    high, _, _ = limits_by_volume(rows, volume_cc)
+    return f"{_bounds(None, round(high, 3), unit)} (for {volume_cc:.3g} cc)"
+
+
+def _rule_metric(rule: Rule) -> str | None:
+    """What a rule measures, as its results name it (``D0.035cc[Gy]``, ``BED10``, ``R50``)."""
+    if isinstance(rule, DoseVolumeRule | CoverageRule) and rule.metric is not None:
+        return str(rule.metric)
+    if isinstance(rule, RadiobiologyRule):
+        return f"{rule.quantity}{rule.alpha_beta:g}"
+    if isinstance(rule, PlanQualityRule):
+        return rule.quantity
+    return None
+
+
+def _would_apply(ctx: _Context, rule: Rule, result_id: str = "") -> str | None:
+    """The limit a rule would have applied, for a result that could not be evaluated.
+
+    Worded as the rule's evaluated results word it; a dose-volume limit tabulated by
+    fraction count or converted with EQD2 is the one for the plan's course when the
+    course is known, else the protocol's table. None for a check that states no limit
+    (most integrity checks: a plan is approved or not).
+    """
+    if isinstance(rule, DoseVolumeRule):
+        unit = str(rule.metric.output_unit) if rule.metric is not None else ""
+        try:
+            high, note_high = _resolve_limit(ctx, rule, rule.maximum)
+            low, note_low = _resolve_limit(ctx, rule, rule.minimum, upper=False)
+        except EvaluationError:
+            return _stated(rule) or None
+        return (_bounds(low, high, unit) + (note_high or note_low)) or None
+    if isinstance(rule, CoverageRule):
+        if rule.metric is not None:
+            return _bounds(rule.minimum, None, str(rule.metric.output_unit)) or None
+        return f"inside {rule.inside}" if rule.inside else None
+    if isinstance(rule, PlanQualityRule):
+        return _quality_limit(rule, None) or None
+    if isinstance(rule, FractionationRule):
+        return "; ".join(str(s) for s in rule.schedules) or None
+    if isinstance(rule, RadiobiologyRule):
+        return _bounds(rule.minimum, rule.maximum, "Gy") or None
+    if isinstance(rule, GeometryRule):
+        return _bounds(rule.minimum_mm, rule.maximum_mm, "mm") or None
+    if isinstance(rule, CountRule):
+        return _bounds(rule.minimum, rule.maximum, "") or None
+    if isinstance(rule, TargetVolumesRule):
+        spec = rule.dose_region
+        if result_id == f"{rule.id}.dose" and spec is not None:
+            return _region_limit(spec)
+        return "no elective nodal volume"
+    if isinstance(rule, IntegrityRule) and result_id == f"{rule.id}.prescription_matches_dose":
+        return f"median {rule.target_median_percent} % of the prescription"
+    return None
 
 
 def _stand_in_note(ctx: _Context, result: RuleResult) -> RuleResult:
@@ -1166,14 +1270,19 @@ def _target_volumes(ctx: _Context, rule: TargetVolumesRule) -> RuleResult:
     )
 
 
+def _region_limit(spec: DoseRegionSpec) -> str:
+    """The limit of an elective volume seen in the dose (``ID.dose`` results)."""
+    return (
+        f"<= {spec.max_cc:g} cc at >= {spec.low_percent:g} % of the prescription beyond "
+        f"{spec.margin_mm:g} mm of the dose >= {spec.high_percent:g} %"
+    )
+
+
 def _elective_dose(ctx: _Context, rule: TargetVolumesRule, spec: DoseRegionSpec) -> RuleResult:
     """An elective volume seen in the dose, whatever the structures are called."""
     sub = f"{rule.id}.dose"
     rx = ctx.prescription
-    limit = (
-        f"<= {spec.max_cc:g} cc at >= {spec.low_percent:g} % of the prescription beyond "
-        f"{spec.margin_mm:g} mm of the dose >= {spec.high_percent:g} %"
-    )
+    limit = _region_limit(spec)
     if rx is None:
         reason = ctx.plan_schedule_problem or ctx.rx_problem
         return RuleResult(
@@ -1245,24 +1354,33 @@ def _elective_dose(ctx: _Context, rule: TargetVolumesRule, spec: DoseRegionSpec)
             measured=round(total, 2),
             limit=limit,
         )
-    described = "; ".join(
-        f"{r['volume_cc']:.0f} cc at a median {r['median_gy']:.1f} Gy "
-        f"({r['median_percent']:.0f} %), {r['location']}"
-        + (
-            " (in " + ", ".join(f"{x['name']} {x['percent']:.0f} %" for x in r["rois"]) + ")"
+
+    def where(r: dict[str, Any]) -> str:
+        """A region's dose and place, said once (its volume is said by the caller)."""
+        held = (
+            "; " + ", ".join(f"{x['percent']:.0f} % of it in {x['name']}" for x in r["rois"])
             if r["rois"]
-            else " (in no contoured structure)"
+            else "; in no contoured structure"
         )
-        + (", reaching the edge of the dose grid" if r["at_grid_edge"] else "")
-        for r in regions[:3]
-    )
+        return (
+            f"a median {r['median_gy']:.1f} Gy ({r['median_percent']:.0f} %), {r['location']}"
+            + held
+            + ("; it reaches the edge of the dose grid" if r["at_grid_edge"] else "")
+        )
+
+    if len(regions) == 1:
+        described = f", at {where(regions[0])}"
+    else:
+        described = f", in {len(regions)} regions: " + " | ".join(
+            f"{r['volume_cc']:.1f} cc at {where(r)}" for r in regions[:3]
+        )
     return RuleResult(
         sub,
         rule.kind.value,
         MAJOR,
-        f"an intermediate dose plateau away from the gross disease, whatever the structures "
-        f"are called: {total:.0f} cc receive {low:.4g} Gy or more beyond {spec.margin_mm:g} "
-        f"mm of the high dose (>= {high:.4g} Gy): {described}",
+        f"intermediate dose away from the gross disease (found in the dose, whatever the "
+        f"structures are called): {total:.1f} cc receive {low:.4g} Gy or more beyond "
+        f"{spec.margin_mm:g} mm of the high dose (>= {high:.4g} Gy){described}",
         structure=", ".join(dict.fromkeys(x["name"] for r in regions for x in r["rois"])) or None,
         measured=round(total, 2),
         limit=limit,
@@ -1738,6 +1856,7 @@ def _plan_quality(ctx: _Context, rule: PlanQualityRule) -> list[RuleResult]:
                     f"{name}: {problem or 'not computable'}",
                     structure=name,
                     metric=rule.quantity,
+                    limit=_quality_limit(rule, fact["volume_cc"]) or None,
                 )
             )
             continue
@@ -1765,6 +1884,7 @@ def _plan_quality(ctx: _Context, rule: PlanQualityRule) -> list[RuleResult]:
                     "role (name the others as helpers, e.g. with a z prefix)",
                     structure=name,
                     metric=rule.quantity,
+                    limit=_quality_limit(rule, volume) or None,
                 )
             )
             continue

@@ -918,30 +918,48 @@ def find_elective_volumes(
         reasons: list[str] = []
         by_name = by_dose = False
         dose = t.dose_gy
+        # Each reason states a number once: the level and the median of one target below
+        # the gross-disease level are one sentence, not two that each restate the level.
+        name_low = ref is not None and dose is not None and dose < ref - level_tolerance_gy
+        median_low = median is not None and ref is not None and median < dose_fraction * ref
 
         if ref is not None:
             ref_gy = _fmt_gy(ref)
             origin = _ORIGIN_WORDS[source] if source is not None else ""
-            # 1. a named dose level below the gross-disease level
-            if dose is not None and dose < ref - level_tolerance_gy:
+            # 1. a named dose level below the gross-disease level (with rule 5 when the
+            # measured median is low too)
+            if name_low and median_low:
+                assert dose is not None and median is not None
+                reasons.append(
+                    f"dose level {_fmt_gy(dose)} Gy in the name ({_fmt_pct(dose / ref)} %) and "
+                    f"measured median dose {_fmt_gy(median)} Gy ({_fmt_pct(median / ref)} %) "
+                    f"are below the highest target level {ref_gy} Gy"
+                    + (f" ({origin})" if origin else "")
+                )
+                by_name = by_dose = True
+            elif name_low:
+                assert dose is not None
                 reasons.append(
                     f"dose level {_fmt_gy(dose)} Gy in the name is below the highest target "
                     f"level {ref_gy} Gy ({_fmt_pct(dose / ref)} %{origin and '; ' + origin})"
                 )
                 by_name = True
-            # 2. a nodal target prescribed below the gross-disease level
+            # 2. a nodal target prescribed below the gross-disease level (the doses are in
+            # the reasons above or below)
             if t.nodal:
                 what = f"nodal target ({t.label}{'' if t.classifier == 'n' else ', nodal words'})"
-                if dose is not None and dose < ref - level_tolerance_gy:
-                    reasons.append(
-                        f"{what} prescribed below the gross-disease level "
-                        f"({_fmt_gy(dose)} Gy in the name vs {ref_gy} Gy)"
-                    )
+                if name_low:
+                    reasons.append(f"{what} prescribed below the gross-disease level")
                     by_name = True
                 elif dose is None and median is not None and median < nodal_full * ref:
+                    measured = (
+                        ""
+                        if median_low
+                        else f"measured median {_fmt_gy(median)} Gy is "
+                        f"{_fmt_pct(median / ref)} % of {ref_gy} Gy; "
+                    )
                     reasons.append(
-                        f"{what} prescribed below the gross-disease level (measured median "
-                        f"{_fmt_gy(median)} Gy is {_fmt_pct(median / ref)} % of {ref_gy} Gy; "
+                        f"{what} prescribed below the gross-disease level ({measured}"
                         f"involved nodes at full dose reach {_fmt_pct(nodal_full)} %)"
                     )
                     by_name = by_dose = True
@@ -963,8 +981,10 @@ def find_elective_volumes(
             reasons.append(f"name says '{word}'")
             by_name = True
 
-        # 5. measured median well below the gross-disease level
-        if median is not None and ref is not None and median < dose_fraction * ref:
+        # 5. measured median well below the gross-disease level (said with rule 1 when the
+        # name's level is low too)
+        if median_low and not name_low:
+            assert median is not None and ref is not None
             origin = _ORIGIN_WORDS[source] if source is not None else ""
             reasons.append(
                 f"measured median dose {_fmt_gy(median)} Gy is {_fmt_pct(median / ref)} % of "

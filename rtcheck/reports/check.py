@@ -6,9 +6,17 @@ import textwrap
 from typing import Any
 
 from rtcheck import __version__
+from rtcheck.analysis import split_dose_notes
 from rtcheck.constraints.engine import CheckResult, RuleResult
 from rtcheck.constraints.protocol import ScheduleFact
-from rtcheck.reports.common import dose_summary, json_number, plan_lines, plan_summary
+from rtcheck.reports.common import (
+    dose_summary,
+    json_number,
+    measured_text,
+    plan_lines,
+    plan_summary,
+    round_text,
+)
 
 SCHEMA = "rtcheck.report/1"
 
@@ -125,9 +133,11 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "tps_dvh_comparison": result.tps_comparison,
         "skipped": result.skipped,
         "verdict": result.verdict,
+        "verdict_reason": verdict_reason(result) or None,
         "strict": result.strict,
         "between_planes": result.between_planes,
-        "warnings": list(export.warnings) + list(export.dose.notes) + result.warnings,
+        "warnings": list(export.warnings) + split_dose_notes(export.dose)[1] + result.warnings,
+        "notes": split_dose_notes(export.dose)[0],
         "errors": result.errors,
     }
 
@@ -265,11 +275,17 @@ def format_report(result: CheckResult, *, width: int = DEFAULT_WIDTH, colour: bo
         if isinstance(fact, ScheduleFact):
             value = facts.get(fact.name) or "unknown"
             lines.append(f"{fact.name.capitalize()}: {value} ({facts.get(f'{fact.name}_reason')})")
-    if facts.get("location") is not None or facts.get("distances_mm"):
-        lines.append(
-            f"Location: {facts.get('location') or 'unknown'}; distances: "
-            + ", ".join(f"{k} {v:.1f} mm" for k, v in facts.get("distances_mm", {}).items())
-        )
+    distances = ", ".join(f"{k} {v:.1f} mm" for k, v in facts.get("distances_mm", {}).items())
+    for fact in result.protocol.facts:
+        # A distance fact (a lung lesion's location) only where the protocol derives one.
+        if not isinstance(fact, ScheduleFact):
+            why = facts.get(f"{fact.name}_reason")
+            value = facts.get(fact.name) or ("unknown" + (f" ({why})" if why else ""))
+            lines.append(
+                f"{fact.name.capitalize()}: {value}"
+                + (f"; distances: {distances}" if distances else "")
+            )
+            distances = ""
     for e in facts.get("elective_volumes", []):
         lines.append(f"Elective volume suspected: {e['name']} ({'; '.join(e['reasons'])})")
     lines.extend(plan_quality_lines(facts))
@@ -286,7 +302,11 @@ def format_report(result: CheckResult, *, width: int = DEFAULT_WIDTH, colour: bo
     lines.append("")
     body = [_wrap(line, width) for line in lines]
     table = _rule_table(result, width, colour)
-    details = [_wrap(f"  {r.id}: {r.message}", width) for r in result.results if r.status != "pass"]
+    details = [
+        _wrap(f"  {r.id}: {_rounded_message(r)}", width)
+        for r in result.results
+        if r.status != "pass"
+    ]
     verdict = (
         f"VERDICT: {result.verdict.upper()}"
         + (" (strict: minor deviations fail)" if result.strict else "")
@@ -297,8 +317,45 @@ def format_report(result: CheckResult, *, width: int = DEFAULT_WIDTH, colour: bo
     out = [*body, *table]
     if details:
         out += ["", *details]
-    out += ["", verdict]
+    out.append("")
+    if why := verdict_reason(result):
+        # Said on the line before, so the verdict stays the last line, and one line.
+        out.append(_wrap(f"{why[0].upper()}{why[1:]}.", width))
+    out.append(verdict)
     return "\n".join(out)
+
+
+def verdict_reason(result: CheckResult) -> str:
+    """Why the verdict is what it is when something was not evaluated, in the words the
+    terminal, the JSON (``verdict_reason``) and the HTML banner all use; "" otherwise.
+
+    A fail stands whatever the results not evaluated would give (a failing plan cannot
+    pass); without a fail, anything not evaluated makes the verdict ``error``: a plan is
+    never passed on a part of it.
+    """
+    missing = sum(1 for r in result.results if r.status == "not_evaluated")
+    counted = f"{missing} result{'s' if missing != 1 else ''} not evaluated"
+    if result.verdict == "fail":
+        if not missing:
+            return ""
+        worst = (
+            "a major deviation"
+            if any(r.status == "major" for r in result.results)
+            else ("a minor deviation (strict)")
+        )
+        return f"{worst}; {counted} as well, which cannot make the plan pass"
+    if result.verdict == "error":
+        if missing:
+            return f"{counted}: a plan is never passed on a part of it"
+        return "no dose rule of the protocol could be applied: the plan was not checked"
+    return ""
+
+
+def _rounded_message(r: RuleResult) -> str:
+    """A result's message with its limit rounded as the table shows it."""
+    if r.limit and r.limit in r.message:
+        return r.message.replace(r.limit, round_text(r.limit))
+    return r.message
 
 
 def _paint(text: str, code: str, *, bold: bool = False) -> str:
@@ -327,12 +384,21 @@ def _cut(text: str, width: int) -> str:
 
 
 def _check_cell(r: RuleResult) -> str:
-    """What was measured against what: ``D0.035cc[Gy] 24.63 <= 14 Gy (1-fraction limit)``."""
-    measured = "" if r.measured is None else f"{r.measured:.4g}"
+    """What was measured against what: ``D0.035cc[Gy] 24.63 <= 14 Gy (1-fraction limit)``;
+    for a rule not evaluated, the limit that would have applied (the reason is under the
+    table). Doses to 0.01 Gy, long decimals of limits rounded (the JSON keeps them)."""
+    measured = measured_text(r)
+    limit = round_text(r.limit) if r.limit else ""
+    if r.status == "not_evaluated" and not measured:
+        if limit:
+            return " ".join(x for x in (r.metric, "not measured, limit", limit) if x)
+        return r.message
     if r.metric:
-        return " ".join(x for x in (r.metric, measured or "-", r.limit or "") if x)
-    if r.limit:
-        return f"{measured} ({r.limit})" if measured else r.limit
+        # The metric names the unit ("D2%[Gy] 4.22 <= 45 Gy"): it is not repeated.
+        number = measured.split(" ")[0] if measured and "[" in r.metric else measured
+        return " ".join(x for x in (r.metric, number or "-", limit) if x)
+    if limit:
+        return f"{measured} ({limit})" if measured else limit
     return measured or r.message
 
 

@@ -62,7 +62,11 @@ _text = text_cell
 
 
 def _rounded(value: float) -> str:
-    return repr(round(value, 6))
+    """Rounded to 6 decimals, never in exponent notation (``2.2e-05`` is ``0.000022``)."""
+    text = repr(round(value, 6))
+    if "e" in text:
+        text = f"{round(value, 6):.6f}".rstrip("0").removesuffix(".") or "0"
+    return text
 
 
 def render_csv(
@@ -127,8 +131,12 @@ def to_csv(result: CheckResult) -> str:
     -------
     str
         CSV text (``\\n`` line ends). ``measured`` is a plain number (empty when there is
-        none); text cells that a spreadsheet would read as a formula start with ``'``.
+        none); ``limit`` is worded as in the terminal and HTML reports (a converted limit
+        rounded, ``<= 27.0 Gy``; the JSON keeps ``27.0156``); text cells that a
+        spreadsheet would read as a formula start with ``'``.
     """
+    from rtcheck.reports.common import round_text
+
     plan = result.export.plan
     fixed: list[Cell] = [
         result.export.patient_id,
@@ -146,8 +154,8 @@ def to_csv(result: CheckResult) -> str:
             r.structure,
             r.metric,
             None if r.measured is None or isinstance(r.measured, bool) else float(r.measured),
-            r.limit,
-            r.message,
+            None if r.limit is None else round_text(r.limit),
+            r.message if not r.limit else r.message.replace(r.limit, round_text(r.limit)),
             r.source,
             verdict,
         ]

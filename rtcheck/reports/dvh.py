@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from rtcheck import __version__
 from rtcheck.analysis import DvhAnalysis, StructureResult, shared_names
 from rtcheck.reports.common import json_number, plan_summary
@@ -68,6 +70,7 @@ def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
         },
         "structures": [_structure_json(s, curves) for s in analysis.structures],
         "warnings": analysis.warnings,
+        "notes": analysis.notes,
         "errors": analysis.problems,
     }
 
@@ -223,4 +226,7 @@ def _float(value: float | None) -> float | None:
 
 
 def _csv_number(value: float) -> str:
-    return f"{value:.6g}"
+    """6 significant digits, never in exponent notation (``2.2e-05`` is ``0.000022``)."""
+    return str(
+        np.format_float_positional(value, precision=6, unique=False, fractional=False, trim="-")
+    )

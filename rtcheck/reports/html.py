@@ -25,7 +25,9 @@ from rtcheck.reports.check import (
     plan_quality_lines,
     skipped_by_reason,
     to_json,
+    verdict_reason,
 )
+from rtcheck.reports.common import dose_text, measured_text, number_text, round_text
 
 __all__ = ["PlotMarker", "dvh_markers", "plotted_rois", "render_html", "report_dvhs"]
 
@@ -189,42 +191,12 @@ def _e(value: object) -> str:
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
-    """A number for people: ``digits`` significant digits, no exponent for big values."""
-    if value is None or isinstance(value, bool):
-        return "-"
-    v = float(value)
-    if not math.isfinite(v):
-        return "-"
-    if abs(v) >= 10**digits:
-        return f"{v:.0f}"
-    return f"{v:.{digits}g}"
+    """A number for people: ``digits`` significant digits, never an exponent."""
+    return number_text(value, digits)
 
 
-_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d+\.(\d+)(?![\w]|\.\d)")
-
-
-def _round_number(match: re.Match[str]) -> str:
-    """A decimal number of a limit as people read it: 3 significant digits.
-
-    Integer digits are never dropped, and a number of at most 2 decimals and 4
-    significant digits is left as written (a tabulated 21.95 stays 21.95; a converted
-    27.0156 becomes 27.0, an interpolated 4.971 becomes 4.97).
-    """
-    text = match.group(0)
-    decimals = len(match.group(1))
-    digits = len(text.lstrip("+-").replace(".", "").lstrip("0"))
-    if decimals <= 2 and digits <= 4:
-        return text
-    value = float(text)
-    if abs(value) >= 1:
-        whole = len(str(int(abs(value))))
-        return f"{value:.{max(0, 3 - whole)}f}"
-    return f"{value:.3g}"
-
-
-def _round_text(text: str) -> str:
-    """``text`` with its long decimal numbers rounded (see :func:`_round_number`)."""
-    return _NUMBER_RE.sub(_round_number, text)
+#: Limits and messages with their long decimal numbers rounded (one rule for every report).
+_round_text = round_text
 
 
 def _qty(value: float | None, unit: str, missing: str = "not measured") -> str:
@@ -699,22 +671,6 @@ def _kv(rows: Iterable[tuple[str, str]], title: str, cls: str = "kv") -> str:
     )
 
 
-def _unit(r: RuleResult) -> str:
-    """The unit of a result's measured value, when known."""
-    if r.kind in ("fractionation", "radiobiology"):
-        return "Gy"
-    if r.kind == "geometry":
-        return "mm"
-    if r.metric is not None and r.kind in _PLOTTED_KINDS:
-        try:
-            return str(parse_metric(r.metric).output_unit)
-        except MetricSyntaxError:
-            return ""
-    if r.kind == "coverage" and r.measured is not None:
-        return "% outside"
-    return ""
-
-
 def _list(items: Sequence[str], cls: str = "", empty: str = "none") -> str:
     """An HTML list of already escaped items."""
     if not items:
@@ -886,19 +842,23 @@ def _dvh_statistics_section(doc: Mapping[str, Any]) -> str:
     stats = doc.get("dvh_statistics") or []
     rows = []
     skipped = []
+    partial = []
     for s in stats:
         if not s["computed"]:
             skipped.append(f"{s['name']}: {s.get('reason') or 'no DVH'}")
             continue
         doses = s.get("doses_gy") or {}
+        outside = s.get("volume_outside_dose_cc") or 0.0
+        if outside > 0:
+            partial.append(f"{s['name']} ({_fmt(outside, 3)} cc)")
         rows.append(
             [
-                _e(s["name"]),
+                _e(s["name"]) + (" !" if outside > 0 else ""),
                 _e(_fmt(s["volume_cc"])),
-                _e(_fmt(s["min_gy"])),
-                _e(_fmt(s["mean_gy"])),
-                _e(_fmt(s["max_gy"])),
-                *(_e(_fmt(doses.get(k))) for k in ("D98%", "D95%", "D50%", "D2%")),
+                _e(dose_text(s["min_gy"])),
+                _e(dose_text(s["mean_gy"])),
+                _e(dose_text(s["max_gy"])),
+                *(_e(dose_text(doses.get(k), "n/a")) for k in ("D98%", "D95%", "D50%", "D2%")),
             ]
         )
     if not rows and not skipped:
@@ -915,6 +875,13 @@ def _dvh_statistics_section(doc: Mapping[str, Any]) -> str:
         "D2% (Gy)",
     )
     out = '<h2 id="dvh-statistics">DVH statistics</h2>' + _table(head, rows, "stats")
+    if partial:
+        out += (
+            '<p class="muted">! Part of the structure lies outside the dose grid: '
+            + _e(", ".join(partial))
+            + ". Its minimum, mean and maximum are those of the part inside; its D98-D2 are "
+            "n/a (they would cover only part of it).</p>"
+        )
     if skipped:
         out += '<p class="muted">Without a DVH: ' + _e("; ".join(skipped)) + "</p>"
     return out
@@ -1016,7 +983,11 @@ def _facts_section(result: CheckResult, doc: Mapping[str, Any]) -> str:
     for key, value in facts.items():
         if key in STRUCTURED_FACTS or (value in (None, "") and key not in declared):
             continue
+        if key.endswith("_reason") and key.removesuffix("_reason") in declared:
+            continue  # said beside its fact
         shown = _fact_text(value) if value not in (None, "") else "unknown"
+        if key in declared and facts.get(f"{key}_reason"):
+            shown += f" ({facts[f'{key}_reason']})"
         rows.append((key.replace("_", " ").capitalize(), _e(shown)))
     distances = facts.get("distances_mm") or {}
     if distances:
@@ -1087,9 +1058,8 @@ def _rules_section(result: CheckResult, doc: Mapping[str, Any]) -> str:
     )
     rows = []
     for r in result.results:
-        unit = _unit(r)
         if r.measured is not None:
-            measured = _fmt(r.measured) + (f" {unit}" if unit else "")
+            measured = measured_text(r)
         elif r.kind in _PLOTTED_KINDS or r.status == "not_evaluated":
             measured = "not measured"
         else:
@@ -1341,7 +1311,8 @@ def render_html(result: CheckResult, dvhs: Mapping[str, DVH]) -> str:
         f'{VERDICT_COLOUR.get(verdict, "#444")}">'
         f'<span class="verdict">VERDICT: {_e(verdict.upper())}</span>'
         f'<span class="counts">{_e(count_text or "no rule results")}'
-        f"{' · strict: minor deviations fail' if result.strict else ''}</span>"
+        f"{' · strict: minor deviations fail' if result.strict else ''}"
+        f"{' · ' + _e(reason) if (reason := verdict_reason(result)) else ''}</span>"
         f"<span>{_e(result.protocol.id)} v{_e(result.protocol.version)}</span></div>"
     )
     heading = (
@@ -1371,6 +1342,9 @@ def render_html(result: CheckResult, dvhs: Mapping[str, DVH]) -> str:
         )
     else:
         problems = '<p id="problems" class="muted">No errors, no warnings.</p>'
+    if doc["notes"]:
+        # Cross-checks that agreed: information, not warnings.
+        problems += "<h3>Notes</h3>" + _list([_e(n) for n in doc["notes"]], "note")
     record = doc.get("plan_record") or {}
     running = [
         f"Patient {doc['patient_id']}"
