@@ -406,3 +406,61 @@ def test_usage_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match="is a file"):
         run_serve(tmp_path / "file", port=0, stream=io.StringIO())
+
+
+def test_kill_9_during_a_check_then_restart_checks_it_once(staging: Path, tmp_path: Path) -> None:
+    # SIGKILL gives the node no chance to finish or record anything: the check that was
+    # running has a ledger row without an end. The restarted node finds the stored export
+    # in its inbox and checks it to the end, once; nothing half-written is left in OUT.
+    import signal
+
+    out = tmp_path / "out"
+    sa = staging / "SA"
+    with node(out, *SABR) as n:
+        assert send(n.port, rt_files(sa)) == [0, 0, 0]
+        wait_for(lambda: count(out, "detected", "SA") == 1)
+        n.proc.send_signal(signal.SIGKILL)
+        assert n.proc.wait(timeout=20) == -signal.SIGKILL
+    assert count(out, "checked", "SA") + count(out, "error", "SA") <= 1
+    killed_before_the_end = count(out, "checked", "SA") == 0
+
+    with node(out, *SABR) as n:
+        wait_for(lambda: count(out, "checked", "SA") == 1)
+        assert sent(out, n.port, rt_files(sa))["duplicates"] == 3  # stored once, kept
+        assert n.stop() == 0
+    assert count(out, "checked", "SA") == 1 and count(out, "error") == 0
+    assert count(out, "detected", "SA") == (2 if killed_before_the_end else 1)
+    (row,) = history(out)
+    assert (row["patient_id"], row["verdict"]) == ("SA", "pass") and row["finished_utc"]
+    assert len(list((out / "SA").glob("*.json"))) == 1
+    assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
+    assert not list((out / "incoming" / ".partial").iterdir())
+
+
+def test_kill_9_during_an_association_then_the_resend_is_stored(
+    staging: Path, tmp_path: Path
+) -> None:
+    # Killed while a planning system is still sending (the association is open): what was
+    # being received is not in the inbox as a file of the export; the system's resend
+    # after the restart is stored and checked once.
+    import signal
+
+    out = tmp_path / "out"
+    sa = staging / "SA"
+    with node(out, *SABR, settle="60") as n:
+        assert send(n.port, [sa / "RS.dcm"]) == [0]
+        ae = pynetdicom_ae()
+        ae.add_requested_context(RT_PLAN)
+        held = ae.associate("127.0.0.1", n.port, ae_title="RTCHECK")  # left open
+        assert held.is_established
+        n.proc.send_signal(signal.SIGKILL)
+        assert n.proc.wait(timeout=20) == -signal.SIGKILL
+        wait_for(lambda: not held.is_established)
+    with node(out, *SABR) as n:
+        statuses = send(n.port, rt_files(sa))
+        assert statuses == [0, 0, 0]
+        wait_for(lambda: count(out, "checked", "SA") == 1)
+        assert n.stop() == 0
+    assert count(out, "checked", "SA") == 1 and count(out, "error") == 0
+    assert [(r["patient_id"], r["verdict"]) for r in history(out)] == [("SA", "pass")]
+    assert not list(out.rglob("*.tmp"))
