@@ -17,7 +17,7 @@ from rtcheck.constraints.registry import resolve_protocol
 from rtcheck.dicom_io import load_path
 from rtcheck.reports.check import format_report
 from tests.fixtures.plans import write_plan_export
-from tests.test_golden import CENTRAL, lung
+from tests.test_golden import CENTRAL, PERIPHERAL, lung
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -41,6 +41,51 @@ def test_no_line_is_wider_than_the_terminal(palliative_lung: Path, columns: int)
     assert header.split() == ["STATUS", "RULE", "STRUCTURE", "CHECK"]
     # Each measured value with its metric (units) and limit, e.g. 'V95%[%] 100 >= 95 %'.
     assert any(re.search(r"V95%\[%\] [0-9.]+ >= 95 %", line) for line in lines)
+
+
+def _in_a_terminal(args: list[str], columns: int) -> str:
+    """What ``python -m rtcheck ARGS`` shows in a real (pseudo-)terminal ``columns`` wide:
+    standard output and standard error both on the terminal, as a person sees them."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rtcheck", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=120) in (0, 1)
+    return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+def test_warnings_too_fit_a_real_terminal(tmp_path: Path, columns: int) -> None:
+    # On a terminal the warnings on standard error wrap as the report does (the demo
+    # plan's warning about uncontoured mediastinal organs is 169 columns on one line).
+    folder = write_plan_export(tmp_path / "plan", lung(PERIPHERAL, 3, 18))
+    text = _in_a_terminal(["check", str(folder), "--protocol", "sabr-lung"], columns)
+    lines = text.splitlines()
+    assert any(line.startswith("warning: ") for line in lines), text
+    too_long = [line for line in lines if len(line) > columns]
+    assert not too_long, too_long
+    assert lines[-1].startswith("VERDICT: ")
 
 
 def test_colour_only_when_asked(palliative_lung: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,9 @@ imports another.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import textwrap
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,27 @@ EXIT_BY_VERDICT = {"pass": EXIT_OK, "fail": EXIT_NON_COMPLIANT, "error": EXIT_CA
 
 
 def err(message: str) -> None:
+    """Print ``message`` on standard error; on a terminal, wrapped to its width.
+
+    A long warning wraps with its continuation lines indented under its first word
+    (``warning: ...``) so that no line is wider than the terminal (``COLUMNS``); piped
+    into a file or a log it stays one line, for ``grep``.
+    """
+    if sys.stderr.isatty():
+        width = max(40, shutil.get_terminal_size((100, 24)).columns)
+        head = message.split(" ", 1)[0]
+        indent = " " * (len(head) + 1) if head.endswith(":") and len(head) < 12 else "  "
+        message = "\n".join(
+            textwrap.fill(
+                line,
+                width,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or line
+            for line in message.splitlines() or [""]
+        )
     typer.echo(message, err=True)
 
 

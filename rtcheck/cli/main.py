@@ -27,7 +27,7 @@ import typer
 
 from rtcheck import __version__
 from rtcheck.cli.batch import batch
-from rtcheck.cli.errors import stdout_closed
+from rtcheck.cli.errors import err, stdout_closed
 from rtcheck.cli.options import (
     BetweenPlanes,
     BetweenPlanesOption,
@@ -70,7 +70,7 @@ R = TypeVar("R")
 
 
 def _err(message: str) -> None:
-    typer.echo(message, err=True)
+    err(message)
 
 
 def _colour() -> bool:
