@@ -463,7 +463,7 @@ class Checker:
     ledger: Ledger = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ledger = Ledger(self.out / LEDGER_NAME)
+        self.ledger = Ledger(self.out / LEDGER_NAME, command="serve")
 
     def close(self) -> None:
         """Close the ledger."""

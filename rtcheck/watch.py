@@ -180,6 +180,9 @@ class Ledger:
         The database file (created with its table when absent, unless ``read_only``).
     read_only
         Open without creating or writing anything.
+    command
+        The command that keeps this ledger (``watch`` or ``serve``), named in the advice
+        for a ledger that cannot be read.
 
     Raises
     ------
@@ -188,10 +191,13 @@ class Ledger:
         database, a corrupt one, a full disk, a read-only folder), with what to do.
     """
 
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, read_only: bool = False, command: str = "watch") -> None:
         self.path = path
+        self.command = command
         if read_only and not path.is_file():
-            raise InputError("no ledger here: run rtcheck watch with this --out first", path)
+            raise InputError(
+                "no ledger here: run rtcheck watch or rtcheck serve with this --out first", path
+            )
         if not read_only:
             prepare_folder(path.parent)
         with self._sqlite():
@@ -217,10 +223,15 @@ class Ledger:
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
                 exc, sqlite3.OperationalError
             ):
+                again = (
+                    "every export of its inbox"
+                    if self.command == "serve"
+                    else "every plan of the export folder"
+                )
                 advice = (
                     "it is not a readable rtcheck ledger (corrupt, or another file): move it "
-                    "aside and run rtcheck watch again; it then starts a new ledger and checks "
-                    "every plan of the export folder once more"
+                    f"aside and run rtcheck {self.command} again; it then starts a new ledger "
+                    f"and checks {again} once more"
                 )
             else:
                 advice = (

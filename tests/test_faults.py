@@ -443,3 +443,37 @@ def test_ledger_wraps_sqlite_errors(tmp_path: Path) -> None:
         Ledger(path)
     assert str(caught.value).startswith(f"{path}: it is not a readable rtcheck ledger")
     assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "name"),
+    [
+        ("check", "--json", "report.json"),
+        ("check", "--html", "report.html"),
+        ("check", "--csv", "rules.csv"),
+        ("dvh", "--json", "dvh.json"),
+        ("dvh", "--csv", "dvh.csv"),
+    ],
+)
+def test_full_disk_for_a_single_plan_output_keeps_the_earlier_file(
+    staging: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    option: str,
+    name: str,
+) -> None:
+    """``check``/``dvh`` outputs are written whole or not at all: on a full disk the file
+    an earlier run left is kept as it was, no temporary file is left, exit 3 names it."""
+    target = tmp_path / name
+    target.write_text("earlier run", encoding="utf-8")
+    monkeypatch.setattr(output_files, "_write_file", full_disk_for(Path(name).suffix))
+    args = [command, str(staging / "WA"), option, str(target)]
+    if command == "check":
+        args += ["--protocol", "sabr-lung"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert f"cannot write {name}: no space left on its device" in result.stderr
+    assert "Traceback" not in result.output
+    assert target.read_text(encoding="utf-8") == "earlier run"
+    assert temporaries(tmp_path) == []

@@ -464,3 +464,23 @@ def test_kill_9_during_an_association_then_the_resend_is_stored(
     assert count(out, "checked", "SA") == 1 and count(out, "error") == 0
     assert [(r["patient_id"], r["verdict"]) for r in history(out)] == [("SA", "pass")]
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_corrupt_ledger_stops_the_node_at_start_naming_it(tmp_path: Path) -> None:
+    # The ledger is never repaired or replaced: exit 3 naming it, with advice for serve.
+    out = tmp_path / "out"
+    out.mkdir()
+    ledger = out / "ledger.sqlite"
+    ledger.write_bytes(b"not a database, whatever its name says" * 100)
+    before = ledger.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli.serve", "serve", "--out", str(out), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 3, result.stderr
+    assert str(ledger) in result.stderr and "Traceback" not in result.stderr
+    assert "run rtcheck serve again" in result.stderr and "its inbox" in result.stderr
+    assert ledger.read_bytes() == before
