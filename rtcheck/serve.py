@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -452,6 +452,10 @@ class Checker:
         Structure model between contour planes (:data:`rtcheck.dvh.BETWEEN_PLANES`).
     prescription
         ``(total Gy, fractions)`` for plans that state no prescription, or None.
+    aliases, aliases_file
+        An institution alias map and the file it came from, or None.
+    strict
+        Minor deviations fail a plan too.
     """
 
     incoming: Path
@@ -460,6 +464,9 @@ class Checker:
     log: Callable[..., None]
     between_planes: str = "shape"
     prescription: tuple[float, int] | None = None
+    aliases: Mapping[str, tuple[str, ...]] | None = None
+    aliases_file: str | None = None
+    strict: bool = False
     ledger: Ledger = field(init=False)
 
     def __post_init__(self) -> None:
@@ -516,6 +523,9 @@ class Checker:
             [(source, export) for source, export, _ in todo],
             self.out,
             self.protocol,
+            self.aliases,
+            self.aliases_file,
+            self.strict,
             between_planes=self.between_planes,
             prescription=self.prescription,
         )
@@ -570,9 +580,11 @@ class Checker:
                 self.log("retry", s.patient_id, s.plan_uid, "error", **ids)
                 return
         self.ledger.finish(key, outcome.verdict, outcome.json_report, outcome.message)
-        extra: dict[str, str] = {}
+        extra: dict[str, Any] = {}
         if outcome.verdict == "error":
             extra["reason"] = self._scrub(outcome.message)
+        if outcome.failed_rules:  # as rtcheck watch logs them
+            extra["failed_rules"] = list(outcome.failed_rules)
         self.log(
             "error" if outcome.verdict == "error" else "checked",
             s.patient_id,
@@ -864,6 +876,8 @@ def run_serve(
     incomplete_timeout: float = 600.0,
     stream: IO[str] | None = None,
     stop: threading.Event | None = None,
+    aliases: str | Path | None = None,
+    strict: bool = False,
 ) -> None:
     """Receive exports over DICOM and check each plan once, until stopped.
 
@@ -897,18 +911,23 @@ def run_serve(
         Set to stop (SIGTERM and SIGINT set it too, in the main thread): listening ends at
         once, the check in progress is finished, open associations are given
         :data:`CLOSE_GRACE` seconds, then aborted.
+    aliases
+        An institution alias file (YAML ``ROLE: [pattern, ...]``), as ``rtcheck batch``.
+    strict
+        Minor deviations fail a plan too.
 
     Raises
     ------
     UsageError, ProtocolError
         Bad AE title, port or settle time, an output folder that is a file, a port that
-        cannot be listened on, an unknown or malformed protocol.
+        cannot be listened on, an unknown or malformed protocol or alias file.
     InputError
         The output folder cannot be written or its ledger cannot be used.
     MissingExtraError
         pynetdicom is not installed (``pip install 'rtcheck[serve]'``).
     """
     from rtcheck.constraints.registry import resolve_protocol
+    from rtcheck.constraints.structures import check_alias_roles, load_aliases
 
     ae_title = _validate_ae_title(ae_title, "--ae-title")
     allowed = [_validate_ae_title(t, "--allow-ae") for t in allow_ae]
@@ -920,6 +939,9 @@ def run_serve(
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} is a file: --out needs a folder")
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
+    alias_map = load_aliases(Path(aliases)) if aliases is not None else None
+    if fixed is not None and alias_map is not None:
+        check_alias_roles(alias_map, fixed, str(aliases))
     ae = _application_entity(ae_title, allowed)
     prepare_folder(out_dir)  # a folder that cannot be written is refused at once
     remove_stale_temporaries(out_dir)
@@ -933,7 +955,17 @@ def run_serve(
     arrivals = _Arrivals(settle)
     node = _Node(inbox, arrivals, log)
     stop = stop or threading.Event()
-    checker = Checker(inbox.root, out_dir, fixed, log, between_planes, prescription)
+    checker = Checker(
+        inbox.root,
+        out_dir,
+        fixed,
+        log,
+        between_planes,
+        prescription,
+        alias_map,
+        None if aliases is None else str(aliases),
+        strict,
+    )
     closer: threading.Thread | None = None
     with stop_on_signals(stop):  # kept until the end: a second SIGTERM does not cut it short
         try:

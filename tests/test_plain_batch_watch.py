@@ -220,13 +220,13 @@ def _advice_options(path: Path) -> set[str]:
     return found
 
 
-def test_every_advice_of_a_check_names_an_option_of_batch_and_watch() -> None:
+def test_every_advice_of_a_check_names_an_option_of_batch_watch_and_serve() -> None:
     sources = [*(REPO / "rtcheck" / "constraints").glob("*.py"), REPO / "rtcheck/prescription.py"]
     advised = set().union(*map(_advice_options, sources))
     assert {"--aliases", "--protocol", "--prescription"} <= advised  # the scan finds them
-    for command in ("batch", "watch"):
+    for command in ("batch", "watch", "serve"):
         assert advised <= _options(command), (command, advised - _options(command))
-    assert {"--aliases", "--strict"} <= _options("watch")
+        assert {"--aliases", "--strict"} <= _options(command)
 
 
 def test_watch_aliases_and_strict(staging: Path, tmp_path: Path) -> None:

@@ -484,3 +484,43 @@ def test_a_corrupt_ledger_stops_the_node_at_start_naming_it(tmp_path: Path) -> N
     assert str(ledger) in result.stderr and "Traceback" not in result.stderr
     assert "run rtcheck serve again" in result.stderr and "its inbox" in result.stderr
     assert ledger.read_bytes() == before
+
+
+def test_aliases_and_strict(staging: Path, tmp_path: Path) -> None:
+    # SA with its PTV named "Zielvolumen": found through an alias file; its minor
+    # deviation (R100) fails the plan with --strict, as in batch and watch.
+    export = tmp_path / "SR"
+    export.mkdir()
+    for name in ("RP.dcm", "RD.dcm"):
+        shutil.copyfile(staging / "SA" / name, export / name)
+    rs = pydicom.dcmread(staging / "SA" / "RS.dcm")
+    for roi in rs.StructureSetROISequence:
+        if roi.ROIName == "PTV":
+            roi.ROIName = "Zielvolumen"
+    rs.save_as(export / "RS.dcm")
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("PTV: [Zielvolumen]\n", encoding="utf-8")
+    verdicts = []
+    for k, extra in enumerate(
+        ((), ("--aliases", str(aliases)), ("--aliases", str(aliases), "--strict"))
+    ):
+        out = tmp_path / f"out{k}"
+        with node(out, *SABR, *extra) as n:
+            assert send(n.port, rt_files(export)) == [0, 0, 0]
+            wait_for(lambda out=out: count(out, "checked", "SA") == 1)  # type: ignore[misc]
+            assert n.stop() == 0
+        (checked,) = [e for e in events(out) if e["event"] == "checked"]
+        verdicts.append((checked["verdict"], checked.get("failed_rules")))
+    assert verdicts[0][0] == "fail"  # no PTV found: its rules not evaluated, one fails
+    assert verdicts[1] == ("pass", None)
+    assert verdicts[2] == ("fail", ["ptv-r100"])
+
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("NoSuchRole: [x]\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "rtcheck.cli.serve", "serve", "--out", str(tmp_path / "o4"),
+         "--port", "0", "--protocol", "sabr-lung", "--aliases", str(unknown)],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 2 and "NoSuchRole" in result.stderr
+    assert not (tmp_path / "o4").exists()

@@ -19,10 +19,13 @@ import typer
 
 from rtcheck.cli.errors import EXIT_OK, exit_codes
 from rtcheck.cli.options import (
+    AliasesOption,
     BetweenPlanes,
     BetweenPlanesOption,
+    PlainHelpCommand,
     PrescriptionOption,
     ProtocolOption,
+    StrictOption,
 )
 
 __all__ = ["serve"]
@@ -87,6 +90,8 @@ def serve(
     ] = 600.0,
     between_planes: BetweenPlanesOption = BetweenPlanes.SHAPE,
     prescription: PrescriptionOption = None,
+    aliases: AliasesOption = None,
+    strict: StrictOption = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="pynetdicom's log and tracebacks of internal errors.")
     ] = False,
@@ -113,13 +118,15 @@ def serve(
             between_planes=between_planes.value,
             prescription=None if prescription is None else parse_prescription(prescription),
             incomplete_timeout=incomplete_timeout,
+            aliases=aliases,
+            strict=strict,
         )
     raise typer.Exit(EXIT_OK)
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, no_args_is_help=True)
-    app.command("serve")(serve)
+    app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None)
+    app.command("serve", cls=PlainHelpCommand)(serve)
 
     @app.callback()
     def _group() -> None:
