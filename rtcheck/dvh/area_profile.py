@@ -108,9 +108,16 @@ def fit_end(base: float, s: Sequence[float], areas: Sequence[float]) -> EndFit:
 
 
 def _rises(fit: EndFit, s0: float) -> bool:
-    """Whether the fit rises from the end plane all the way to the first plane."""
+    """Whether the fit rises from the end plane all the way to the first plane.
+
+    A fall within rounding (1e-12 of the area) is no fall: a parabola whose vertex lies
+    exactly on the first plane rises all the way, although its last two samples may
+    differ by a unit in the last place either way.
+    """
     ss = np.linspace(0.0, s0, 65)
-    return fit.a > 0 and not np.any(np.diff(fit.area(ss)) < 0)
+    area = fit.area(ss)
+    rounding = 1e-12 * float(np.abs(area).max())
+    return fit.a > 0 and not np.any(np.diff(area) < -rounding)
 
 
 def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> EndFit | None:
@@ -118,7 +125,9 @@ def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> End
 
     For each exponent ``p`` the coefficients come from the first two planes (a 2 x 2
     linear system, solved in closed form); the exponents where the third plane's miss
-    changes sign on a grid of 76 are refined by bisection (60 halvings).
+    changes sign on a grid of 76 are refined by bisection (60 halvings); a grid point
+    where it is nil within rounding is a root as it stands. Of the roots whose curve rises
+    from the end plane to the first plane, the one nearest ``p = 1``.
     """
     s0, s1, s2 = float(s[0]), float(s[1]), float(s[2])
     y0, y1, y2 = float(y[0]), float(y[1]), float(y[2])
@@ -136,23 +145,35 @@ def _three_plane_fit(base: float, s: Sequence[float], y: Sequence[float]) -> End
     u0, u1 = y0 ** (1 / grid), y1 ** (1 / grid)
     inner = ((u0 * s1 * s1 - u1 * s0 * s0) * s2 + (s0 * u1 - s1 * u0) * s2 * s2) / det
     misses = np.maximum(inner, 0.0) ** grid - y2
-    for k in np.flatnonzero(np.sign(misses[:-1]) != np.sign(misses[1:])):
-        lo, hi = float(grid[k]), float(grid[k + 1])
-        sign_lo = math.copysign(1.0, miss(lo)) if miss(lo) else 0.0
-        for _ in range(60):  # bisection: the miss is smooth and changes sign here
-            mid = 0.5 * (lo + hi)
-            value = miss(mid)
-            sign_mid = math.copysign(1.0, value) if value else 0.0
-            if sign_mid == sign_lo:
-                lo, sign_lo = mid, sign_mid
-            else:
-                hi = mid
-        p = 0.5 * (lo + hi)
+    # A miss within rounding of nil is a root on the grid itself (p = 1 for an area
+    # quadratic in z): taken as it is, since the sign of a rounding error says nothing
+    # about the side the root lies on.
+    rounding = 1e-12 * max(y0, y1, y2)
+    on_grid = np.abs(misses) <= rounding
+    crossing = np.flatnonzero(np.sign(misses[:-1]) != np.sign(misses[1:]))
+    fits: list[EndFit] = []
+    for k in sorted({*np.flatnonzero(on_grid).tolist(), *crossing.tolist()}):
+        if on_grid[k]:
+            p = float(grid[k])
+        elif on_grid[k + 1]:
+            continue  # that root is grid[k + 1], tried next
+        else:
+            lo, hi = float(grid[k]), float(grid[k + 1])
+            sign_lo = math.copysign(1.0, float(misses[k]))
+            for _ in range(60):  # bisection: the miss is smooth and changes sign here
+                mid = 0.5 * (lo + hi)
+                if math.copysign(1.0, miss(mid)) == sign_lo:
+                    lo = mid
+                else:
+                    hi = mid
+            p = 0.5 * (lo + hi)
         a, b = coefficients(p)
         fit = EndFit(base, a, b, p)
         if _rises(fit, s0):
-            return fit
-    return None
+            fits.append(fit)
+    # Three planes can be met by more than one exponent: the one nearest a parabola
+    # (p = 1) is the least bent, and keeps an area quadratic in z exact.
+    return min(fits, key=lambda f: abs(math.log(f.p)), default=None)
 
 
 class AreaProfile:
@@ -188,7 +209,11 @@ class AreaProfile:
             return
         idx = np.arange(first, last + 1)
         h = np.diff(z[idx])
-        d = np.diff(area[idx]) / h
+        # Areas equal to rounding are equal: the same outline moved (1e-15 apart after a
+        # translation) must give the same curve, not a rising end or a tiny bulge.
+        step = np.diff(area[idx])
+        step[np.abs(step) <= 1e-12 * float(np.abs(area[idx]).max())] = 0.0
+        d = step / h
         m = np.zeros(idx.size)
         if idx.size >= 3:
             # The slope of the parabola through each plane and its neighbours.
@@ -198,12 +223,12 @@ class AreaProfile:
             m[-1] = parabola_slope(za[-1], za[-2], za[-3], aa[-1], aa[-2], aa[-3])
         else:
             m[:] = d[0]
-        if area[first] < area[first + 1]:
+        if step[0] > 0:
             nxt = idx[1:4]
             fit = fit_end(float(area[first]), list(z[nxt] - z[first]), list(area[nxt]))
             self.ends[first] = (fit, float(z[first]))
             m[1] = fit.slope(float(z[first + 1] - z[first]))
-        if area[last] < area[last - 1]:
+        if step[-1] < 0:
             prv = idx[::-1][1:4]
             fit = fit_end(float(area[last]), list(z[last] - z[prv]), list(area[prv]))
             self.ends[last - 1] = (fit, float(z[last]))

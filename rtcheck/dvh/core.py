@@ -222,10 +222,18 @@ class DVH:
 
     @cached_property
     def _cumulative(self) -> FloatArray:
-        """Volume (cc) receiving at least each bin edge."""
+        """Volume (cc) receiving at least each bin edge.
+
+        Never rising with dose, never negative, never above ``volume_inside_cc``: the
+        histogram's sum may exceed the volume by rounding (1e-12 of it), and a bin may
+        hold -1e-14 cc where the spread of two samples cancels; the curve would then rise
+        by that much just above the minimum dose or dip below nil near the maximum.
+        """
         cum = np.zeros(self.bin_edges.size)
         cum[:-1] = np.cumsum(self.differential_cc[::-1])[::-1]
-        return cum
+        cum = np.maximum.accumulate(np.maximum(cum, 0.0)[::-1])[::-1]
+        result: FloatArray = np.minimum(cum, self.volume_inside_cc)
+        return result
 
     def volume_at_dose(self, dose_gy: float) -> float:
         """Volume (cc) receiving at least ``dose_gy``."""

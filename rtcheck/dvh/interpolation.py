@@ -168,8 +168,11 @@ def shape_layers(
         m = subs[i]
         if m == 1:
             gap = nxt.z - plane.z
-            if gap <= thickest or _same_outline(plane, nxt):
-                # Identical outlines or close planes: slabs.
+            if gap <= thickest or (_same_outline(plane, nxt) and i not in profile.bulges):
+                # Close planes, or identical outlines with a flat area curve between
+                # them: slabs. (Identical outlines where the curve bulges, at the
+                # equator of a sphere centred between two planes, take its mean area
+                # in pieces, below.)
                 own(i, plane.z, plane.z + 0.5 * gap, plane.area)
                 own(i + 1, plane.z + 0.5 * gap, nxt.z, nxt.area)
                 continue
