@@ -1177,7 +1177,7 @@ def run_batch(
         row naming its folder.
     """
     from rtcheck.constraints.registry import resolve_protocol
-    from rtcheck.constraints.structures import check_alias_roles, load_aliases
+    from rtcheck.constraints.structures import aliases_for
 
     root_dir = Path(root).resolve()
     out_dir = Path(out).resolve()
@@ -1185,9 +1185,7 @@ def run_batch(
     check_out_folder(root_dir, out_dir)
     check_earlier_output(out_dir, overwrite)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
-    alias_map = load_aliases(Path(aliases)) if aliases is not None else None
-    if fixed is not None and alias_map is not None:
-        check_alias_roles(alias_map, fixed, str(aliases))
+    alias_map = aliases_for(aliases, fixed)
     found = discover(root_dir)
     jobs = prepare_jobs(
         found.plans,

@@ -927,7 +927,7 @@ def run_serve(
         pynetdicom is not installed (``pip install 'rtcheck[serve]'``).
     """
     from rtcheck.constraints.registry import resolve_protocol
-    from rtcheck.constraints.structures import check_alias_roles, load_aliases
+    from rtcheck.constraints.structures import aliases_for
 
     ae_title = _validate_ae_title(ae_title, "--ae-title")
     allowed = [_validate_ae_title(t, "--allow-ae") for t in allow_ae]
@@ -939,9 +939,7 @@ def run_serve(
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir} is a file: --out needs a folder")
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
-    alias_map = load_aliases(Path(aliases)) if aliases is not None else None
-    if fixed is not None and alias_map is not None:
-        check_alias_roles(alias_map, fixed, str(aliases))
+    alias_map = aliases_for(aliases, fixed)
     ae = _application_entity(ae_title, allowed)
     prepare_folder(out_dir)  # a folder that cannot be written is refused at once
     remove_stale_temporaries(out_dir)

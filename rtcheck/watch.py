@@ -710,16 +710,14 @@ def run_watch(
         Continuous mode without watchdog installed.
     """
     from rtcheck.constraints.registry import resolve_protocol
-    from rtcheck.constraints.structures import check_alias_roles, load_aliases
+    from rtcheck.constraints.structures import aliases_for
 
     root_dir, out_dir = Path(root).resolve(), Path(out).resolve()
     if not root_dir.is_dir():
         raise InputError("not a folder: give the export folder", root_dir)
     check_out_folder(root_dir, out_dir)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
-    alias_map = load_aliases(Path(aliases)) if aliases is not None else None
-    if fixed is not None and alias_map is not None:
-        check_alias_roles(alias_map, fixed, str(aliases))
+    alias_map = aliases_for(aliases, fixed)
     observer = None if once else _observer(polling)
     prepare_folder(out_dir)  # a folder that cannot be written is refused before any check
     remove_stale_temporaries(out_dir)

@@ -213,6 +213,37 @@ def load_aliases(path: Path) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def aliases_for(
+    path: str | Path | None, protocol: Protocol | None
+) -> dict[str, tuple[str, ...]] | None:
+    """The alias file a command was given, read and, for a fixed protocol, checked.
+
+    Parameters
+    ----------
+    path
+        The ``--aliases`` file, or None.
+    protocol
+        The protocol every plan is checked against, or None for ``auto`` (the roles are
+        then checked plan by plan, once the protocol is chosen).
+
+    Returns
+    -------
+    dict or None
+        ``ROLE: patterns``, or None without a file.
+
+    Raises
+    ------
+    ProtocolError
+        The file cannot be read as an alias file, or names a role the protocol lacks.
+    """
+    if path is None:
+        return None
+    aliases = load_aliases(Path(path))
+    if protocol is not None:
+        check_alias_roles(aliases, protocol, str(path))
+    return aliases
+
+
 def check_alias_roles(aliases: Mapping[str, Sequence[str]], protocol: Protocol, file: str) -> None:
     """Refuse alias entries for roles the protocol does not define."""
     unknown = [r for r in aliases if r not in protocol.roles]
