@@ -24,7 +24,9 @@ def _resample(poly: FloatArray, step: float) -> FloatArray:
     nxt = np.roll(poly, -1, axis=0)
     lengths = np.hypot(*(nxt - poly).T)
     counts = np.maximum(1, np.ceil(lengths / step).astype(int))
-    t = np.concatenate([np.arange(c) / c for c in counts])
+    # k / c for k = 0 .. c - 1 along each edge, all edges at once.
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    t = (np.arange(int(counts.sum())) - first) / np.repeat(counts, counts)
     start = np.repeat(poly, counts, axis=0)
     end = np.repeat(nxt, counts, axis=0)
     return np.asarray(start + (end - start) * t[:, None])
@@ -97,8 +99,11 @@ def outside_fraction(
             for gap, i in reach:
                 polys = outer_sorted[i].polygons
                 # In the outer contour, at most `gap` (<= tolerance) above or below it.
-                ok |= _inside(points[:, 0], points[:, 1], polys)
+                # Each test is point by point: only points not yet inside take it.
+                rest = np.flatnonzero(~ok)
+                ok[rest] = _inside(points[rest, 0], points[rest, 1], polys)
                 planar = np.sqrt(max(tolerance_mm**2 - gap**2, 0.0))
-                ok |= _edge_distance(points[:, 0], points[:, 1], polys) <= planar
+                rest = np.flatnonzero(~ok)
+                ok[rest] = _edge_distance(points[rest, 0], points[rest, 1], polys) <= planar
             outside += int((~ok).sum())
     return outside / total if total else 0.0
