@@ -388,6 +388,15 @@ class ExportSet:
     summation: str
     ct_files: tuple[Path, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: What the folder scan read of each CT file (SOP Instance UID, Image Position and
+    #: Image Orientation Patient, or None where absent or not numbers): the slice
+    #: positions come from it instead of reading every slice again.
+    ct_geometry: tuple[CtGeometry, ...] = ()
+
+
+#: A CT slice as the folder scan read it: its path, SOP Instance UID, Image Position
+#: (Patient) and Image Orientation (Patient), each None when absent or not numbers.
+CtGeometry = tuple[Path, str, tuple[float, ...] | None, tuple[float, ...] | None]
 
 
 # --------------------------------------------------------------------------------------
@@ -1713,7 +1722,12 @@ def _compare_with_beams(
 # --------------------------------------------------------------------------------------
 
 
-def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) -> StructureSet:
+def read_structure_set(
+    path: str | Path,
+    ct_files: Iterable[str | Path] = (),
+    *,
+    ct_geometry: Sequence[CtGeometry] = (),
+) -> StructureSet:
     """Read an RT Structure Set.
 
     Parameters
@@ -1724,6 +1738,9 @@ def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) ->
         The CT slices the structure set was drawn on, if present; their positions
         become ``slice_positions`` when every slice the structure set references is
         among them (else None, with a note).
+    ct_geometry
+        What a folder scan already read of some of ``ct_files``
+        (:attr:`ExportSet.ct_geometry`); those slices are not read again.
 
     Returns
     -------
@@ -1766,7 +1783,7 @@ def read_structure_set(path: str | Path, ct_files: Iterable[str | Path] = ()) ->
         rois, errors = _rois(ds, file, frame, notes)
         if errors:
             raise errors[0] if len(errors) == 1 else InputErrors(errors)
-        positions = _slice_positions(ds, [Path(p) for p in ct_files], notes)
+        positions = _slice_positions(ds, [Path(p) for p in ct_files], notes, ct_geometry)
     return StructureSet(
         file=file,
         sop_instance_uid=_text(ds, "SOPInstanceUID"),
@@ -2014,23 +2031,30 @@ def _referenced_images(ds: Dataset) -> tuple[set[str], set[str]]:
     return series, images
 
 
-def _slice_positions(ds: Dataset, ct_files: list[Path], notes: list[str]) -> FloatArray | None:
+def _slice_positions(
+    ds: Dataset, ct_files: list[Path], notes: list[str], known: Sequence[CtGeometry] = ()
+) -> FloatArray | None:
     if not ct_files:
         return None
     _, images = _referenced_images(ds)
     zs: dict[str, float] = {}
+    scanned = {g[0]: g for g in known}
     for path in ct_files:
-        with _decoding(path):
-            ct = _read(
-                path,
-                specific_tags=["SOPInstanceUID", "ImagePositionPatient", "ImageOrientationPatient"],
-            )
-            uid = _text(ct, "SOPInstanceUID")
-            try:
-                ipp = _floats(ct, "ImagePositionPatient")
-                iop = _floats(ct, "ImageOrientationPatient")
-            except ValueError:
-                ipp = iop = None
+        geometry = scanned.get(path)
+        if geometry is None:
+            with _decoding(path):
+                ct = _read(
+                    path,
+                    specific_tags=[
+                        "SOPInstanceUID",
+                        "ImagePositionPatient",
+                        "ImageOrientationPatient",
+                    ],
+                )
+                geometry = _ct_geometry(ct, path)
+        _, uid, position, orientation = geometry
+        ipp = None if position is None else np.asarray(position, dtype=np.float64)
+        iop = None if orientation is None else np.asarray(orientation, dtype=np.float64)
         if (
             ipp is None
             or iop is None
@@ -2072,6 +2096,7 @@ class _Header:
     referenced_structure_set_uid: str = ""
     referenced_series: frozenset[str] = frozenset()
     dose: _DoseInfo | None = None
+    geometry: CtGeometry | None = None  # CT only
 
 
 def _looks_like_raw_dicom(path: Path) -> bool:
@@ -2146,6 +2171,7 @@ def _scan_file(path: Path) -> _Header | str:
             refs = _seq(ds, "ReferencedFrameOfReferenceSequence")
             frame = (_text(refs[0], "FrameOfReferenceUID") if refs else "") or frame
             series = frozenset(_referenced_images(ds)[0])
+        geometry = _ct_geometry(ds, path) if kind == "CT" else None
         return _Header(
             path,
             kind,
@@ -2157,7 +2183,23 @@ def _scan_file(path: Path) -> _Header | str:
             rs_uid,
             series,
             dose,
+            geometry,
         )
+
+
+def _ct_geometry(ct: Dataset, path: Path) -> CtGeometry:
+    """A CT slice's UID, position and orientation, as :func:`_slice_positions` uses them."""
+    position: tuple[float, ...] | None = None
+    orientation: tuple[float, ...] | None = None
+    try:
+        ipp = _floats(ct, "ImagePositionPatient")
+        iop = _floats(ct, "ImageOrientationPatient")
+    except ValueError:
+        ipp = iop = None
+    if ipp is not None and iop is not None:
+        position = tuple(float(v) for v in ipp)
+        orientation = tuple(float(v) for v in iop)
+    return (path, _text(ct, "SOPInstanceUID"), position, orientation)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -2352,6 +2394,7 @@ def _link(
             continue
         set_warnings = list(notes)
         ct_files = _ct_for(structure, cts, set_warnings, root)
+        ct_set = set(ct_files)
         ids = {
             i for i in (plan.patient_id, structure.patient_id, *(d.patient_id for d in infos)) if i
         }
@@ -2370,6 +2413,9 @@ def _link(
                 summation=chosen[0].summation,
                 ct_files=ct_files,
                 warnings=tuple(set_warnings),
+                ct_geometry=tuple(
+                    g for ct in cts.values() if ct.path in ct_set and (g := ct.geometry)
+                ),
             )
         )
     sets.sort(key=lambda s: (s.patient_id, s.plan_label, str(s.plan)))
@@ -2426,7 +2472,12 @@ def load_export(export_set: ExportSet) -> PlanExport:
     warnings_out = list(export_set.warnings)
     plan = read_plan(export_set.plan)
     return _load(
-        plan, export_set.structures, list(export_set.doses), list(export_set.ct_files), warnings_out
+        plan,
+        export_set.structures,
+        list(export_set.doses),
+        list(export_set.ct_files),
+        warnings_out,
+        export_set.ct_geometry,
     )
 
 
@@ -2519,8 +2570,9 @@ def _load(
     dose_paths: list[Path],
     ct_files: list[Path],
     warnings_out: list[str],
+    ct_geometry: Sequence[CtGeometry] = (),
 ) -> PlanExport:
-    structures = read_structure_set(structures_path, ct_files)
+    structures = read_structure_set(structures_path, ct_files, ct_geometry=ct_geometry)
     infos = []
     with _lenient_pydicom():
         for path in dose_paths:

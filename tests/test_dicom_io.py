@@ -1186,3 +1186,35 @@ def test_number_strings_left_encoded_are_the_ones_pydicom_decodes_cleanly(
     clean = value is not None and all(isinstance(v, float | int) for v in values)
     assert clean == valid
     assert _valid_number_string(data, vr) == valid
+
+
+def test_slice_positions_come_from_the_folder_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan reads each CT slice's position once; loading the export does not read the
+    # slices again, and gets the positions the series was written with (-20 to 20 mm).
+    from tests.fixtures.hostile import write_small_export
+
+    export = write_small_export(tmp_path / "export", with_ct=True)
+    (found,), errors = find_exports(export.folder)
+    assert not errors and len(found.ct_files) == 17 and len(found.ct_geometry) == 17
+    real_read = dicom_io._read
+    read: list[Path] = []
+
+    def counting(path: Path, *args: Any, **kwargs: Any) -> Any:
+        read.append(Path(path))
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_io, "_read", counting)
+    loaded = load_export(found)
+    assert not [p for p in read if p in set(found.ct_files)]
+    expected = np.arange(-20.0, 20.0 + 1e-9, 2.5)
+    positions = loaded.structures.slice_positions
+    assert positions is not None
+    np.testing.assert_allclose(positions, expected, atol=1e-9)
+    # Without the scan's geometry (read_structure_set alone), the slices are read: same.
+    read.clear()
+    alone = dicom_io.read_structure_set(found.structures, found.ct_files)
+    assert len([p for p in read if p in set(found.ct_files)]) == 17
+    assert alone.slice_positions is not None
+    np.testing.assert_array_equal(alone.slice_positions, positions)
