@@ -66,7 +66,7 @@ from rtcheck.dvh.structure import (
 #: Thinnest sub-layer (mm) an interval between two planes is cut into.
 SUB_LAYER_MM = 0.25
 #: Most raster points per interval for the signed distance.
-MAX_RASTER_POINTS = 20_000
+MAX_RASTER_POINTS = 5_000
 #: Most raster steps along either side (an elongated structure gets a finer raster
 #: than a square root of :data:`MAX_RASTER_POINTS` per side would give it).
 MAX_RASTER_SIDE = 1000
