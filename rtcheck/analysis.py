@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,36 @@ def split_dose_notes(dose: DoseData) -> tuple[list[str], list[str]]:
         )
         (notes if agreed or text.startswith(_AGREEMENT_NOTES[1]) else warnings).append(text)
     return notes, warnings
+
+
+def default_threads() -> int:
+    """Threads for computing several structures' DVHs at once: the CPUs this process may
+    use, at most 2 (NumPy releases the GIL in the sampler's large array operations, so
+    two structures overlap; more mostly wait for it, and each holds its own buffers)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(2, usable))
+
+
+def _in_threads(
+    work: Callable[[Roi], StructureResult], rois: Sequence[Roi], threads: int | None
+) -> list[StructureResult]:
+    """``work`` of each ROI, in ROI order, ``threads`` at a time (largest ROIs first, so
+    that the last one to finish is a small one)."""
+    count = default_threads() if threads is None else max(1, threads)
+    if count == 1 or len(rois) < 2:
+        return [work(roi) for roi in rois]
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = sorted(
+        range(len(rois)),
+        key=lambda i: -sum(len(q) for p in rois[i].planes for q in p.polygons),
+    )
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="rtcheck-dvh") as pool:
+        done = dict(zip(order, pool.map(lambda i: work(rois[i]), order), strict=True))
+    return [done[i] for i in range(len(rois))]
 
 
 @dataclass
@@ -163,6 +194,7 @@ def analyse(
     metric_texts: Sequence[str] | None = None,
     between_planes: str = "shape",
     prescription_gy: float | None = None,
+    threads: int | None = None,
 ) -> DvhAnalysis:
     """Compute DVHs and metrics for the chosen structures of an export.
 
@@ -188,6 +220,9 @@ def analyse(
     prescription_gy
         The total prescription for ``%`` doses (see
         :func:`rtcheck.prescription.resolve_prescription`); None: the plan's own, if any.
+    threads
+        Structures computed at once (:func:`default_threads` when None); the results
+        do not depend on it.
 
     Returns
     -------
@@ -201,12 +236,13 @@ def analyse(
     prescription = prescription_gy
     if prescription is None and export.plan is not None:
         prescription = export.plan.total_dose_gy
-    # Threads do not help here (the sampler is memory-bound and holds the GIL between
-    # NumPy calls); one structure at a time also bounds memory.
-    results = [
-        _analyse_roi(export, roi, metrics, prescription, between_planes, must_fit=named)
-        for roi in rois
-    ]
+    results = _in_threads(
+        lambda roi: _analyse_roi(
+            export, roi, metrics, prescription, between_planes, must_fit=named
+        ),
+        rois,
+        threads,
+    )
     if roi_names:  # asked for by name: no DVH is a problem, not a remark
         for result in results:
             if result.dvh is None and not result.problems:

@@ -1218,3 +1218,31 @@ def test_slice_positions_come_from_the_folder_scan(
     assert len([p for p in read if p in set(found.ct_files)]) == 17
     assert alone.slice_positions is not None
     np.testing.assert_array_equal(alone.slice_positions, positions)
+
+
+def test_structures_computed_two_at_once_give_the_same_analysis(tmp_path: Path) -> None:
+    # rtcheck dvh computes two structures at a time in threads: the same DVHs, metrics,
+    # warnings and order as one at a time (no state is shared between two DVHs).
+
+    from rtcheck.analysis import analyse
+    from tests.fixtures.plans import write_plan_export
+    from tests.test_golden import CENTRAL, lung
+
+    folder = write_plan_export(tmp_path / "plan", lung(CENTRAL, 3, 18))
+    export = dicom_io.load_path(folder)
+    one = analyse(export, threads=1)
+    two = analyse(export, threads=2)
+    assert len(one.structures) == 9
+    assert [s.roi.name for s in one.structures] == [s.roi.name for s in two.structures]
+    for a, b in zip(one.structures, two.structures, strict=True):
+        assert (a.dvh is None) == (b.dvh is None)
+        if a.dvh is not None and b.dvh is not None:
+            np.testing.assert_array_equal(a.dvh.differential_cc, b.dvh.differential_cc)
+            assert (a.dvh.volume_cc, a.dvh.min_gy, a.dvh.max_gy, a.dvh.mean_gy) == (
+                b.dvh.volume_cc,
+                b.dvh.min_gy,
+                b.dvh.max_gy,
+                b.dvh.mean_gy,
+            )
+        assert a.metrics == b.metrics and a.warnings == b.warnings
+    assert one.warnings == two.warnings
