@@ -16,7 +16,7 @@ third above the unprofiled ones).
 from __future__ import annotations
 
 import argparse
-import pstats
+import marshal
 import subprocess
 import sys
 import tempfile
@@ -71,18 +71,21 @@ def profile(command: list[str], top: int, out: Path) -> str:
         check=False,
         capture_output=True,
     )
-    stats = pstats.Stats(str(out))
-    entries = stats.stats  # type: ignore[attr-defined]
-    rows = []
+    # cProfile writes its statistics with marshal: {(file, line, function): (primitive
+    # calls, calls, own s, cumulative s, callers)}, what pstats.Stats reads.
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = marshal.loads(
+        out.read_bytes()
+    )
+    rows: list[tuple[str, float]] = []
     scipy_import = 0.0
     for (filename, line, name), (_, _, _, cumulative, _) in entries.items():
         if "/rtcheck/" in filename and not filename.endswith("__main__.py"):
-            rows.append([f"{Path(filename).name}:{line}({name})", cumulative])
+            rows.append((f"{Path(filename).name}:{line}({name})", cumulative))
         if name == "<module>" and filename.endswith(("scipy/ndimage/__init__.py",
                                                       "scipy/spatial/__init__.py")):  # fmt: skip
             scipy_import += cumulative
-    rows.sort(key=lambda r: -float(r[1]))
-    rows.append(["SciPy import (ndimage + spatial)", scipy_import])
+    rows.sort(key=lambda r: -r[1])
+    rows.append(("SciPy import (ndimage + spatial)", scipy_import))
     return table(
         ["function", "cumulative s"],
         rows[:top] + rows[-1:],

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import html as html_module
 import itertools
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from rtcheck.cli.main import app
 from rtcheck.reports.html import DASHES, PALETTE, STATUS_COLOUR, _qty, _round_text
 from tests.fixtures.plans import sphere, write_plan_export
 from tests.test_golden import GROSS, PERIPHERAL, PRIMARY, head_neck, lung
 from tests.test_report_html import _chromium, find_chromium, require_chromium
+from tests.test_report_wording import _run_check
 
 
 @dataclass(frozen=True)
@@ -34,26 +32,10 @@ class Page:
 
 
 def _check(folder: Path, protocol: str) -> Page:
-    html_path, json_path = folder.parent / "report.html", folder.parent / "report.json"
-    result = CliRunner().invoke(
-        app,
-        [
-            "check",
-            str(folder),
-            "--protocol",
-            protocol,
-            "--html",
-            str(html_path),
-            "--json",
-            str(json_path),
-        ],
-    )
-    assert result.exit_code in (0, 1), result.output
-    return Page(
-        html_path,
-        html_path.read_text(encoding="utf-8"),
-        json.loads(json_path.read_text(encoding="utf-8")),
-    )
+    """``rtcheck check`` with every report (as tests/test_report_wording.py runs it)."""
+    reports = _run_check(folder, protocol)
+    assert reports.code in (0, 1), reports.terminal
+    return Page(folder.parent / "r.html", reports.html, reports.doc)
 
 
 @pytest.fixture(scope="module")

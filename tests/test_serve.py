@@ -7,6 +7,7 @@ process is stopped in a ``finally`` (tests/fixtures/scu.py).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import shutil
@@ -501,13 +502,17 @@ def test_aliases_and_strict(staging: Path, tmp_path: Path) -> None:
     aliases = tmp_path / "aliases.yaml"
     aliases.write_text("PTV: [Zielvolumen]\n", encoding="utf-8")
     verdicts = []
+
+    def checked_once(folder: Path) -> bool:
+        return count(folder, "checked", "SA") == 1
+
     for k, extra in enumerate(
         ((), ("--aliases", str(aliases)), ("--aliases", str(aliases), "--strict"))
     ):
         out = tmp_path / f"out{k}"
         with node(out, *SABR, *extra) as n:
             assert send(n.port, rt_files(export)) == [0, 0, 0]
-            wait_for(lambda out=out: count(out, "checked", "SA") == 1)  # type: ignore[misc]
+            wait_for(functools.partial(checked_once, out))
             assert n.stop() == 0
         (checked,) = [e for e in events(out) if e["event"] == "checked"]
         verdicts.append((checked["verdict"], checked.get("failed_rules")))
