@@ -45,6 +45,7 @@ the box is reported as ``volume_outside_cc`` and excluded from the histogram.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -701,6 +702,8 @@ class _SpreadHistogram:
 
 #: Lattice cells handled at once when sampling a stack of planes (bounds memory).
 _CHUNK_CELLS = 100_000
+#: Samples whose dose is interpolated at once (bounds the temporary arrays).
+_SAMPLE_BLOCK = 32_768
 
 
 def _layer_chunks(layers: Sequence[Layer], hx: float, hy: float) -> list[list[int]]:
@@ -808,12 +811,58 @@ def _sample_layers(
     slab_dz = (hi - lo) / n_subs
     # mm³ per cell and sub-slice: each layer's exact area shared by coverage.
     weight = share * (areas * slab_dz / covered)[plane]
-    # Every in-plane sample repeated over its layer's sub-slices.
+    # Every in-plane sample repeated over its layer's sub-slices, in blocks of cells
+    # holding about _SAMPLE_BLOCK samples: the thirty-odd temporary arrays of a block
+    # stay small (a long thin structure's chunk held 160,000 samples, 48 MB at once).
     reps = n_subs[plane]
-    sample = np.repeat(np.arange(plane.size), reps)
+    ends = np.cumsum(reps)
+    total = int(ends[-1]) if ends.size else 0
+    cuts = np.searchsorted(ends, np.arange(_SAMPLE_BLOCK, total, _SAMPLE_BLOCK))
+    bounds = [0, *np.unique(cuts + 1).tolist()]
+    if bounds[-1] < plane.size:
+        bounds.append(plane.size)
+    parts = [
+        _sample_cells(
+            grid,
+            lo[plane[a:b]],
+            slab_dz[plane[a:b]],
+            reps[a:b],
+            px[a:b],
+            py[a:b],
+            wx[a:b],
+            wy[a:b],
+            weight[a:b],
+        )
+        for a, b in itertools.pairwise(bounds)
+    ]
+    outside_mm3 = sum(part[3] for part in parts)
+    if not parts:
+        empty = np.zeros(0)
+        return _Samples(empty, empty, empty, 0.0, ambiguous)
+    if len(parts) == 1:
+        doses, spread, weights = parts[0][:3]
+    else:
+        doses, spread, weights = (np.concatenate([part[k] for part in parts]) for k in range(3))
+    return _Samples(doses, spread, weights, outside_mm3, ambiguous)
+
+
+def _sample_cells(
+    grid: DoseGrid,
+    lo: FloatArray,
+    dz: FloatArray,
+    reps: NDArray[np.int_],
+    px: FloatArray,
+    py: FloatArray,
+    wx: FloatArray,
+    wy: FloatArray,
+    weight: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+    """Dose, spread and weight of the samples of lattice cells, each cell repeated over
+    ``reps`` sub-slices of thickness ``dz`` from ``lo`` (all per cell), with the volume
+    that falls outside the dose grid."""
+    sample = np.repeat(np.arange(px.size), reps)
     sub = np.arange(sample.size) - np.repeat(np.cumsum(reps) - reps, reps)
-    plane_s = plane[sample]
-    pz = lo[plane_s] + (sub + 0.5) * slab_dz[plane_s]
+    pz = lo[sample] + (sub + 0.5) * dz[sample]
     x, y = px[sample], py[sample]
     weights = weight[sample]
     (xlo, xhi), (ylo, yhi), (zlo, zhi) = grid.extent
@@ -829,11 +878,10 @@ def _sample_layers(
         )
     if x.size == 0:
         empty = np.zeros(0)
-        return _Samples(empty, empty, empty, outside_mm3, ambiguous)
+        return empty, empty, empty, outside_mm3
     doses, gx, gy, gz = _trilinear_with_gradient(grid, x, y, pz)
-    dz = slab_dz[plane[sample]]
-    spread = np.sqrt((gx * wx[sample]) ** 2 + (gy * wy[sample]) ** 2 + (gz * dz) ** 2)
-    return _Samples(doses, spread, weights, outside_mm3, ambiguous)
+    spread = np.sqrt((gx * wx[sample]) ** 2 + (gy * wy[sample]) ** 2 + (gz * dz[sample]) ** 2)
+    return doses, spread, weights, outside_mm3
 
 
 def _coalesced(layers: Sequence[Layer], step: float) -> list[Layer]:
