@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from rtcheck.constraints.metrics import (
 from rtcheck.dicom_io import DoseData, PlanExport, Roi
 from rtcheck.dvh import DVH, compute_dvh
 from rtcheck.errors import EvaluationError, UsageError
+
+T = TypeVar("T")
 
 logger = logging.getLogger("rtcheck")
 
@@ -81,11 +84,16 @@ def default_threads() -> int:
     return max(1, min(2, usable))
 
 
-def _in_threads(
-    work: Callable[[Roi], StructureResult], rois: Sequence[Roi], threads: int | None
-) -> list[StructureResult]:
-    """``work`` of each ROI, in ROI order, ``threads`` at a time (largest ROIs first, so
-    that the last one to finish is a small one)."""
+def in_threads(
+    work: Callable[[Roi], T], rois: Sequence[Roi], threads: int | None = None
+) -> list[T]:
+    """``work`` of each ROI, in ROI order, ``threads`` at a time (:func:`default_threads`
+    when None; largest ROIs first, so that the last one to finish is a small one).
+
+    ``work`` must not change shared state: its results are returned, in order, for the
+    caller to use in a fixed order (reports do not depend on which thread ran first).
+    An exception raised by ``work`` is raised here.
+    """
     count = default_threads() if threads is None else max(1, threads)
     if count == 1 or len(rois) < 2:
         return [work(roi) for roi in rois]
@@ -236,7 +244,7 @@ def analyse(
     prescription = prescription_gy
     if prescription is None and export.plan is not None:
         prescription = export.plan.total_dose_gy
-    results = _in_threads(
+    results = in_threads(
         lambda roi: _analyse_roi(
             export, roi, metrics, prescription, between_planes, must_fit=named
         ),

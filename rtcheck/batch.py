@@ -164,6 +164,11 @@ class PlanJob:
     prescription
         ``(total Gy, fractions)`` to use for plans that state no prescription
         (``--prescription``), or None.
+    threads
+        DVHs computed at once within the plan's check (see
+        :func:`rtcheck.analysis.in_threads`); None: as many as the CPUs allow. The
+        process pool sets 1 when it runs several plans at once: its workers already
+        keep the CPUs busy.
     """
 
     export: ExportSet
@@ -177,6 +182,7 @@ class PlanJob:
     strict: bool = False
     between_planes: str = "shape"
     prescription: tuple[float, int] | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -637,6 +643,7 @@ def check_one(job: PlanJob) -> PlanOutcome:
             between_planes=job.between_planes,
             prescription=job.prescription,
             selection=choice,
+            threads=job.threads,
         )
         json_path = _report_path(job, ".json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -789,6 +796,8 @@ def _run_pool(
         if on_done is not None:
             on_done(outcome)
 
+    if min(workers, len(jobs)) > 1:  # the workers share the CPUs: one DVH at a time each
+        jobs = [replace(job, threads=1) for job in jobs]
     pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
     try:
         futures: dict[Future[PlanOutcome], int] = {

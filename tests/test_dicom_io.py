@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1246,3 +1247,46 @@ def test_structures_computed_two_at_once_give_the_same_analysis(tmp_path: Path) 
             )
         assert a.metrics == b.metrics and a.warnings == b.warnings
     assert one.warnings == two.warnings
+
+
+def test_check_computing_dvhs_ahead_in_threads_gives_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rtcheck check computes the DVHs it will need ahead, two at a time: the report is the
+    # one computed one at a time (notes in the order the checks asked for the DVHs), and
+    # no DVH is computed twice or without being needed.
+    from rtcheck.constraints import engine
+    from rtcheck.constraints.registry import resolve_protocol
+    from rtcheck.reports.check import to_json
+    from tests.fixtures.plans import sphere, write_plan_export
+    from tests.test_golden import CENTRAL, lung
+
+    spec = lung(CENTRAL, 3, 18)
+    # An organ no rule of the protocol names: its DVH is never needed.
+    spec = replace(spec, shapes=(*spec.shapes, sphere("Stomach", (40, -60, -40), 20)))
+    folder = write_plan_export(tmp_path / "plan", spec)
+    export = dicom_io.load_path(folder)
+    protocol = resolve_protocol("sabr-lung")
+    computed: list[str] = []
+    real = engine.roi_dvh
+
+    def counted(export: dicom_io.PlanExport, roi: dicom_io.Roi, between: str = "shape") -> Any:
+        computed.append(roi.name)
+        return real(export, roi, between)
+
+    monkeypatch.setattr(engine, "roi_dvh", counted)
+    reports, names = [], []
+    for threads in (None, 1, 2):  # None: each DVH computed when asked for
+        computed.clear()
+        with monkeypatch.context() as m:
+            if threads is None:
+                m.setattr(engine._Context, "prefetch", lambda self, rois: None)
+            document = to_json(engine.check_plan(export, protocol, threads=threads))
+        for key in ("checked_at", "checked_at_local"):
+            document.pop(key)
+        reports.append(document)
+        names.append(sorted(computed))
+    assert reports[0] == reports[1] == reports[2]
+    assert names[0] == names[1] == names[2]
+    assert len(names[2]) == len(set(names[2])) >= 4
+    assert "Stomach" not in names[2]

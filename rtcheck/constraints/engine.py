@@ -9,14 +9,14 @@ could not be evaluated (a plan with an unknown part cannot pass), else ``pass``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from rtcheck.analysis import ambiguous_contours, fallback_thickness, roi_dvh
+from rtcheck.analysis import ambiguous_contours, fallback_thickness, in_threads, roi_dvh
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.metrics import Metric
 from rtcheck.constraints.protocol import (
@@ -154,6 +154,11 @@ class _Context:
     fact_values: dict[str, str | float | None] = field(default_factory=dict)
     fact_reasons: dict[str, str] = field(default_factory=dict)
     dvhs: dict[int, DVH | str] = field(default_factory=dict)
+    #: DVHs computed ahead (:meth:`prefetch`), not yet asked for: by ROI number, the DVH
+    #: or the ValueError that said why there is none.
+    ahead: dict[int, DVH | ValueError] = field(default_factory=dict)
+    #: DVHs computed at once by :meth:`prefetch` (None: :func:`rtcheck.analysis.default_threads`).
+    threads: int | None = None
     distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     targets: list[TargetInfo] = field(default_factory=list)
@@ -172,11 +177,13 @@ class _Context:
                 )
                 self.dvhs[roi.number] = f"ROI '{roi.name}' has {what}"
             else:
-                try:
-                    dvh = roi_dvh(self.export, roi, self.between_planes)
-                except ValueError as exc:
-                    self.dvhs[roi.number] = f"ROI '{roi.name}': {exc}"
+                outcome = self.ahead.pop(roi.number, None)
+                if outcome is None:
+                    outcome = self._dvh_or_error(roi)
+                if isinstance(outcome, ValueError):
+                    self.dvhs[roi.number] = f"ROI '{roi.name}': {outcome}"
                 else:
+                    dvh = outcome
                     self.dvhs[roi.number] = (
                         f"ROI '{roi.name}': {ambiguous_contours(dvh)}"
                         if dvh.ambiguous_planes
@@ -184,6 +191,32 @@ class _Context:
                     )
                     self.notes.extend(f"ROI '{roi.name}': {n}" for n in dvh.notes)
         return self.dvhs[roi.number]
+
+    def _dvh_or_error(self, roi: Roi) -> DVH | ValueError:
+        """The DVH of an ROI, or the ValueError that says why there is none."""
+        try:
+            return roi_dvh(self.export, roi, self.between_planes)
+        except ValueError as exc:
+            return exc
+
+    def prefetch(self, rois: Iterable[Roi]) -> None:
+        """Compute the DVHs of ``rois`` ahead of use, several at once (see
+        :func:`rtcheck.analysis.in_threads`).
+
+        :meth:`dvh_of` still takes each in the order the checks ask for it, with its
+        notes, so the result is the same as without; only the time differs.
+        """
+        todo: dict[int, Roi] = {}
+        for roi in rois:
+            if roi.planes and roi.number not in self.dvhs and roi.number not in self.ahead:
+                todo.setdefault(roi.number, roi)
+        if len(todo) < 2:  # nothing to overlap: computed when asked for
+            return
+        chosen = list(todo.values())
+        for roi, outcome in zip(
+            chosen, in_threads(self._dvh_or_error, chosen, self.threads), strict=True
+        ):
+            self.ahead[roi.number] = outcome
 
     def dvh(self, name: str) -> DVH | str:
         """The DVH of the ROI filling a role (names of matched ROIs are unique)."""
@@ -365,6 +398,7 @@ def check_plan(
     between_planes: str = "shape",
     prescription: tuple[float, int] | None = None,
     selection: Choice | None = None,
+    threads: int | None = None,
 ) -> CheckResult:
     """Evaluate ``protocol`` on ``export``.
 
@@ -386,6 +420,9 @@ def check_plan(
         prescription (see :mod:`rtcheck.prescription`).
     selection
         How ``--protocol auto`` chose ``protocol``, for the report.
+    threads
+        DVHs computed at once (:func:`rtcheck.analysis.in_threads`; None: as many as
+        the CPUs allow, at most 2). The result is the same for any number.
 
     Raises
     ------
@@ -417,7 +454,14 @@ def check_plan(
             roles.ambiguous[role] = names
             del roles.matched[role]
     ctx = _Context(
-        export, protocol, roles, rois, between_planes=between_planes, rx=rx, rx_problem=rx_problem
+        export,
+        protocol,
+        roles,
+        rois,
+        between_planes=between_planes,
+        rx=rx,
+        rx_problem=rx_problem,
+        threads=threads,
     )
     warnings.extend(rx_warnings)
     for role, names in roles.ambiguous.items():
@@ -428,7 +472,11 @@ def check_plan(
     for names in roles.matched.values():
         for name in names:
             ctx.notes.extend(f"ROI '{name}': {n}" for n in rois[name].notes)
+    # The DVHs the facts and the unconditional rules need, several at once; then those
+    # of the rules the facts make apply.
+    ctx.prefetch(_dvhs_wanted(ctx, conditional=False))
     _facts(ctx)
+    ctx.prefetch(_dvhs_wanted(ctx, conditional=True))
     results: list[RuleResult] = []
     skipped: list[dict[str, str]] = []
     for rule in protocol.rules:
@@ -531,6 +579,38 @@ def _no_volume(roi: Roi) -> str:
     if roi.geometric_type == "CLOSED_PLANAR":
         return "no contour with an area"
     return "no contours"
+
+
+def _dvhs_wanted(ctx: _Context, *, conditional: bool) -> list[Roi]:
+    """ROIs whose DVHs the check will ask for, to compute ahead (:meth:`_Context.prefetch`).
+
+    ``conditional=False``: the targets (the facts read their median dose), the ROIs the
+    planning system gives DVHs for (compared in the report) and the structures of the
+    DVH-based rules that apply whatever the facts. ``conditional=True``: the structures
+    of the DVH-based rules with ``when``/``unless`` that apply, once the facts are known.
+    A guess too many costs time only; one too few is computed when asked for.
+    """
+    out: list[Roi] = []
+    if not conditional:
+        for roi in ctx.export.structures.rois:
+            parsed = parse_target_name(roi.name)
+            if parsed is not None and parsed.is_target:
+                out.append(roi)
+        by_number = {r.number: r for r in ctx.export.structures.rois}
+        out.extend(
+            by_number[t.roi_number] for t in ctx.export.dose.tps_dvhs if t.roi_number in by_number
+        )
+    for rule in ctx.protocol.rules:
+        if not isinstance(rule, DoseVolumeRule | CoverageRule | PlanQualityRule):
+            continue
+        if (rule.when is not None or rule.unless is not None) != conditional:
+            continue
+        if conditional and _applies(ctx, rule)[0] is not True:
+            continue
+        for name in ctx.roles.matched.get(rule.structure, []):
+            if name in ctx.rois:
+                out.append(ctx.rois[name])
+    return out
 
 
 def _rule_roles(rule: Rule) -> list[str]:
