@@ -36,6 +36,15 @@ def _typer_range(low: float | None, high: float | None) -> str:
     return f"{low}<=x<={high}"
 
 
+def _range_of(param: Any) -> tuple[float | None, float | None]:
+    """A parameter's number range: on the parameter (Typer 0.29) or its type (<= 0.28)."""
+    for owner in (param, getattr(param, "type", None)):
+        low, high = getattr(owner, "min", None), getattr(owner, "max", None)
+        if low is not None or high is not None:
+            return low, high
+    return None, None
+
+
 def _argument_name(param: Any) -> str:
     """An argument as people read it: its metavar (``FOLDER``, ``FILE...``)."""
     name = param.metavar or (param.name or "").upper()
@@ -77,7 +86,7 @@ class PlainHelpCommand(TyperCommand):
             if record is None:
                 continue
             name, text = record
-            low, high = getattr(param, "min", None), getattr(param, "max", None)
+            low, high = _range_of(param)
             typer_range = _typer_range(low, high)
             if typer_range:
                 text = text.replace(typer_range, _range_words(low, high))
