@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import rtcheck_command, table
+from benchmarks._common import compile_rtcheck, rtcheck_command, table
 from benchmarks.check_speed import twenty_structure_plan
 from tests.fixtures.plans import write_plan_export
 
@@ -50,6 +50,7 @@ def main() -> None:
             "--workers",
             str(args.workers),
         ]
+        compile_rtcheck()
         t0 = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
