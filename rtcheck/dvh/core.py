@@ -54,6 +54,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
+from rtcheck.dvh.extremes import refine_extremes
 from rtcheck.dvh.interpolation import shape_layers
 
 # The model's types live in rtcheck.dvh.structure (shared with the shape model); they are
@@ -1147,7 +1148,7 @@ def dvh_of_layers(
         n_samples += sampled.doses.size
 
     if inside_mm3 > 0:
-        # Extremes of a smooth field over a prism lie on its vertices: look at the
+        # Extremes of a linear field over a prism lie on its vertices: look at the
         # outline vertices on both faces of every layer.
         solid = [layer for layer in layers if layer.area > 0 and layer.hi > layer.lo]
         vertices = np.concatenate(
@@ -1162,6 +1163,8 @@ def dvh_of_layers(
         if vd.size:
             d_min = min(d_min, float(vd.min()))
             d_max = max(d_max, float(vd.max()))
+        # The trilinear dose can peak between them: on a node, a face or a wall.
+        d_min, d_max = refine_extremes(solid, grid, d_min, d_max)
         mean = weighted_sum / inside_mm3
     else:
         d_min = d_max = mean = math.nan
