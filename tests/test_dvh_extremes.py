@@ -87,6 +87,22 @@ def test_a_peak_beyond_a_diagonal_wall_is_highest_mid_edge() -> None:
         assert dvh.max_gy == pytest.approx(25.0, abs=1e-9), model
 
 
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("y0", (1.0, 1.3, 0.77))
+def test_a_sliver_between_the_scan_lines_is_searched_along_its_whole_length(
+    model: str, y0: float
+) -> None:
+    # An 18 mm long, 1 um wide sliver the scan lines miss (one sample at its centroid,
+    # x = 0) passes under the 100 Gy node (8, 2, 0): on its upper edge, at x = 8 and
+    # z = 0, the dose is 100 * (y0 + 0.001) / 2 (the node's bilinear weight in y).
+    dose = np.zeros((AXIS.size,) * 3)
+    dose[6, 7, 10] = 100.0
+    grid = DoseGrid(AXIS.copy(), AXIS.copy(), AXIS.copy(), dose)
+    sliver = [(-9.0, y0), (9.0, y0), (9.0, y0 + 0.001), (-9.0, y0 + 0.001)]
+    dvh = compute_dvh(_prism(sliver, np.array([-2.0, 0.0, 2.0])), grid, between_planes=model)
+    assert dvh.max_gy == pytest.approx(100.0 * (y0 + 0.001) / 2.0, abs=1e-9)
+
+
 def test_refining_never_leaves_the_structure() -> None:
     # A hot node far away, or near the square's corner, changes nothing when the
     # structure does not reach the cells around it.

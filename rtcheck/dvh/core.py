@@ -748,8 +748,10 @@ def _sample_layers(
     ystart: float,
     hx: float,
     hy: float,
+    touched: NDArray[np.bool_] | None = None,
 ) -> _Samples:
-    """Dose samples of a stack of layers: one per covered lattice cell and sub-slice."""
+    """Dose samples of a stack of layers: one per covered lattice cell and sub-slice
+    (the grid cells holding one set in ``touched``, when given)."""
     verts = np.concatenate([layer.vertices for layer in layers])
     areas = np.array([layer.area for layer in layers])
     lo = np.array([layer.lo for layer in layers])
@@ -809,6 +811,9 @@ def _sample_layers(
         wx = np.concatenate([wx, np.zeros(tiny.size)])
         wy = np.concatenate([wy, np.zeros(tiny.size)])
         covered[tiny] = 1.0
+        if touched is not None:  # the outline reaches beyond its one sample's cell
+            for i in tiny:
+                _mark_outline(touched, grid, layers[int(i)])
     slab_dz = (hi - lo) / n_subs
     # mm³ per cell and sub-slice: each layer's exact area shared by coverage.
     weight = share * (areas * slab_dz / covered)[plane]
@@ -833,6 +838,7 @@ def _sample_layers(
             wx[a:b],
             wy[a:b],
             weight[a:b],
+            touched,
         )
         for a, b in itertools.pairwise(bounds)
     ]
@@ -847,6 +853,30 @@ def _sample_layers(
     return _Samples(doses, spread, weights, outside_mm3, ambiguous)
 
 
+def _mark_outline(touched: NDArray[np.bool_], grid: DoseGrid, layer: Layer) -> None:
+    """Set in ``touched`` the grid cells a layer's outline passes through, at its
+    middle height (points along every edge, closer than half a cell)."""
+    edges = layer.edges
+    step = 0.5 * min(grid.dx, grid.dy)
+    lengths = np.hypot(edges[:, 2] - edges[:, 0], edges[:, 3] - edges[:, 1])
+    counts = np.ceil(lengths / step).astype(np.intp) + 1
+    edge = np.repeat(np.arange(edges.shape[0]), counts)
+    t = (np.arange(edge.size) - np.repeat(np.cumsum(counts) - counts, counts)) / np.repeat(
+        np.maximum(counts - 1, 1), counts
+    )
+    x = edges[edge, 0] + t * (edges[edge, 2] - edges[edge, 0])
+    y = edges[edge, 1] + t * (edges[edge, 3] - edges[edge, 1])
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = grid.extent
+    z = 0.5 * (layer.lo + layer.hi)
+    keep = (x >= xlo) & (x <= xhi) & (y >= ylo) & (y <= yhi)
+    if not keep.any() or not zlo <= z <= zhi:
+        return
+    ix, _ = _axis_weights(grid.x, x[keep])
+    iy, _ = _axis_weights(grid.y, y[keep])
+    iz, _ = _axis_weights(grid.z, np.array([z]))
+    touched[(iz[0] * grid.y.size + iy) * grid.x.size + ix] = True
+
+
 def _sample_cells(
     grid: DoseGrid,
     lo: FloatArray,
@@ -857,10 +887,12 @@ def _sample_cells(
     wx: FloatArray,
     wy: FloatArray,
     weight: FloatArray,
+    touched: NDArray[np.bool_] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, float]:
     """Dose, spread and weight of the samples of lattice cells, each cell repeated over
     ``reps`` sub-slices of thickness ``dz`` from ``lo`` (all per cell), with the volume
-    that falls outside the dose grid."""
+    that falls outside the dose grid. The grid cells holding a sample are set in
+    ``touched`` (flat, by lower corner node) when given."""
     sample = np.repeat(np.arange(px.size), reps)
     sub = np.arange(sample.size) - np.repeat(np.cumsum(reps) - reps, reps)
     pz = lo[sample] + (sub + 0.5) * dz[sample]
@@ -880,7 +912,9 @@ def _sample_cells(
     if x.size == 0:
         empty = np.zeros(0)
         return empty, empty, empty, outside_mm3
-    doses, gx, gy, gz = _trilinear_with_gradient(grid, x, y, pz)
+    doses, gx, gy, gz, cell = _trilinear_with_gradient(grid, x, y, pz)
+    if touched is not None:
+        touched[cell] = True
     spread = np.sqrt((gx * wx[sample]) ** 2 + (gy * wy[sample]) ** 2 + (gz * dz[sample]) ** 2)
     return doses, spread, weights, outside_mm3
 
@@ -946,8 +980,9 @@ def _layer_z(layer: Layer) -> float:
 
 def _trilinear_with_gradient(
     grid: DoseGrid, x: FloatArray, y: FloatArray, z: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Trilinear dose and its gradient (Gy/mm) at points inside the grid's box."""
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.intp]]:
+    """Trilinear dose and its gradient (Gy/mm) at points inside the grid's box, and the
+    grid cell of each (the flat index of its lower corner node)."""
     ix, fx = _axis_weights(grid.x, x)
     iy, fy = _axis_weights(grid.y, y)
     iz, fz = _axis_weights(grid.z, z)
@@ -973,7 +1008,7 @@ def _trilinear_with_gradient(
     gx = (gx0 + (gx1 - gx0) * fz) * (1.0 / grid.dx)
     gy = (gy0 + (gy1 - gy0) * fz) * (1.0 / grid.dy)
     gz = rise * grid.inverse_z_steps[iz]
-    return dose, gx, gy, gz
+    return dose, gx, gy, gz, base
 
 
 #: How a structure is modelled between its contour planes (see :func:`compute_dvh`).
@@ -1125,6 +1160,8 @@ def dvh_of_layers(
     d_min, d_max = math.inf, -math.inf
     n_samples = 0
 
+    # Grid cells holding a sample: the extremes are searched for near them only.
+    touched = np.zeros(grid.dose.size, dtype=bool)
     for chunk in _layer_chunks(layers, hx, hy):
         sampled = _sample_layers(
             [layers[i] for i in chunk],
@@ -1134,6 +1171,7 @@ def dvh_of_layers(
             ystart,
             hx,
             hy,
+            touched,
         )
         outside_mm3 += sampled.outside_mm3
         ambiguous.extend(_layer_z(layers[chunk[i]]) for i in sampled.ambiguous)
@@ -1164,7 +1202,12 @@ def dvh_of_layers(
             d_min = min(d_min, float(vd.min()))
             d_max = max(d_max, float(vd.max()))
         # The trilinear dose can peak between them: on a node, a face or a wall.
-        d_min, d_max = refine_extremes(solid, grid, d_min, d_max)
+        # A sample stands for a lattice cell up to a voxel wide and a sub-slice thick:
+        # the structure reaches that far from the cells that hold one.
+        reach_z = math.ceil(float(np.max(thickness / n_subs)) / float(np.min(np.diff(grid.z))))
+        d_min, d_max = refine_extremes(
+            solid, grid, d_min, d_max, touched.reshape(grid.dose.shape), reach_z
+        )
         mean = weighted_sum / inside_mm3
     else:
         d_min = d_max = mean = math.nan

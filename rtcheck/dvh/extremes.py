@@ -219,8 +219,30 @@ def _merged(layers: Sequence[Layer]) -> list[tuple[float, float, FloatArray]]:
     return out
 
 
+def _dilated(mask: NDArray[np.bool_], reach: tuple[int, int, int]) -> NDArray[np.bool_]:
+    """``mask`` grown by ``reach`` cells along each axis, both ways."""
+    out = mask.copy()
+    for axis, steps in enumerate(reach):
+        grown = out.copy()
+        for step in range(1, steps + 1):
+            if step >= out.shape[axis]:
+                break
+            ahead = [slice(None)] * 3
+            behind = [slice(None)] * 3
+            ahead[axis], behind[axis] = slice(step, None), slice(None, -step)
+            grown[tuple(behind)] |= out[tuple(ahead)]
+            grown[tuple(ahead)] |= out[tuple(behind)]
+        out = grown
+    return out
+
+
 def refine_extremes(
-    layers: Sequence[Layer], grid: Grid, low: float, high: float
+    layers: Sequence[Layer],
+    grid: Grid,
+    low: float,
+    high: float,
+    touched: NDArray[np.bool_] | None = None,
+    reach_z: int = 1,
 ) -> tuple[float, float]:
     """The minimum and maximum dose over ``layers``, given extremes found so far.
 
@@ -233,6 +255,12 @@ def refine_extremes(
     low, high
         The lowest and highest dose of points known to lie in the structure (samples,
         outline vertices): the search looks only at cells with a corner beyond them.
+    touched
+        Grid cells (shaped as the dose, by lower corner node) that hold a sample, when
+        known: the search then looks only at cells within one cell of them in x and y
+        and ``reach_z`` cells in z (how far a sample's own lattice cell reaches).
+    reach_z
+        See ``touched``.
 
     Returns
     -------
@@ -271,6 +299,26 @@ def refine_extremes(
     pooled |= padded[:-1, :-1, 1:] | padded[1:, 1:, :-1] | padded[1:, :-1, 1:]
     pooled |= padded[:-1, 1:, 1:] | padded[1:, 1:, 1:]
     # pooled[a, b, c] is the cell whose lower corner is the box's node (a-1, b-1, c-1).
+    if touched is not None:
+        held = np.zeros_like(pooled)
+        starts = (k0 - 1, j0 - 1, i0 - 1)
+        take = tuple(
+            slice(max(a, 0), min(a + n, size))
+            for a, n, size in zip(starts, pooled.shape, touched.shape, strict=True)
+        )
+        put = tuple(slice(t.start - a, t.stop - a) for t, a in zip(take, starts, strict=True))
+        held[put] = touched[take]
+        pooled &= _dilated(held, (reach_z, 1, 1))
+        # Only the corners of those cells remain to be looked at: the box's node a is
+        # the upper corner of cell pooled[a] and the lower corner of pooled[a + 1].
+        grown = np.zeros(tuple(n + 1 for n in pooled.shape), dtype=bool)
+        grown[:-1, :-1, :-1] = pooled
+        corners = grown[:-1, :-1, :-1] | grown[1:, :-1, :-1] | grown[:-1, 1:, :-1]
+        corners |= grown[:-1, :-1, 1:] | grown[1:, 1:, :-1] | grown[1:, :-1, 1:]
+        corners |= grown[:-1, 1:, 1:] | grown[1:, 1:, 1:]
+        beyond &= corners
+        if not beyond.any():
+            return low, high
     cells = np.zeros((grid.z.size - 1, grid.y.size - 1, grid.x.size - 1), dtype=bool)
     ka, ja, ia = k0 - 1, j0 - 1, i0 - 1
     src = pooled[max(0, -ka) :, max(0, -ja) :, max(0, -ia) :]
@@ -286,9 +334,9 @@ def refine_extremes(
     z_node = grid.z[kk]
     # What a node's plane holds depends on the plane only: look it up per plane.
     held_by_plane = np.searchsorted(lows, grid.z, side="right") - 1
-    held = held_by_plane[kk]
-    ok = (held >= 0) & (z_node <= highs[np.maximum(held, 0)])
-    node_pick, node_layer, node_z = np.flatnonzero(ok), held[ok], z_node[ok]
+    layer_of = held_by_plane[kk]
+    ok = (layer_of >= 0) & (z_node <= highs[np.maximum(layer_of, 0)])
+    node_pick, node_layer, node_z = np.flatnonzero(ok), layer_of[ok], z_node[ok]
     face_z = np.concatenate([lows, highs])
     face_layer = np.concatenate([np.arange(lows.size), np.arange(lows.size)])
     order = np.argsort(face_z, kind="stable")
