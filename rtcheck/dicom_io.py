@@ -482,11 +482,18 @@ _KEEP_ENCODED = frozenset({0x30060050})
 _DS_VALUE = re.compile(rb"[ ]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ ]*")
 _IS_VALUE = re.compile(rb"[ ]*[+-]?[0-9]+[ ]*")
 _NUMBER_STRINGS = {"DS": _DS_VALUE, "IS": _IS_VALUE}
+#: Several DS values at once (an RT plan's control points hold tens of thousands), and a
+#: DS value longer than 16 characters.
+_DS_VALUES = re.compile(rb"(?:%s)(?:\\(?:%s))*" % (_DS_VALUE.pattern, _DS_VALUE.pattern))
+_DS_TOO_LONG = re.compile(rb"[^\\]{17}")
 
 
 def _valid_number_string(data: bytes, vr: str) -> bool:
     """Whether ``data`` (a raw DS or IS value) holds only valid values of its VR: the
     syntax, at most 16 (DS) or 12 (IS) characters each, IS within a signed 32-bit int."""
+    if vr == "DS":
+        text = data.rstrip(b"\0 ")
+        return bool(_DS_VALUES.fullmatch(text)) and not _DS_TOO_LONG.search(text)
     pattern = _NUMBER_STRINGS[vr]
     for part in data.rstrip(b"\0 ").split(b"\\"):
         if not pattern.fullmatch(part) or len(part) > (16 if vr == "DS" else 12):

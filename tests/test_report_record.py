@@ -209,3 +209,32 @@ def test_real_plans_beams_as_their_files_state(shared_data: Path) -> None:
             else:
                 assert got["technique"] == ("arc" if rotating else "static")
                 assert got["gantry_deg"][0] == pytest.approx(float(points[0].GantryAngle))
+
+
+def test_tps_dvh_data_read_from_its_bytes_as_pydicom_decodes_it(tmp_path: Path) -> None:
+    # DVHData is parsed from the file's bytes; the values are those written (exact
+    # decimal strings), and a value that is not a number is an error, not a zero.
+    from pydicom import dcmread
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from rtcheck.tps_dvh import read_tps_dvhs
+
+    def written(data: str) -> Dataset:
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        item = _tps_item(1, [0.5, 0.25], [3.0, 1.5])
+        ds.DVHSequence = [item]
+        path = tmp_path / "dose.dcm"
+        ds.save_as(path, implicit_vr=False, little_endian=True)
+        raw = path.read_bytes().replace(b"0.5\\3.0\\0.25\\1.5", data.encode())
+        path.write_bytes(raw)
+        return dcmread(path, force=True)
+
+    (tps,) = read_tps_dvhs([written("0.5\\3.0\\0.25\\1.5")])
+    assert tps.edges_gy is not None
+    assert tps.edges_gy.tolist() == pytest.approx([0.0, 0.5, 0.75])
+    assert tps.cumulative.tolist() == [3.0, 1.5]
+    with pytest.raises(ValueError):
+        read_tps_dvhs([written("0.5\\3.0\\0.25\\1.x")])
