@@ -18,7 +18,9 @@ Three parts, each usable on its own:
 
 :func:`run_serve` ties them to a pynetdicom Storage SCP (the optional extra
 ``rtcheck[serve]``): a study is looked at when nothing new arrived for it for ``settle``
-seconds; when it is ready its plans are checked, when it is not (a dose whose plan has
+seconds and no association that delivered part of it is still open (an SCU that keeps its
+association open is waited for at most :data:`OPEN_HOLD_FACTOR` times ``settle`` seconds
+without news); when it is ready its plans are checked, when it is not (a dose whose plan has
 not arrived: exports are often split across associations) it waits for the rest, and is
 checked anyway, to record the error, after ``incomplete_timeout`` seconds without news.
 On start, every study changed since it was last checked to the end (``incoming/.state``
@@ -44,7 +46,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -84,6 +86,9 @@ MAX_ASSOCIATIONS = 32
 RETRY_AFTER = 30.0
 #: Seconds given to open associations to finish after a stop request, before an abort.
 CLOSE_GRACE = 3.0
+#: A study with an association still open that delivered part of it waits at most this
+#: many ``settle`` periods without news before it is looked at anyway.
+OPEN_HOLD_FACTOR = 10.0
 
 RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
 RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
@@ -612,16 +617,47 @@ class _Study:
     due: float
     changed: bool = True
     logged_missing: tuple[str, ...] = ()
+    open_associations: int = 0
 
 
 class _Arrivals:
-    """When each study last received something, and which are due for a look."""
+    """When each study last received something, and which are due for a look.
+
+    A study is due ``settle`` seconds after its last arrival, but not while an association
+    that delivered part of it is still open: on a loaded machine or a slow link the gap
+    between two objects of one association can pass ``settle``, and the study would be
+    looked at half sent. An association held open past ``OPEN_HOLD_FACTOR * settle``
+    seconds without news no longer holds it back.
+    """
 
     def __init__(self, settle: float) -> None:
         self.settle = settle
         self.wake = threading.Event()
         self._lock = threading.Lock()
         self._studies: dict[str, _Study] = {}
+
+    def opened(self, study: str) -> None:
+        """An association delivered the first object of ``study`` it carries."""
+        now = time.monotonic()
+        with self._lock:
+            state = self._studies.get(study)
+            if state is None:  # a resend of what is stored: nothing to look at yet
+                state = self._studies[study] = _Study(now, now + self.settle, changed=False)
+            state.open_associations += 1
+
+    def closed(self, studies: Iterable[str]) -> None:
+        """An association that delivered objects of ``studies`` closed."""
+        with self._lock:
+            for study in studies:
+                state = self._studies.get(study)
+                if state is not None and state.open_associations > 0:
+                    state.open_associations -= 1
+        self.wake.set()
+
+    def _due(self, state: _Study) -> float:
+        if state.open_associations > 0:
+            return max(state.due, state.last_arrival + OPEN_HOLD_FACTOR * self.settle)
+        return state.due
 
     def arrived(self, study: str, age: float = 0.0) -> None:
         now = time.monotonic()
@@ -638,7 +674,7 @@ class _Arrivals:
         """The next study due (no longer marked changed), or the seconds until one is."""
         now = time.monotonic()
         with self._lock:
-            pending = [(s.due, name) for name, s in self._studies.items() if s.changed]
+            pending = [(self._due(s), name) for name, s in self._studies.items() if s.changed]
             if not pending:
                 return None, None
             due, name = min(pending)
@@ -737,6 +773,7 @@ class _Node:
         record = self._record(event)
         with self._lock:
             self._associations.pop(id(event.assoc), None)
+        self.arrivals.closed(record.studies)
         self.log(
             "association",
             calling_ae=record.calling_ae,
@@ -806,7 +843,9 @@ class _Node:
                 reason=f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: {exc.strerror or exc}",
             )
             return STATUS_OUT_OF_RESOURCES
-        record.studies.add(result.study)
+        if result.study not in record.studies:
+            record.studies.add(result.study)
+            self.arrivals.opened(result.study)
         if result.state == "duplicate":
             record.duplicates += 1
         else:

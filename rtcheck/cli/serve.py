@@ -66,7 +66,8 @@ def serve(
             "--settle",
             metavar="SECONDS",
             min=0.0,
-            help="Seconds without any new object for a study before its plans are checked.",
+            help="Seconds without any new object for a study before its plans are checked "
+            "(and no association delivering it still open).",
         ),
     ] = 10.0,
     allow_ae: Annotated[
