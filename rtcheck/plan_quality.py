@@ -646,6 +646,94 @@ def _grouped_volumes(
     return float(sum(volumes[p] for p, found in enumerate(owners) if found & members))
 
 
+@dataclass(frozen=True)
+class QualityScan:
+    """What the dose says about a set of targets before their volumes are known: the
+    100 % and 50 % isodose clouds and which targets own each part, D2cm and the hottest
+    point of each target (:func:`scan_quality`). :func:`score_quality` adds the volumes.
+    """
+
+    prescription_gy: float
+    clouds: dict[float, IsodoseCloud]
+    owners: dict[float, list[set[int]]]
+    groups: dict[float, list[set[int]]]
+    d2cm: tuple[tuple[float | None, str], ...]
+    maxima: tuple[tuple[float, tuple[float, float, float], float] | None, ...]
+
+
+def scan_quality(
+    grid: DoseGrid,
+    targets: Sequence[Solid],
+    prescription_gy: float,
+    *,
+    body: Solid | None = None,
+    distance_mm: float = D2CM_DISTANCE_MM,
+) -> QualityScan:
+    """The dose's part of :func:`target_quality`: all of its cost, none of the volumes.
+
+    A check runs it while the DVHs (which give the targets' volumes) are computed.
+    Parameters as for :func:`target_quality`.
+    """
+    if not prescription_gy > 0:
+        raise ValueError("plan quality needs a positive prescription")
+    n = len(targets)
+    clouds = {
+        1.0: isodose_cloud(grid, prescription_gy, body),
+        0.5: isodose_cloud(grid, 0.5 * prescription_gy, body),
+    }
+    owners = {k: _attribute(grid, c, targets) for k, c in clouds.items()}
+    groups = {k: _groups(o, n) for k, o in owners.items()}
+    maxima = _maxima(grid, targets, 0.5 * prescription_gy, body)
+    d2cm = tuple(_d2cm(grid, targets, t, distance_mm, body) for t in range(n))
+    return QualityScan(prescription_gy, clouds, owners, groups, d2cm, tuple(maxima))
+
+
+def score_quality(scan: QualityScan, volumes_cc: Sequence[float]) -> list[TargetQuality]:
+    """R100, R50, D2cm and the hottest point of every target of ``scan``, with the
+    targets' volumes ``volumes_cc`` (in the scan's order of targets)."""
+    clouds, owners, groups = scan.clouds, scan.owners, scan.groups
+    rx = scan.prescription_gy
+    if len(volumes_cc) != len(scan.d2cm):
+        raise ValueError(f"{len(volumes_cc)} volumes for {len(scan.d2cm)} targets")
+    volumes = list(volumes_cc)
+    out = []
+    for t in range(len(volumes)):
+        problems: dict[str, str] = {}
+        for key, name in ((1.0, "R100"), (0.5, "R50")):
+            if not clouds[key].complete:
+                problems[name] = (
+                    f"the {100 * key:g} % isodose ({key * rx:.4g} Gy) reaches the "
+                    "edge of the dose grid: its volume is unknown"
+                )
+        d2cm, d2cm_problem = scan.d2cm[t]
+        if d2cm_problem:
+            problems["D2cm"] = d2cm_problem
+        peak = scan.maxima[t]
+        if peak is None:
+            problems["max_in_target"] = (
+                "no dose of 50 % of the prescription or more near the target"
+            )
+        out.append(
+            TargetQuality(
+                index=t,
+                volume_cc=volumes[t],
+                piv100_cc=_grouped_volumes(clouds[1.0], owners[1.0], groups[1.0], t),
+                piv50_cc=_grouped_volumes(clouds[0.5], owners[0.5], groups[0.5], t),
+                group_volume_100_cc=sum(volumes[g] for g in groups[1.0][t]),
+                group_volume_50_cc=sum(volumes[g] for g in groups[0.5][t]),
+                d2cm_gy=d2cm,
+                d2cm_percent=None if d2cm is None else 100.0 * d2cm / rx,
+                max_gy=None if peak is None else peak[0],
+                max_point=None if peak is None else peak[1],
+                max_outside_mm=None if peak is None else peak[2],
+                pooled=tuple(sorted(groups[0.5][t] - {t})),
+                pooled_100=tuple(sorted(groups[1.0][t] - {t})),
+                problems=problems,
+            )
+        )
+    return out
+
+
 def target_quality(
     grid: DoseGrid,
     targets: Sequence[Solid],
@@ -672,55 +760,11 @@ def target_quality(
     distance_mm
         Distance from the target at which D2cm is read.
     """
-    if not prescription_gy > 0:
-        raise ValueError("plan quality needs a positive prescription")
+    scan = scan_quality(grid, targets, prescription_gy, body=body, distance_mm=distance_mm)
     volumes = (
         list(target_volumes_cc) if target_volumes_cc is not None else [s.volume_cc for s in targets]
     )
-    n = len(targets)
-    clouds = {
-        1.0: isodose_cloud(grid, prescription_gy, body),
-        0.5: isodose_cloud(grid, 0.5 * prescription_gy, body),
-    }
-    owners = {k: _attribute(grid, c, targets) for k, c in clouds.items()}
-    groups = {k: _groups(o, n) for k, o in owners.items()}
-    maxima = _maxima(grid, targets, 0.5 * prescription_gy, body)
-    out = []
-    for t in range(n):
-        problems: dict[str, str] = {}
-        for key, name in ((1.0, "R100"), (0.5, "R50")):
-            if not clouds[key].complete:
-                problems[name] = (
-                    f"the {100 * key:g} % isodose ({key * prescription_gy:.4g} Gy) reaches the "
-                    "edge of the dose grid: its volume is unknown"
-                )
-        d2cm, d2cm_problem = _d2cm(grid, targets, t, distance_mm, body)
-        if d2cm_problem:
-            problems["D2cm"] = d2cm_problem
-        peak = maxima[t]
-        if peak is None:
-            problems["max_in_target"] = (
-                "no dose of 50 % of the prescription or more near the target"
-            )
-        out.append(
-            TargetQuality(
-                index=t,
-                volume_cc=volumes[t],
-                piv100_cc=_grouped_volumes(clouds[1.0], owners[1.0], groups[1.0], t),
-                piv50_cc=_grouped_volumes(clouds[0.5], owners[0.5], groups[0.5], t),
-                group_volume_100_cc=sum(volumes[g] for g in groups[1.0][t]),
-                group_volume_50_cc=sum(volumes[g] for g in groups[0.5][t]),
-                d2cm_gy=d2cm,
-                d2cm_percent=None if d2cm is None else 100.0 * d2cm / prescription_gy,
-                max_gy=None if peak is None else peak[0],
-                max_point=None if peak is None else peak[1],
-                max_outside_mm=None if peak is None else peak[2],
-                pooled=tuple(sorted(groups[0.5][t] - {t})),
-                pooled_100=tuple(sorted(groups[1.0][t] - {t})),
-                problems=problems,
-            )
-        )
-    return out
+    return score_quality(scan, volumes)
 
 
 def _best_valid(
@@ -814,18 +858,19 @@ def _maxima(
         return out
     points = _nodes(grid, flat)
     doses = grid.dose.ravel()[flat].astype(np.float64)
-    if body is not None:
-        keep = body.contains(points)
-        points, doses = points[keep], doses[keep]
-    if doses.size == 0:
-        return out
     order = np.argsort(-doses, kind="stable")
     missing = set(range(len(targets)))
     # Growing chunks: the hottest nodes usually settle every target in the first one.
+    # The body is asked about a chunk's nodes only (the stable order of the nodes
+    # inside it is the order of all nodes with those outside left out).
     start, chunk = 0, 256
     while start < order.size:
         sel = order[start : start + chunk]
         start, chunk = start + chunk, min(2 * chunk, 4096)
+        if body is not None:
+            sel = sel[body.contains(points[sel])]
+            if sel.size == 0:
+                continue
         if len(targets) == 1:
             nearest = np.zeros(sel.size, dtype=np.intp)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -1290,3 +1291,30 @@ def test_check_computing_dvhs_ahead_in_threads_gives_the_same_report(
     assert names[0] == names[1] == names[2]
     assert len(names[2]) == len(set(names[2])) >= 4
     assert "Stomach" not in names[2]
+
+    # Two at a time, the first batch already holds the lungs, whose rules apply by the
+    # plan's 3 fractions (when: {fractions: 3}), and the plan-quality scan of the PTVs
+    # runs in a thread of its own meanwhile; one at a time it runs in the caller's.
+    batches: list[list[str]] = []
+    scanned_in: list[str] = []
+    real_prefetch, real_scan = engine._Context.prefetch, engine._quality_scan
+
+    def recorded(self: Any, rois: Any) -> None:
+        rois = list(rois)
+        batches.append([r.name for r in rois])
+        real_prefetch(self, rois)
+
+    def scan(*args: Any) -> Any:
+        scanned_in.append(threading.current_thread().name)
+        return real_scan(*args)
+
+    monkeypatch.setattr(engine._Context, "prefetch", recorded)
+    monkeypatch.setattr(engine, "_quality_scan", scan)
+    for threads in (2, 1):
+        document = to_json(engine.check_plan(export, protocol, threads=threads))
+        for key in ("checked_at", "checked_at_local"):
+            document.pop(key)
+        assert document == reports[0]
+    assert "Lungs" in batches[0]
+    assert len(scanned_in) == 2
+    assert scanned_in[0].startswith("rtcheck-quality") and scanned_in[1] == "MainThread"

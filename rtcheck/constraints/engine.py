@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtcheck.analysis import ambiguous_contours, fallback_thickness, in_threads, roi_dvh
+from rtcheck.analysis import (
+    ambiguous_contours,
+    default_threads,
+    fallback_thickness,
+    in_threads,
+    roi_dvh,
+)
 from rtcheck.constraints import radiobiology
 from rtcheck.constraints.metrics import Metric
 from rtcheck.constraints.protocol import (
@@ -50,6 +57,9 @@ from rtcheck.dvh import DVH
 from rtcheck.errors import EvaluationError
 from rtcheck.geometry import Distance, structure_distance
 from rtcheck.prescription import Prescription, resolve_prescription
+
+if TYPE_CHECKING:
+    from rtcheck.plan_quality import QualityScan
 
 PASS, MINOR, MAJOR, NOT_EVALUATED = "pass", "minor", "major", "not_evaluated"
 
@@ -160,6 +170,9 @@ class _Context:
     #: DVHs computed at once by :meth:`prefetch` (None: :func:`rtcheck.analysis.default_threads`).
     threads: int | None = None
     distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
+    #: Plan-quality scans running alongside the DVHs (:func:`_scan_quality_ahead`), by
+    #: the role of their targets, until a rule takes them.
+    quality_ahead: dict[str, Future[_QualityScan | str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     targets: list[TargetInfo] = field(default_factory=list)
     between_planes: str = "shape"
@@ -474,6 +487,8 @@ def check_plan(
             ctx.notes.extend(f"ROI '{name}': {n}" for n in rois[name].notes)
     # The DVHs the facts and the unconditional rules need, several at once; then those
     # of the rules the facts make apply.
+    _plan_facts(ctx)
+    _scan_quality_ahead(ctx)
     ctx.prefetch(_dvhs_wanted(ctx, conditional=False))
     _facts(ctx)
     ctx.prefetch(_dvhs_wanted(ctx, conditional=True))
@@ -586,9 +601,11 @@ def _dvhs_wanted(ctx: _Context, *, conditional: bool) -> list[Roi]:
 
     ``conditional=False``: the targets (the facts read their median dose), the ROIs the
     planning system gives DVHs for (compared in the report) and the structures of the
-    DVH-based rules that apply whatever the facts. ``conditional=True``: the structures
-    of the DVH-based rules with ``when``/``unless`` that apply, once the facts are known.
-    A guess too many costs time only; one too few is computed when asked for.
+    DVH-based rules that apply whatever the facts, or that apply by the facts the plan
+    states (:func:`_plan_facts`: e.g. ``when: {fractions: 3}``). ``conditional=True``:
+    the structures of the DVH-based rules with ``when``/``unless`` that apply, once the
+    facts are known. A guess too many costs time only; one too few is computed when
+    asked for.
     """
     out: list[Roi] = []
     if not conditional:
@@ -603,10 +620,9 @@ def _dvhs_wanted(ctx: _Context, *, conditional: bool) -> list[Roi]:
     for rule in ctx.protocol.rules:
         if not isinstance(rule, DoseVolumeRule | CoverageRule | PlanQualityRule):
             continue
-        if (rule.when is not None or rule.unless is not None) != conditional:
-            continue
-        if conditional and _applies(ctx, rule)[0] is not True:
-            continue
+        conditional_rule = rule.when is not None or rule.unless is not None
+        if conditional_rule and _applies(ctx, rule)[0] is not True:
+            continue  # not yet known to apply (or known not to)
         for name in ctx.roles.matched.get(rule.structure, []):
             if name in ctx.rois:
                 out.append(ctx.rois[name])
@@ -629,7 +645,9 @@ def _rule_roles(rule: Rule) -> list[str]:
 # -- facts -------------------------------------------------------------------------------
 
 
-def _facts(ctx: _Context) -> None:
+def _plan_facts(ctx: _Context) -> None:
+    """The facts the plan states (intent, fractions): known before any DVH, so the DVHs
+    of rules that depend on them only can be computed with the first ones."""
     plan = ctx.export.plan
     intent = (plan.intent or "").upper() if plan is not None else ""
     ctx.fact_values["intent"] = intent or None
@@ -641,6 +659,11 @@ def _facts(ctx: _Context) -> None:
         ctx.fact_reasons["fractions"] = (
             "the plan gives no number of fractions (Number of Fractions Planned)"
         )
+
+
+def _facts(ctx: _Context) -> None:
+    """The remaining facts (after :func:`_plan_facts`): dose per fraction, proximity,
+    BED/EQD2 and the targets' levels, which read the targets' DVHs."""
     per_fraction, why = _highest_dose_per_fraction(ctx)
     ctx.fact_values["dose_per_fraction_gy"] = per_fraction
     if per_fraction is None:
@@ -2009,25 +2032,29 @@ def _plan_quality(ctx: _Context, rule: PlanQualityRule) -> list[RuleResult]:
     return out
 
 
-def _plan_quality_facts(
-    ctx: _Context, rule: PlanQualityRule, names: list[str]
-) -> dict[str, Any] | str:
-    """The plan-quality numbers of the role's targets (cached in the facts), or why not."""
-    from rtcheck.plan_quality import Solid, gradient_index, paddick_ci, target_quality
+@dataclass(frozen=True)
+class _QualityScan:
+    """The costly, volume-free part of a plan-quality role's numbers."""
+
+    body_name: str | None
+    solid_volumes_cc: list[float]
+    scan: QualityScan
+
+
+def _quality_scan(ctx: _Context, rule: PlanQualityRule, names: list[str]) -> _QualityScan | str:
+    """The targets' solids and the dose's scan of them (isodose clouds, D2cm, hottest
+    points: :func:`rtcheck.plan_quality.scan_quality`), or why there is none. Reads the
+    context only, so it may run in a thread of its own."""
+    from rtcheck.plan_quality import Solid, scan_quality
 
     assert ctx.prescription is not None
-    cache: dict[str, Any] = ctx.facts.setdefault("plan_quality", {})
-    if rule.structure in cache:
-        cached: dict[str, Any] | str = cache[rule.structure].get("problem") or cache[rule.structure]
-        return cached
     positions = ctx.export.structures.slice_positions
     thickness = fallback_thickness(ctx.export)
     body_name: str | None = None
     if rule.body is not None:
         bodies, problem = _role_rois(ctx, rule.body)
         if problem or len(bodies) != 1:
-            cache[rule.structure] = {"problem": problem or f"several ROIs fill {rule.body}"}
-            return str(cache[rule.structure]["problem"])
+            return problem or f"several ROIs fill {rule.body}"
         body_name = bodies[0]
     else:
         external = [
@@ -2044,19 +2071,67 @@ def _plan_quality_facts(
             else None
         )
     except ValueError as exc:
-        cache[rule.structure] = {"problem": f"plan quality not computable: {exc}"}
-        return str(cache[rule.structure]["problem"])
+        return f"plan quality not computable: {exc}"
+    scan = scan_quality(ctx.export.dose.grid, solids, ctx.prescription, body=body)
+    return _QualityScan(body_name, [s.volume_cc for s in solids], scan)
+
+
+def _scan_quality_ahead(ctx: _Context) -> None:
+    """Start the plan-quality scans of the unconditional plan-quality rules in a thread
+    of their own, to run while the DVHs are computed (their isodose clouds and D2cm
+    search need no DVH; only the ratios do, and :func:`_plan_quality_facts` adds them).
+
+    Nothing starts with one thread allowed, without a prescription, or for a role that
+    does not resolve: the rule then computes (or reports) it when it comes.
+    """
+    threads = default_threads() if ctx.threads is None else ctx.threads
+    if threads < 2 or ctx.prescription is None:
+        return
+    wanted: dict[str, tuple[PlanQualityRule, list[str]]] = {}
+    for rule in ctx.protocol.rules:
+        if not isinstance(rule, PlanQualityRule) or rule.when is not None:
+            continue
+        if rule.unless is not None or rule.structure in wanted:
+            continue
+        names, problem = _role_rois(ctx, rule.structure)
+        if not problem:
+            wanted[rule.structure] = (rule, names)
+    if not wanted:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtcheck-quality")
+    for role, (rule, names) in wanted.items():
+        ctx.quality_ahead[role] = pool.submit(_quality_scan, ctx, rule, names)
+    pool.shutdown(wait=False)  # the scans run on; each rule waits for its own
+
+
+def _plan_quality_facts(
+    ctx: _Context, rule: PlanQualityRule, names: list[str]
+) -> dict[str, Any] | str:
+    """The plan-quality numbers of the role's targets (cached in the facts), or why not."""
+    from rtcheck.plan_quality import gradient_index, paddick_ci, score_quality
+
+    assert ctx.prescription is not None
+    cache: dict[str, Any] = ctx.facts.setdefault("plan_quality", {})
+    if rule.structure in cache:
+        cached: dict[str, Any] | str = cache[rule.structure].get("problem") or cache[rule.structure]
+        return cached
+    pending = ctx.quality_ahead.pop(rule.structure, None)
+    scanned = pending.result() if pending is not None else _quality_scan(ctx, rule, names)
+    if isinstance(scanned, str):
+        cache[rule.structure] = {"problem": scanned}
+        return scanned
+    body_name = scanned.body_name
     volumes, covered = [], []
-    for name, solid in zip(names, solids, strict=True):
+    for name, solid_cc in zip(names, scanned.solid_volumes_cc, strict=True):
         dvh = ctx.dvh(name)
         if isinstance(dvh, DVH) and dvh.complete:
             volumes.append(dvh.volume_cc)
             covered.append(dvh.volume_at_dose(ctx.prescription))
         else:
-            volumes.append(solid.volume_cc)
+            volumes.append(solid_cc)
             covered.append(float("nan"))
     rx = ctx.prescription
-    quality = target_quality(ctx.export.dose.grid, solids, rx, body=body, target_volumes_cc=volumes)
+    quality = score_quality(scanned.scan, volumes)
     targets: dict[str, Any] = {}
     for name, q, tv_piv in zip(names, quality, covered, strict=True):
         own_piv = q.piv100_cc if not q.pooled_100 else float("nan")
