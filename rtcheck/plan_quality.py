@@ -372,6 +372,8 @@ class IsodoseCloud:
 
     def part_volumes_cc(self) -> FloatArray:
         """Volume of each part (cc), index ``label - 1``."""
+        if self.parts == 0:  # the dose never reaches the level
+            return np.zeros(0)
         from scipy import ndimage
 
         sums = ndimage.sum_labels(self.cells, self.labels, np.arange(1, self.parts + 1))

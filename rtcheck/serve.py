@@ -46,6 +46,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -721,6 +722,7 @@ class _Association:
     refused: int = 0
     failed: int = 0
     studies: set[str] = field(default_factory=set)
+    closed: bool = False
 
 
 class _Node:
@@ -731,13 +733,17 @@ class _Node:
         self.arrivals = arrivals
         self.log = log
         self._lock = threading.Lock()
-        self._associations: dict[int, _Association] = {}
+        # By association object, weakly: a record lives as long as its association, so
+        # a C-STORE served after the connection closed (pynetdicom closes in another
+        # thread) still finds its record, marked closed.
+        self._associations: weakref.WeakKeyDictionary[Any, _Association] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _record(self, event: Any) -> _Association:
         assoc = event.assoc
-        key = id(assoc)
         with self._lock:
-            record = self._associations.get(key)
+            record = self._associations.get(assoc)
             if record is None:
                 requestor = assoc.requestor
                 record = _Association(
@@ -746,7 +752,7 @@ class _Node:
                     peer=f"{requestor.address}:{requestor.port}",
                     opened=time.monotonic(),
                 )
-                self._associations[key] = record
+                self._associations[assoc] = record
             return record
 
     def on_open(self, event: Any) -> None:
@@ -771,9 +777,9 @@ class _Node:
 
     def on_close(self, event: Any) -> None:
         record = self._record(event)
-        with self._lock:
-            self._associations.pop(id(event.assoc), None)
-        self.arrivals.closed(record.studies)
+        with self._lock:  # with _store's: each study opened before is closed once
+            record.closed = True
+            self.arrivals.closed(tuple(record.studies))
         self.log(
             "association",
             calling_ae=record.calling_ae,
@@ -843,9 +849,11 @@ class _Node:
                 reason=f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: {exc.strerror or exc}",
             )
             return STATUS_OUT_OF_RESOURCES
-        if result.study not in record.studies:
-            record.studies.add(result.study)
-            self.arrivals.opened(result.study)
+        with self._lock:
+            if result.study not in record.studies:
+                record.studies.add(result.study)
+                if not record.closed:  # an object served after the close holds nothing
+                    self.arrivals.opened(result.study)
         if result.state == "duplicate":
             record.duplicates += 1
         else:

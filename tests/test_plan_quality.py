@@ -104,6 +104,20 @@ def test_sphere_in_radial_dose_gives_the_analytic_ratios(single: tuple[DoseGrid,
     assert ci == pytest.approx(1.0, rel=3e-3)
 
 
+def test_a_dose_below_the_prescription_everywhere_has_no_isodose_volume(
+    single: tuple[DoseGrid, Solid],
+) -> None:
+    # The same dose read as a prescription 4x higher: its hottest node, Rx * e^(R^2/S^2)
+    # = 1.75 Rx, is below 2 Rx, so neither the 100 % nor the 50 % isodose exists.
+    grid, ptv = single
+    assert float(grid.dose.max()) == pytest.approx(RX * math.exp(R**2 / S**2))
+    (q,) = target_quality(grid, [ptv], 4 * RX)
+    assert q.piv100_cc == 0.0 and q.piv50_cc == 0.0
+    assert q.r100 == 0.0 and q.r50 == 0.0
+    assert gradient_index(q.piv50_cc, q.piv100_cc) is None
+    assert q.max_gy is None and "max_in_target" in q.problems
+
+
 def test_isodose_spilling_outside_body_counts_only_inside(single: tuple[DoseGrid, Solid]) -> None:
     grid, ptv = single
     # A body whose surface is the plane x = 18 (a box to x = 18): the 50 % isodose
@@ -259,6 +273,36 @@ def test_cli_scores_fall_off_good_and_poor(tmp_path: Path) -> None:
     ptv = facts["plan_quality"]["PTV"]["targets"]["PTV"]
     assert 0 < ptv["paddick_ci"] < 1
     assert ptv["gradient_index"] == pytest.approx(ptv["piv50_cc"] / ptv["piv100_cc"], rel=1e-3)
+
+
+def test_plan_quality_of_rules_with_other_body_roles_is_the_same_in_threads(
+    tmp_path: Path,
+) -> None:
+    # A first R50 rule whose optional body role no ROI fills is skipped; the shipped
+    # rules after it (no body role) are scored on their own, whether the scan ran
+    # ahead in a thread of its own (2 threads) or when the rule came (1 thread).
+    text = (Path(__file__).parents[1] / "rtcheck/protocols/sabr-lung.yaml").read_text()
+    text = text.replace(
+        "\nstructures:\n",
+        "\nstructures:\n  AltBody: {type: oar, names: [AltBody], optional: true}\n",
+        1,
+    )
+    text = text.replace(
+        "\nrules:\n",
+        "\nrules:\n  - id: r50-in-alt-body\n    kind: plan_quality\n    quantity: R50\n"
+        "    structure: PTV\n    body: AltBody\n    max: 5\n    source: rtog0915\n",
+        1,
+    )
+    protocol = load_protocol_text(text)
+    export = load_path(write_plan_export(tmp_path / "plan", lung(PERIPHERAL, 3, 18)))
+    by_threads = []
+    for threads in (1, 2):
+        result = check_plan(export, protocol, threads=threads)
+        by_threads.append({r.id: (r.status, r.message) for r in result.results})
+    assert by_threads[0] == by_threads[1]
+    assert "r50-in-alt-body" not in by_threads[1]  # skipped: AltBody absent
+    # As in test_cli_scores_fall_off_good_and_poor (the same plan, the shipped rules).
+    assert by_threads[1]["ptv-r50"][0] == "pass" and by_threads[1]["ptv-r100"][0] == "minor"
 
 
 def test_overlapping_ptvs_are_not_pooled_into_a_pass(tmp_path: Path) -> None:

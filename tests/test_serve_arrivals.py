@@ -1,14 +1,19 @@
 """When ``rtcheck serve`` looks at a study: settle time, and associations still open.
 
-These drive :class:`rtcheck.serve._Arrivals` directly (no network, no pynetdicom): an
+These drive :class:`rtcheck.serve._Arrivals` directly, and the storage handlers of
+:class:`rtcheck.serve._Node` with stand-in events (no network, no pynetdicom): an
 arrival ``age`` seconds ago stands for a clock that has moved on.
 """
 
 from __future__ import annotations
 
-import pytest
+from types import SimpleNamespace
+from typing import Any
 
-from rtcheck.serve import OPEN_HOLD_FACTOR, _Arrivals
+import pytest
+from pydicom import Dataset
+
+from rtcheck.serve import CT_IMAGE, OPEN_HOLD_FACTOR, STATUS_SUCCESS, _Arrivals, _Node
 
 SETTLE = 1.0
 
@@ -69,3 +74,64 @@ def test_a_resend_of_a_stored_study_is_nothing_to_look_at() -> None:
     arrivals.closed(["S", "unknown"])  # more closes than opens change nothing
     arrivals.arrived("S", age=2 * SETTLE)
     assert arrivals.claim() == ("S", None)
+
+
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+
+
+class _Inbox:
+    """Stands in for :class:`rtcheck.serve.Inbox`: every object is new."""
+
+    def store(self, sop_class: str, sop: str, study: str, syntax: str, data: bytes) -> Any:
+        return SimpleNamespace(study=study, state="stored")
+
+
+class _Assoc:
+    """Stands in for a pynetdicom association (weakly referenced, like the real one)."""
+
+    requestor = SimpleNamespace(ae_title="TPS", address="127.0.0.1", port=104)
+    acceptor = SimpleNamespace(ae_title="RTCHECK")
+
+
+def _store_event(assoc: _Assoc, study: str) -> Any:
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID = CT_IMAGE, "1.2.3", study
+    return SimpleNamespace(
+        assoc=assoc,
+        context=SimpleNamespace(abstract_syntax=CT_IMAGE, transfer_syntax="1.2.840.10008.1.2.1"),
+        request=SimpleNamespace(AffectedSOPInstanceUID="1.2.3"),
+        dataset=ds,
+        encoded_dataset=lambda include_meta=False: b"",
+    )
+
+
+def _node() -> tuple[_Node, _Arrivals, list[str]]:
+    arrivals = _Arrivals(SETTLE)
+    logged: list[str] = []
+    node = _Node(_Inbox(), arrivals, lambda event, **fields: logged.append(event))  # type: ignore[arg-type]
+    return node, arrivals, logged
+
+
+def test_a_stored_object_holds_its_study_until_the_association_closes() -> None:
+    node, arrivals, logged = _node()
+    assoc = _Assoc()
+    node.on_open(SimpleNamespace(assoc=assoc))
+    assert node.on_store(_store_event(assoc, STUDY)) == STATUS_SUCCESS
+    arrivals.arrived(STUDY, age=2 * SETTLE)  # quiet for longer than settle
+    assert arrivals.claim()[0] is None
+    node.on_close(SimpleNamespace(assoc=assoc))
+    assert logged == ["association"]
+    assert arrivals.claim() == (STUDY, None)
+
+
+def test_an_object_served_after_its_association_closed_holds_nothing() -> None:
+    # pynetdicom closes the connection in another thread: a C-STORE still being served
+    # (or queued) when the peer aborts ends after on_close. Its study must not be held
+    # for OPEN_HOLD_FACTOR settle periods by an association that no longer exists.
+    node, arrivals, _ = _node()
+    assoc = _Assoc()
+    node.on_open(SimpleNamespace(assoc=assoc))
+    node.on_close(SimpleNamespace(assoc=assoc))
+    assert node.on_store(_store_event(assoc, STUDY)) == STATUS_SUCCESS
+    arrivals.arrived(STUDY, age=2 * SETTLE)
+    assert arrivals.claim() == (STUDY, None)

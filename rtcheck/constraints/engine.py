@@ -171,8 +171,10 @@ class _Context:
     threads: int | None = None
     distances: dict[tuple[str, str], Distance | str] = field(default_factory=dict)
     #: Plan-quality scans running alongside the DVHs (:func:`_scan_quality_ahead`), by
-    #: the role of their targets, until a rule takes them.
-    quality_ahead: dict[str, Future[_QualityScan | str]] = field(default_factory=dict)
+    #: the roles of their targets and body, until a rule with those roles takes them.
+    quality_ahead: dict[tuple[str, str | None], Future[_QualityScan | str]] = field(
+        default_factory=dict
+    )
     notes: list[str] = field(default_factory=list)
     targets: list[TargetInfo] = field(default_factory=list)
     between_planes: str = "shape"
@@ -495,11 +497,7 @@ def check_plan(
     results: list[RuleResult] = []
     skipped: list[dict[str, str]] = []
     for rule in protocol.rules:
-        absent = [
-            r
-            for r in _rule_roles(rule)
-            if protocol.roles[r].optional and r in roles.missing and r not in roles.candidates
-        ]
+        absent = _absent_optional_roles(ctx, rule)
         if absent:
             patterns = "; ".join(
                 f"{r}: {', '.join((*protocol.roles[r].names, *protocol.roles[r].aliases))}"
@@ -627,6 +625,17 @@ def _dvhs_wanted(ctx: _Context, *, conditional: bool) -> list[Roi]:
             if name in ctx.rois:
                 out.append(ctx.rois[name])
     return out
+
+
+def _absent_optional_roles(ctx: _Context, rule: Rule) -> list[str]:
+    """The optional roles of a rule that no ROI fills (nor resembles): the rule is
+    skipped, not evaluated."""
+    roles = ctx.roles
+    return [
+        r
+        for r in _rule_roles(rule)
+        if ctx.protocol.roles[r].optional and r in roles.missing and r not in roles.candidates
+    ]
 
 
 def _rule_roles(rule: Rule) -> list[str]:
@@ -2081,26 +2090,30 @@ def _scan_quality_ahead(ctx: _Context) -> None:
     of their own, to run while the DVHs are computed (their isodose clouds and D2cm
     search need no DVH; only the ratios do, and :func:`_plan_quality_facts` adds them).
 
-    Nothing starts with one thread allowed, without a prescription, or for a role that
-    does not resolve: the rule then computes (or reports) it when it comes.
+    A scan is taken only by a rule with the same target and body roles, so the result
+    is the one computed when the rule comes (the same for any number of threads).
+    Nothing starts with one thread allowed, without a prescription, for a rule skipped
+    for an absent optional role, or for a role that does not resolve: the rule then
+    computes (or reports) it when it comes.
     """
     threads = default_threads() if ctx.threads is None else ctx.threads
     if threads < 2 or ctx.prescription is None:
         return
-    wanted: dict[str, tuple[PlanQualityRule, list[str]]] = {}
+    wanted: dict[tuple[str, str | None], tuple[PlanQualityRule, list[str]]] = {}
     for rule in ctx.protocol.rules:
         if not isinstance(rule, PlanQualityRule) or rule.when is not None:
             continue
-        if rule.unless is not None or rule.structure in wanted:
+        key = (rule.structure, rule.body)
+        if rule.unless is not None or key in wanted or _absent_optional_roles(ctx, rule):
             continue
         names, problem = _role_rois(ctx, rule.structure)
         if not problem:
-            wanted[rule.structure] = (rule, names)
+            wanted[key] = (rule, names)
     if not wanted:
         return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtcheck-quality")
-    for role, (rule, names) in wanted.items():
-        ctx.quality_ahead[role] = pool.submit(_quality_scan, ctx, rule, names)
+    for key, (rule, names) in wanted.items():
+        ctx.quality_ahead[key] = pool.submit(_quality_scan, ctx, rule, names)
     pool.shutdown(wait=False)  # the scans run on; each rule waits for its own
 
 
@@ -2115,7 +2128,7 @@ def _plan_quality_facts(
     if rule.structure in cache:
         cached: dict[str, Any] | str = cache[rule.structure].get("problem") or cache[rule.structure]
         return cached
-    pending = ctx.quality_ahead.pop(rule.structure, None)
+    pending = ctx.quality_ahead.pop((rule.structure, rule.body), None)
     scanned = pending.result() if pending is not None else _quality_scan(ctx, rule, names)
     if isinstance(scanned, str):
         cache[rule.structure] = {"problem": scanned}
