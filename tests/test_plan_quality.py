@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
@@ -273,6 +274,25 @@ def test_cli_scores_fall_off_good_and_poor(tmp_path: Path) -> None:
     ptv = facts["plan_quality"]["PTV"]["targets"]["PTV"]
     assert 0 < ptv["paddick_ci"] < 1
     assert ptv["gradient_index"] == pytest.approx(ptv["piv50_cc"] / ptv["piv100_cc"], rel=1e-3)
+
+
+def test_an_under_dosed_plan_fails_on_coverage_and_has_no_isodose_volumes(
+    tmp_path: Path,
+) -> None:
+    # The plan's dose at 40 % of its scale: its hottest node, 125 % of the prescription
+    # in the plan as generated (tests/fixtures/plans.py), is 50 % now, so no 100 % isodose
+    # exists: R100 is 0 (not a crash), and the coverage rules fail the plan.
+    folder = write_plan_export(tmp_path / "plan", lung(PERIPHERAL, 3, 18))
+    ds = pydicom.dcmread(folder / "RD.dcm")
+    ds.DoseGridScaling = float(ds.DoseGridScaling) * 0.4
+    ds.save_as(folder / "RD.dcm")
+    report = _check(folder)
+    listed = report["results"]
+    assert isinstance(listed, list)
+    results = {r["id"]: r for r in listed}
+    assert report["verdict"] == "fail"
+    assert results["ptv-coverage"]["status"] == "major"
+    assert results["ptv-r100"]["measured"] == 0.0
 
 
 def test_plan_quality_of_rules_with_other_body_roles_is_the_same_in_threads(
