@@ -472,6 +472,8 @@ def _read(
 #: Values longer than this (bytes) are left encoded by :func:`_decode_elements`: contour
 #: coordinates, pixel data and DVH data are parsed where they are used, from their bytes.
 _DECODE_MAX_BYTES = 1024
+#: Control Point Sequence and Ion Control Point Sequence: see :func:`_decode_elements`.
+_CONTROL_POINT_SEQUENCES = frozenset({0x300A0111, 0x300A03A8})
 #: Contour Data is always left encoded (its VR is checked): :func:`_floats` parses its
 #: bytes, much faster than pydicom builds its decimal strings (10^4 small contours).
 _KEEP_ENCODED = frozenset({0x30060050})
@@ -509,7 +511,7 @@ def _element_name(tag: BaseTag) -> str:
     return f"{tag} {keyword}"
 
 
-def _decode_elements(ds: Dataset, path: Path) -> None:
+def _decode_elements(ds: Dataset, path: Path, *, shallow: bool = False) -> None:
     """Decode every element of ``ds`` (sequence items included) now, inside the boundary
     that names the file, so that no lazily decoded value fails later in a plain accessor.
 
@@ -517,6 +519,11 @@ def _decode_elements(ds: Dataset, path: Path) -> None:
     NotImplementedError from ``ds.RTPlanLabel`` far from any error handling. Every
     element's VR must be one DICOM defines; values up to :data:`_DECODE_MAX_BYTES` are
     decoded (longer ones keep their bytes; their VR is still checked).
+
+    The control points of a beam between its first and last are read by nothing but
+    their count (:mod:`rtcheck.plan_record`): their own elements' VRs are checked
+    (``shallow``), but their values and nested sequences (leaf positions, dose
+    references: thousands of items in an arc plan) are left encoded.
 
     Raises
     ------
@@ -543,6 +550,8 @@ def _decode_elements(ds: Dataset, path: Path) -> None:
                 "damaged or not valid DICOM: export it again",
                 path,
             )
+        if shallow and isinstance(raw, RawDataElement):
+            continue
         if not isinstance(raw, RawDataElement):
             value = raw.value
         elif "SQ" not in (vr, expected) and (
@@ -566,8 +575,10 @@ def _decode_elements(ds: Dataset, path: Path) -> None:
                     path,
                 ) from exc
         if isinstance(value, DicomSequence):
-            for item in value:
-                _decode_elements(item, path)
+            last = len(value) - 1
+            for i, item in enumerate(value):
+                middle = tag in _CONTROL_POINT_SEQUENCES and 0 < i < last
+                _decode_elements(item, path, shallow=shallow or middle)
         elif expected == "SQ" and not (
             value is None or (isinstance(value, bytes | str) and not value)
         ):

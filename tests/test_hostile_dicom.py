@@ -119,6 +119,49 @@ def test_unknown_vr_is_an_input_error_naming_file_and_element(
     assert "'QZ'" in line
 
 
+def _arc_of_three_control_points(path: Path) -> None:
+    """The first beam's control points made three, the middle one holding a leaf and jaw
+    position sequence (as every control point of an arc does)."""
+    ds = dcmread(path)
+    beam = ds.BeamSequence[0]
+    first, last = beam.ControlPointSequence
+    middle = Dataset()
+    middle.ControlPointIndex = 1
+    middle.CumulativeMetersetWeight = "0.5"
+    jaws = Dataset()
+    jaws.RTBeamLimitingDeviceType = "ASYMX"
+    jaws.LeafJawPositions = ["-50", "50"]
+    middle.BeamLimitingDevicePositionSequence = [jaws]
+    last.ControlPointIndex = 2
+    beam.ControlPointSequence = [first, middle, last]
+    beam.NumberOfControlPoints = 3
+    resave(path, ds)
+
+
+def test_a_damaged_middle_control_point_is_not_read_and_does_not_stop_the_check(
+    export: SmallExport,
+) -> None:
+    # The control points between a beam's first and last are read for their count only:
+    # an unknown VR inside one's nested sequence (leaf positions, which nothing reads)
+    # leaves the plan readable, while the same in its own elements is still refused.
+    _arc_of_three_control_points(export.rp)
+    set_vr(export.rp, 0x300A011C, b"QZ")  # LeafJawPositions, in the middle control point
+    code, output = check(export.folder)
+    assert code == 0, output
+    assert "VERDICT: PASS" in output
+    set_vr(export.rp, 0x300A0134, b"QZ")  # CumulativeMetersetWeight of the first one
+    line = refused(export.folder, export.rp)
+    assert "(300A,0134) CumulativeMetersetWeight" in line and "'QZ'" in line
+
+
+def test_a_damaged_middle_control_point_element_is_refused(export: SmallExport) -> None:
+    _arc_of_three_control_points(export.rp)
+    middle = [e for e in elements(export.rp) if e.tag == 0x300A0134][1]  # its meterset weight
+    export.rp.write_bytes(with_vr(export.rp.read_bytes(), middle, b"QZ"))
+    line = refused(export.folder, export.rp)
+    assert "(300A,0134) CumulativeMetersetWeight" in line and "'QZ'" in line
+
+
 def test_sequence_with_an_unknown_vr(export: SmallExport) -> None:
     # A sequence's header is 12 bytes, any 'QZ' element's 8: read as one, the lengths
     # that follow run off the end of the file.
