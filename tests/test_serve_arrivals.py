@@ -7,13 +7,27 @@ arrival ``age`` seconds ago stands for a clock that has moved on.
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import ExplicitVRLittleEndian
 
-from rtcheck.serve import CT_IMAGE, OPEN_HOLD_FACTOR, STATUS_SUCCESS, _Arrivals, _Node
+from rtcheck.serve import (
+    CT_IMAGE,
+    OPEN_HOLD_FACTOR,
+    STATUS_SUCCESS,
+    Inbox,
+    JsonLog,
+    _Arrivals,
+    _Node,
+)
 
 SETTLE = 1.0
 
@@ -79,13 +93,6 @@ def test_a_resend_of_a_stored_study_is_nothing_to_look_at() -> None:
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 
 
-class _Inbox:
-    """Stands in for :class:`rtcheck.serve.Inbox`: every object is new."""
-
-    def store(self, sop_class: str, sop: str, study: str, syntax: str, data: bytes) -> Any:
-        return SimpleNamespace(study=study, state="stored")
-
-
 class _Assoc:
     """Stands in for a pynetdicom association (weakly referenced, like the real one)."""
 
@@ -94,41 +101,51 @@ class _Assoc:
 
 
 def _store_event(assoc: _Assoc, study: str) -> Any:
+    """A C-STORE event of one CT object of ``study``, its data set encoded as sent."""
     ds = Dataset()
     ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID = CT_IMAGE, "1.2.3", study
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    write_dataset(buffer, ds)
     return SimpleNamespace(
         assoc=assoc,
-        context=SimpleNamespace(abstract_syntax=CT_IMAGE, transfer_syntax="1.2.840.10008.1.2.1"),
+        context=SimpleNamespace(abstract_syntax=CT_IMAGE, transfer_syntax=ExplicitVRLittleEndian),
         request=SimpleNamespace(AffectedSOPInstanceUID="1.2.3"),
         dataset=ds,
-        encoded_dataset=lambda include_meta=False: b"",
+        encoded_dataset=lambda include_meta=False: buffer.getvalue(),
     )
 
 
-def _node() -> tuple[_Node, _Arrivals, list[str]]:
+def _node(tmp_path: Path) -> tuple[_Node, _Arrivals, io.StringIO]:
+    """The node's handlers on a real inbox under ``tmp_path``, logging to a string."""
     arrivals = _Arrivals(SETTLE)
-    logged: list[str] = []
-    node = _Node(_Inbox(), arrivals, lambda event, **fields: logged.append(event))  # type: ignore[arg-type]
-    return node, arrivals, logged
+    inbox = Inbox(tmp_path / "incoming")
+    inbox.prepare()
+    stream = io.StringIO()
+    return _Node(inbox, arrivals, JsonLog(stream)), arrivals, stream
 
 
-def test_a_stored_object_holds_its_study_until_the_association_closes() -> None:
-    node, arrivals, logged = _node()
+def _events(stream: io.StringIO) -> list[str]:
+    return [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+
+
+def test_a_stored_object_holds_its_study_until_the_association_closes(tmp_path: Path) -> None:
+    node, arrivals, stream = _node(tmp_path)
     assoc = _Assoc()
     node.on_open(SimpleNamespace(assoc=assoc))
     assert node.on_store(_store_event(assoc, STUDY)) == STATUS_SUCCESS
     arrivals.arrived(STUDY, age=2 * SETTLE)  # quiet for longer than settle
     assert arrivals.claim()[0] is None
     node.on_close(SimpleNamespace(assoc=assoc))
-    assert logged == ["association"]
+    assert _events(stream) == ["association"]
     assert arrivals.claim() == (STUDY, None)
 
 
-def test_an_object_served_after_its_association_closed_holds_nothing() -> None:
+def test_an_object_served_after_its_association_closed_holds_nothing(tmp_path: Path) -> None:
     # pynetdicom closes the connection in another thread: a C-STORE still being served
     # (or queued) when the peer aborts ends after on_close. Its study must not be held
     # for OPEN_HOLD_FACTOR settle periods by an association that no longer exists.
-    node, arrivals, _ = _node()
+    node, arrivals, _ = _node(tmp_path)
     assoc = _Assoc()
     node.on_open(SimpleNamespace(assoc=assoc))
     node.on_close(SimpleNamespace(assoc=assoc))
