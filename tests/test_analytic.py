@@ -45,6 +45,9 @@ from tests.fixtures.analytic import (
     sphere_volume_cc,
 )
 
+#: Every test runs with the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = pytest.mark.usefixtures("dvh_kernel")
+
 FloatArray = NDArray[np.float64]
 Apex = Literal["+", "-"]
 

@@ -16,6 +16,9 @@ from rtcheck.dvh.core import (
     slab_bounds,
 )
 
+#: Every test runs with the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = pytest.mark.usefixtures("dvh_kernel")
+
 
 def square(cx: float, cy: float, half: float) -> np.ndarray:
     return np.array(

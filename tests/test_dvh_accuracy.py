@@ -23,6 +23,9 @@ from tests.fixtures.analytic import (
     sphere_contours,
 )
 
+#: Every test runs with the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = pytest.mark.usefixtures("dvh_kernel")
+
 CENTER = (3.2, -7.9, 11.4)  # deliberately off every grid
 
 

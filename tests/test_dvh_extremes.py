@@ -20,6 +20,9 @@ from rtcheck.dvh.core import ContourPlane, DoseGrid, compute_dvh, points_in_poly
 from rtcheck.dvh.extremes import refine_extremes
 from rtcheck.dvh.structure import Layer
 
+#: Every test runs with the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = pytest.mark.usefixtures("dvh_kernel")
+
 AXIS = np.arange(-12.0, 12.01, 2.0)  # nodes every 2 mm: 0 is index 6
 TARGETS = (8_000, 20_000, 50_000, 100_000)
 MODELS = ("slab", "shape")

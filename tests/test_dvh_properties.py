@@ -49,6 +49,9 @@ from hypothesis import strategies as st
 from rtcheck.dvh import DVH, ContourPlane, DoseGrid, compute_dvh
 from tests.fixtures.analytic import MM3_PER_CC, SlabModel
 
+#: Every test runs with the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = pytest.mark.usefixtures("dvh_kernel")
+
 FloatArray = np.ndarray
 #: Angular jitter of a star polygon's vertices, as a share of the angular step: under
 #: one half, so the angles stay sorted and the polygon simple.

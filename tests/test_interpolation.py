@@ -21,6 +21,9 @@ from rtcheck.dvh.interpolation import (
     signed_distance,
 )
 
+#: Every test runs with the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = pytest.mark.usefixtures("dvh_kernel")
+
 
 def circle(r: float, n: int = 720, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
     a = np.linspace(0, 2 * math.pi, n, endpoint=False)

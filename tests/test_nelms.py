@@ -29,7 +29,8 @@ from tests.conftest import SHARED_DATA
 from tests.fixtures.analytic import LinearDose, SlabTruth
 
 NELMS = SHARED_DATA / "nelms-dvh"
-pytestmark = pytest.mark.shared_data
+#: With the C kernel of the DVH sampler and with its NumPy code.
+pytestmark = [pytest.mark.shared_data, pytest.mark.usefixtures("dvh_kernel")]
 
 
 def _rows() -> list[dict[str, str]]:

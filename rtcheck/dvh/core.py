@@ -54,6 +54,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
+from rtcheck.dvh import kernel
 from rtcheck.dvh.extremes import refine_extremes
 from rtcheck.dvh.interpolation import shape_layers
 
@@ -144,6 +145,17 @@ class DoseGrid:
         """``1 / (z[k + 1] - z[k])`` for every pair of neighbouring planes (1/mm)."""
         steps: FloatArray = 1.0 / np.diff(self.z)
         return steps
+
+    @cached_property
+    def dose_f64(self) -> FloatArray:
+        """The dose as one C-contiguous float64 array (the C sampler reads it so)."""
+        dose: FloatArray = np.ascontiguousarray(self.dose, dtype=np.float64)
+        return dose
+
+    @cached_property
+    def uniform_axes(self) -> tuple[bool, bool, bool]:
+        """Whether each axis (x, y, z) is uniformly spaced, as :func:`_axis_weights` tests."""
+        return (_uniform(self.x), _uniform(self.y), _uniform(self.z))
 
     @cached_property
     def dose_range(self) -> tuple[float, float]:
@@ -330,11 +342,17 @@ def _axis_extent(axis: FloatArray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _uniform(axis: FloatArray) -> bool:
+    """Whether an axis's nodes are uniformly spaced (to 1e-9 of the step)."""
+    step = (axis[-1] - axis[0]) / (axis.size - 1)
+    return bool(np.allclose(np.diff(axis), step, rtol=1e-9, atol=0.0))
+
+
 def _axis_weights(axis: FloatArray, coords: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
     """Lower node index and linear weight along one axis, clamped at the ends."""
-    step = (axis[-1] - axis[0]) / (axis.size - 1)
-    if np.allclose(np.diff(axis), step, rtol=1e-9, atol=0.0):
+    if _uniform(axis):
         # Uniform axis: arithmetic instead of a search.
+        step = (axis[-1] - axis[0]) / (axis.size - 1)
         u = (coords - axis[0]) / step
         idx = np.clip(np.floor(u), 0, axis.size - 2).astype(np.intp)
         return idx, np.clip(u - idx, 0.0, 1.0)
@@ -463,6 +481,7 @@ def _merge_close(values: FloatArray) -> FloatArray:
 
 #: Sub-rows per lattice row (Gauss-Legendre points) for the cell coverage integral.
 _GAUSS_ROWS = (0.5 - 0.5 / math.sqrt(3.0), 0.5 + 0.5 / math.sqrt(3.0))
+_GAUSS = np.array(_GAUSS_ROWS)
 
 
 @dataclass(frozen=True)
@@ -527,6 +546,11 @@ def _edge_cells(
     """Cell coverage of several layers given as edges of closed curves (even-odd)."""
     n_planes = len(edge_sets)
     shape = (n_planes, ys.size, xs.size)
+    compiled = kernel.active()
+    if compiled is not None:
+        out = [np.empty(shape) for _ in range(5)]
+        compiled.edge_cells(*_kernel_edges(edge_sets), xs, ys, hx, hy, _GAUSS, *out)
+        return CellCoverage(*out)
     fraction = np.zeros(shape)
     moment_x = np.zeros(shape)
     moment_y = np.zeros(shape)
@@ -601,6 +625,45 @@ def _edge_cells(
     return CellCoverage(np.minimum(fraction, 1.0), cx, cy, extent_x, rows_hit)
 
 
+def _covered_cells(
+    edge_sets: Sequence[FloatArray], xs: FloatArray, ys: FloatArray, hx: float, hy: float
+) -> tuple[NDArray[np.intp], FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The covered cells of :func:`_edge_cells`, in (outline, row, column) order: the
+    outline of each, its covered fraction, centroid ``(x, y)`` and the covered width and
+    height over which its dose spreads (mm)."""
+    compiled = kernel.active()
+    if compiled is None:
+        cells = _edge_cells(edge_sets, xs, ys, hx, hy)
+        outline, rows, cols = np.nonzero(cells.fraction)
+        return (
+            outline,
+            cells.fraction[outline, rows, cols],
+            cells.cx[outline, rows, cols],
+            cells.cy[outline, rows, cols],
+            hx * cells.extent_x[outline, rows, cols],
+            hy * cells.extent_y[outline, rows, cols],
+        )
+    n_cells = len(edge_sets) * ys.size * xs.size
+    outline = np.empty(n_cells, dtype=np.intp)
+    values = [np.empty(n_cells) for _ in range(5)]
+    count = compiled.covered_cells(
+        *_kernel_edges(edge_sets), xs, ys, hx, hy, _GAUSS, outline, *values
+    )
+    share, px, py, wx, wy = (v[:count] for v in values)
+    return outline[:count], share, px, py, wx, wy
+
+
+def _kernel_edges(edge_sets: Sequence[FloatArray]) -> tuple[FloatArray, NDArray[np.intp], int]:
+    """Edges of several layers as the C kernel takes them: one float64 array, the layer of
+    every edge and the number of layers."""
+    n = len(edge_sets)
+    edges = np.ascontiguousarray(
+        np.concatenate(edge_sets) if n else np.zeros((0, 4)), dtype=np.float64
+    )
+    plane = np.repeat(np.arange(n, dtype=np.intp), [len(e) for e in edge_sets])
+    return edges, plane, n
+
+
 def _covers_something(edges: FloatArray) -> bool:
     """Whether closed outlines cover more than a sliver by the even-odd rule."""
     if edges.shape[0] < 3:
@@ -661,6 +724,17 @@ class _SpreadHistogram:
 
     def add(self, doses: FloatArray, widths: FloatArray, weights: FloatArray) -> None:
         """Add samples with their weights (mm³)."""
+        compiled = kernel.active()
+        if compiled is not None:
+            compiled.spread_histogram(
+                *(np.ascontiguousarray(a, dtype=np.float64) for a in (doses, widths, weights)),
+                self.lower,
+                self.bin_width,
+                self._points,
+                self._slope,
+                self._intercept,
+            )
+            return
         self._pending.append((doses, widths, weights))
         self._pending_size += doses.size
         if self._pending_size >= self.BUFFER:
@@ -769,8 +843,7 @@ def _sample_layers(
         [first_of.setdefault(id(layer.edges), len(first_of)) for layer in layers], dtype=np.intp
     )
     unique_edges = list({id(layer.edges): layer.edges for layer in layers}.values())
-    cells = _edge_cells(unique_edges, xs, ys, hx, hy)
-    outline, rows, cols = np.nonzero(cells.fraction)
+    outline, share, px, py, wx, wy = _covered_cells(unique_edges, xs, ys, hx, hy)
     if len(unique_edges) == len(layers):
         plane = outline
     else:  # every layer takes its outline's covered cells, in layer order
@@ -781,11 +854,7 @@ def _sample_layers(
         pick = np.repeat(first_cell[outline_of], reps) + (
             np.arange(plane.size) - np.repeat(np.cumsum(reps) - reps, reps)
         )
-        outline, rows, cols = outline[pick], rows[pick], cols[pick]
-    px, py = cells.cx[outline, rows, cols], cells.cy[outline, rows, cols]
-    share = cells.fraction[outline, rows, cols]
-    wx = hx * cells.extent_x[outline, rows, cols]
-    wy = hy * cells.extent_y[outline, rows, cols]
+        share, px, py, wx, wy = share[pick], px[pick], py[pick], wx[pick], wy[pick]
     covered = np.bincount(plane, share, minlength=len(layers))
     # A simple outline covers its own area (to the lattice's resolution); a self-
     # crossing or overlapping one covers something else by the even-odd rule.
@@ -893,6 +962,29 @@ def _sample_cells(
     ``reps`` sub-slices of thickness ``dz`` from ``lo`` (all per cell), with the volume
     that falls outside the dose grid. The grid cells holding a sample are set in
     ``touched`` (flat, by lower corner node) when given."""
+    compiled = kernel.active()
+    if compiled is not None:
+        total = int(reps.sum())
+        doses, spread, weights = np.empty(total), np.empty(total), np.empty(total)
+        count, outside_mm3 = compiled.sample_cells(
+            grid.dose_f64,
+            grid.x,
+            grid.y,
+            grid.z,
+            grid.inverse_z_steps,
+            *grid.uniform_axes,
+            grid.dx,
+            grid.dy,
+            tuple(v for pair in grid.extent for v in pair),
+            *(np.ascontiguousarray(a, dtype=np.float64) for a in (lo, dz)),
+            np.ascontiguousarray(reps, dtype=np.intp),
+            *(np.ascontiguousarray(a, dtype=np.float64) for a in (px, py, wx, wy, weight)),
+            doses,
+            spread,
+            weights,
+            touched,
+        )
+        return doses[:count], spread[:count], weights[:count], outside_mm3
     sample = np.repeat(np.arange(px.size), reps)
     sub = np.arange(sample.size) - np.repeat(np.cumsum(reps) - reps, reps)
     pz = lo[sample] + (sub + 0.5) * dz[sample]

@@ -1,0 +1,234 @@
+"""The C kernel of the DVH sampler against its NumPy code and against hand-computed values.
+
+The analytic DVH tests (test_dvh, test_dvh_accuracy, test_analytic, test_dvh_properties,
+test_dvh_extremes, test_interpolation, test_nelms) run with both; here each kernel
+function is compared with the NumPy function it replaces on inputs where both are known,
+and the kernel's checks of its inputs are exercised.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sysconfig
+
+import numpy as np
+import pytest
+
+from rtcheck.dvh import kernel
+from rtcheck.dvh.core import (
+    DoseGrid,
+    _covered_cells,
+    _edge_cells,
+    _sample_cells,
+    _SpreadHistogram,
+    lattice_cells,
+)
+from rtcheck.errors import UsageError
+
+needs_kernel = pytest.mark.skipif(not kernel.built(), reason="C kernel not built here")
+
+
+def _compiler() -> str | None:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc)
+
+
+def test_the_kernel_is_built_where_a_c_compiler_exists() -> None:
+    if _compiler() is None:
+        pytest.skip("no C compiler on this machine: the NumPy code is used")
+    assert kernel.built(), (
+        "a C compiler exists but the DVH kernel _rtcheck_dvh was not built or is of "
+        f"another API version than {kernel.API_VERSION}: reinstall rtcheck (pip install .)"
+    )
+
+
+def test_using_switches_and_restores() -> None:
+    before = kernel.active()
+    with kernel.using(False):
+        assert kernel.active() is None
+        assert kernel.name() == "NumPy"
+    assert kernel.active() is before
+    if kernel.built():
+        with kernel.using(True):
+            assert kernel.name() == "C"
+    else:
+        with pytest.raises(UsageError, match="pip install"), kernel.using(True):
+            pass
+
+
+def _polygon_edges(points: np.ndarray) -> np.ndarray:
+    return np.column_stack([points, np.roll(points, -1, axis=0)])
+
+
+def _random_outlines(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    outlines = []
+    for _ in range(n):
+        k = int(rng.integers(3, 40))
+        angles = np.sort(rng.uniform(0, 2 * math.pi, k))
+        radii = rng.uniform(2.0, 12.0, k)
+        centre = rng.uniform(-5, 5, 2)
+        pts = centre + np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])
+        outlines.append(_polygon_edges(pts))
+    return outlines
+
+
+@needs_kernel
+def test_a_rectangle_covers_exactly_its_area_with_its_centroid() -> None:
+    # The rectangle x 0.2..3.5, y 0..3 on a 1 mm lattice whose cells end at whole mm:
+    # coverage is exact along x, and along y (two scan lines per row) whenever the
+    # horizontal edges lie on cell boundaries. Area 9.9 mm², centroid (1.85, 1.5).
+    xs = np.arange(-2.0, 6.0) + 0.5
+    ys = np.arange(-2.0, 6.0) + 0.5
+    points = np.array([[0.2, 0.0], [3.5, 0.0], [3.5, 3.0], [0.2, 3.0]])
+    with kernel.using(True):
+        cells = lattice_cells([points], xs, ys, 1.0, 1.0)
+    assert cells.fraction.sum() == pytest.approx(9.9, rel=1e-12)
+    covered = cells.fraction > 0
+    cx = (cells.cx * cells.fraction)[covered].sum() / cells.fraction.sum()
+    cy = (cells.cy * cells.fraction)[covered].sum() / cells.fraction.sum()
+    assert (cx, cy) == pytest.approx((1.85, 1.5), abs=1e-12)
+    # The cell centred on (0.5, 0.5) is covered from x = 0.2: 0.8 of it, centroid x 0.6.
+    i, j = list(ys).index(0.5), list(xs).index(0.5)
+    assert cells.fraction[i, j] == pytest.approx(0.8, rel=1e-12)
+    assert cells.cx[i, j] == pytest.approx(0.6, abs=1e-12)
+    assert cells.extent_x[i, j] == pytest.approx(0.8, rel=1e-12)
+    assert cells.extent_y[i, j] == 1.0
+    # An uncovered cell keeps its centre and has no extent.
+    assert (cells.cx[0, 0], cells.cy[0, 0], cells.extent_x[0, 0]) == (xs[0], ys[0], 0.0)
+
+
+@needs_kernel
+def test_edge_cells_agree_with_numpy_on_random_outlines() -> None:
+    rng = np.random.default_rng(7)
+    outlines = _random_outlines(rng, 12)
+    xs = np.arange(-18.0, 18.0, 0.7) + 0.35
+    ys = np.arange(-17.0, 19.0, 0.9) + 0.45
+    with kernel.using(False):
+        reference = _edge_cells(outlines, xs, ys, 0.7, 0.9)
+    with kernel.using(True):
+        compiled = _edge_cells(outlines, xs, ys, 0.7, 0.9)
+    for name in ("fraction", "cx", "cy", "extent_x", "extent_y"):
+        np.testing.assert_allclose(
+            getattr(compiled, name), getattr(reference, name), rtol=1e-12, atol=1e-12
+        )
+
+
+@needs_kernel
+def test_covered_cells_are_the_nonzero_cells_in_order() -> None:
+    rng = np.random.default_rng(11)
+    outlines = _random_outlines(rng, 5)
+    xs = np.arange(-18.0, 18.0, 0.5) + 0.25
+    ys = np.arange(-18.0, 18.0, 0.5) + 0.25
+    with kernel.using(False):
+        reference = _covered_cells(outlines, xs, ys, 0.5, 0.5)
+    with kernel.using(True):
+        compiled = _covered_cells(outlines, xs, ys, 0.5, 0.5)
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    for a, b in zip(compiled[1:], reference[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _linear_grid(nonuniform_z: bool) -> DoseGrid:
+    x = np.arange(0.0, 20.0, 2.0)
+    y = np.arange(0.0, 16.0, 2.0)
+    z = np.array([0.0, 2.5, 5.0, 9.0, 10.0, 13.0]) if nonuniform_z else np.arange(6) * 2.5
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    return DoseGrid(x, y, z, 1.0 + 0.1 * xx + 0.2 * yy + 0.3 * zz)
+
+
+@needs_kernel
+@pytest.mark.parametrize("nonuniform_z", [False, True])
+def test_samples_of_a_linear_dose_are_exact(nonuniform_z: bool) -> None:
+    # Trilinear interpolation of a linear dose is the dose itself, its gradient the
+    # coefficients; samples outside the grid's box (here x = 30) are counted as outside.
+    grid = _linear_grid(nonuniform_z)
+    px = np.array([3.3, 7.1, 30.0, 12.9])
+    py = np.array([4.4, 1.2, 5.0, 13.0])
+    lo = np.array([1.0, 6.0, 1.0, 11.5])
+    dz = np.array([0.5, 0.75, 0.5, 2.0])
+    reps = np.array([3, 2, 4, 1], dtype=np.intp)
+    wx = np.array([1.0, 0.5, 1.0, 0.25])
+    wy = np.array([1.0, 1.0, 1.0, 0.5])
+    weight = np.array([2.0, 3.0, 5.0, 7.0])
+    touched_c = np.zeros(grid.dose.size, dtype=bool)
+    touched_n = np.zeros(grid.dose.size, dtype=bool)
+    with kernel.using(True):
+        doses, spread, weights, outside = _sample_cells(
+            grid, lo, dz, reps, px, py, wx, wy, weight, touched_c
+        )
+    with kernel.using(False):
+        reference = _sample_cells(grid, lo, dz, reps, px, py, wx, wy, weight, touched_n)
+    cells = np.repeat([0, 1, 3], [3, 2, 1])
+    subs = np.array([0, 1, 2, 0, 1, 0])
+    z = lo[cells] + (subs + 0.5) * dz[cells]
+    expected = 1.0 + 0.1 * px[cells] + 0.2 * py[cells] + 0.3 * z
+    np.testing.assert_allclose(doses, expected, rtol=1e-13)
+    np.testing.assert_allclose(
+        spread,
+        np.sqrt((0.1 * wx[cells]) ** 2 + (0.2 * wy[cells]) ** 2 + (0.3 * dz[cells]) ** 2),
+        rtol=1e-12,
+    )
+    np.testing.assert_array_equal(weights, weight[cells])
+    assert outside == pytest.approx(4 * 5.0)
+    for a, b in zip((doses, spread, weights, outside), reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    np.testing.assert_array_equal(touched_c, touched_n)
+    assert touched_c.sum() >= 3
+
+
+@needs_kernel
+def test_spread_histogram_agrees_with_numpy_and_keeps_every_sample() -> None:
+    rng = np.random.default_rng(3)
+    doses = rng.uniform(-1.0, 12.0, 5000)
+    widths = np.where(rng.random(5000) < 0.3, 0.0, rng.uniform(0.0, 3.0, 5000))
+    weights = rng.uniform(0.1, 2.0, 5000)
+    counts = {}
+    for use_c in (True, False):
+        with kernel.using(use_c):
+            hist = _SpreadHistogram(0.0, 0.1, 100)
+            hist.add(doses[:2000], widths[:2000], weights[:2000])
+            hist.add(doses[2000:], widths[2000:], weights[2000:])
+            counts[use_c] = hist.counts()
+    np.testing.assert_allclose(counts[True], counts[False], rtol=1e-11, atol=1e-11)
+    # A point mass outside the bins is clipped into the first or last bin; a box is
+    # squeezed into the bins' range with its whole weight, and dropped only when it lies
+    # entirely outside: all the rest of the weight is counted.
+    wide = widths >= 0.1
+    dropped = wide & ((doses + widths / 2 <= 0.0) | (doses - widths / 2 >= 10.0))
+    assert counts[True].sum() == pytest.approx(weights[~dropped].sum(), rel=1e-12)
+    assert dropped.any()
+
+
+@needs_kernel
+def test_the_kernel_refuses_buffers_of_the_wrong_size() -> None:
+    compiled = kernel.active() or kernel._BUILT
+    assert compiled is not None
+    edges = _polygon_edges(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+    plane = np.zeros(4, dtype=np.intp)
+    xs = ys = np.arange(3.0)
+    gauss = np.array([0.25, 0.75])
+    short = [np.empty(8) for _ in range(5)]
+    with pytest.raises(ValueError, match="fraction: expected 9 items"):
+        compiled.edge_cells(edges, plane, 1, xs, ys, 1.0, 1.0, gauss, *short)
+    with pytest.raises(ValueError, match="plane index out of range"):
+        compiled.edge_cells(
+            edges, plane + 1, 1, xs, ys, 1.0, 1.0, gauss, *[np.empty(9) for _ in range(5)]
+        )
+    with pytest.raises(ValueError, match="plane: expected 4 items"):
+        compiled.edge_cells(edges, plane.astype(np.int32), 1, xs, ys, 1.0, 1.0, gauss, *short)
+    with pytest.raises(ValueError, match="positive"):
+        compiled.edge_cells(
+            edges, plane, 1, xs, ys, 0.0, 1.0, gauss, *[np.empty(9) for _ in range(5)]
+        )
+    with pytest.raises(ValueError, match="bins of positive width"):
+        compiled.spread_histogram(
+            np.zeros(1),
+            np.zeros(1),
+            np.zeros(1),
+            0.0,
+            0.0,
+            np.zeros(4),
+            np.zeros(6),
+            np.zeros(6),
+        )
