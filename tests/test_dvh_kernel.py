@@ -24,6 +24,7 @@ from rtcheck.dvh.core import (
     _SpreadHistogram,
     lattice_cells,
 )
+from rtcheck.dvh.interpolation import SignedDistance
 from rtcheck.errors import UsageError
 
 needs_kernel = pytest.mark.skipif(not kernel.built(), reason="C kernel not built here")
@@ -232,3 +233,25 @@ def test_the_kernel_refuses_buffers_of_the_wrong_size() -> None:
             np.zeros(6),
             np.zeros(6),
         )
+
+
+@needs_kernel
+def test_signed_distance_agrees_with_numpy_and_with_every_edge() -> None:
+    # The block search must find the nearest edge: compare with the distance to every
+    # edge (brute force), and with the NumPy code, at every raster node.
+    rng = np.random.default_rng(5)
+    edges = np.concatenate(_random_outlines(rng, 3))
+    xs = np.arange(-20.0, 20.0, 0.37)
+    ys = np.arange(-19.0, 21.0, 0.41)
+    nodes = np.arange(xs.size * ys.size, dtype=np.intp)
+    with kernel.using(True):
+        compiled = SignedDistance(edges, xs, ys).at(nodes)
+    with kernel.using(False):
+        reference = SignedDistance(edges, xs, ys).at(nodes)
+    np.testing.assert_allclose(compiled, reference, rtol=1e-12, atol=1e-12)
+    px, py = xs[nodes % xs.size], ys[nodes // xs.size]
+    x0, y0, x1, y1 = (edges[:, k][:, None] for k in range(4))
+    dx, dy = x1 - x0, y1 - y0
+    t = np.clip(((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
+    brute = np.sqrt(((px - x0 - t * dx) ** 2 + (py - y0 - t * dy) ** 2).min(axis=0))
+    np.testing.assert_allclose(np.abs(compiled), brute, rtol=1e-12, atol=1e-12)

@@ -46,6 +46,11 @@ def resolve_protocol(spec: str) -> Protocol:
         if not path.is_file():
             raise UsageError(f"protocol file {spec} not found")
         return load_protocol(path)
+    # Shipped files are named by their protocol's id: load that one file first, and all
+    # of them only when its id differs (a rename in progress) or no file has the name.
+    named = shipped_protocol_files().get(spec)
+    if named is not None and (protocol := load_protocol(named)).id == spec:
+        return protocol
     for protocol in shipped_protocols():
         if protocol.id == spec:
             return protocol

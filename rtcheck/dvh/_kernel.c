@@ -621,6 +621,87 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * nearest_distance: distance from raster nodes to the nearest of their block's candidate
+ * edges (interpolation.SignedDistance._compute).
+ * ------------------------------------------------------------------------------------- */
+
+static PyObject *nearest_distance(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_segments, *o_candidates, *o_start, *o_count, *o_block, *o_px, *o_py, *o_out;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &o_segments, &o_candidates, &o_start, &o_count,
+                          &o_block, &o_px, &o_py, &o_out)) {
+        return NULL;
+    }
+    Buf segments = {0}, candidates = {0}, start = {0}, count = {0}, block = {0};
+    Buf px = {0}, py = {0}, out = {0};
+    PyObject *result = NULL;
+    if (take(o_segments, &segments, 8, -1, 0, "segments") < 0) goto done;
+    Py_ssize_t n_seg = segments.view.len / 40;
+    if (segments.view.len != n_seg * 40) {
+        PyErr_SetString(PyExc_ValueError, "segments: expected rows of 5 float64");
+        goto done;
+    }
+    if (take(o_candidates, &candidates, sizeof(Py_ssize_t), -1, 0, "candidates") < 0) goto done;
+    Py_ssize_t n_cand = candidates.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
+    if (take(o_start, &start, sizeof(Py_ssize_t), -1, 0, "start") < 0) goto done;
+    Py_ssize_t n_blocks = start.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
+    if (take(o_count, &count, sizeof(Py_ssize_t), n_blocks, 0, "count") < 0) goto done;
+    if (take(o_block, &block, sizeof(Py_ssize_t), -1, 0, "block") < 0) goto done;
+    Py_ssize_t n = block.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
+    if (take(o_px, &px, 8, n, 0, "px") < 0) goto done;
+    if (take(o_py, &py, 8, n, 0, "py") < 0) goto done;
+    if (take(o_out, &out, 8, n, 1, "out") < 0) goto done;
+    const Py_ssize_t *B = IDX(block), *S = IDX(start), *C = IDX(count), *K = IDX(candidates);
+    for (Py_ssize_t b = 0; b < n_blocks; b++) {
+        if (S[b] < 0 || C[b] < 0 || S[b] + C[b] > n_cand) {
+            PyErr_SetString(PyExc_ValueError, "nearest_distance: candidate list out of range");
+            goto done;
+        }
+    }
+    for (Py_ssize_t c = 0; c < n_cand; c++) {
+        if (K[c] < 0 || K[c] >= n_seg) {
+            PyErr_SetString(PyExc_ValueError, "nearest_distance: edge index out of range");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (B[i] < 0 || B[i] >= n_blocks) {
+            PyErr_SetString(PyExc_ValueError, "nearest_distance: block index out of range");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const double *G = F64(segments), *X = F64(px), *Y = F64(py);
+    double *D = F64(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t b = B[i];
+        double best = INFINITY;
+        for (Py_ssize_t k = S[b], end = S[b] + C[b]; k < end; k++) {
+            const double *g = G + 5 * K[k];
+            double ex = X[i] - g[0], ey = Y[i] - g[1];
+            double t = clampd((ex * g[2] + ey * g[3]) * g[4], 0.0, 1.0);
+            ex = ex - t * g[2];
+            ey = ey - t * g[3];
+            double d2 = ex * ex + ey * ey;
+            if (d2 < best) best = d2;
+        }
+        D[i] = sqrt(best);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(&segments);
+    release(&candidates);
+    release(&start);
+    release(&count);
+    release(&block);
+    release(&px);
+    release(&py);
+    release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"edge_cells", edge_cells, METH_VARARGS,
      "edge_cells(edges, plane, n_planes, xs, ys, hx, hy, gauss, fraction, cx, cy, extent_x, "
@@ -631,6 +712,9 @@ static PyMethodDef methods[] = {
     {"spread_histogram", spread_histogram, METH_VARARGS,
      "spread_histogram(doses, widths, weights, lower, bin_width, points, slope, intercept): "
      "add samples to a spread histogram (see rtcheck.dvh.core._SpreadHistogram)."},
+    {"nearest_distance", nearest_distance, METH_VARARGS,
+     "nearest_distance(segments, candidates, start, count, block, px, py, out): distance "
+     "from points to the nearest candidate edge of their block."},
     {"sample_cells", sample_cells, METH_VARARGS,
      "sample_cells(dose, x, y, z, inverse_z_steps, ux, uy, uz, dx, dy, extent, lo, dz, reps, "
      "px, py, wx, wy, weight, out_dose, out_spread, out_weight, touched) -> (count, "

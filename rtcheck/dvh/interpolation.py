@@ -54,6 +54,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from rtcheck.dvh import kernel
 from rtcheck.dvh.area_profile import AreaProfile, parabola_slope
 from rtcheck.dvh.structure import (
     PLANE_TOLERANCE_MM,
@@ -527,6 +528,21 @@ class SignedDistance:
 
     def _compute(self, nodes: NDArray[np.intp]) -> FloatArray:
         """Signed distances at distinct nodes: each to its block's candidate edges."""
+        compiled = kernel.active()
+        if compiled is not None:
+            distance = np.empty(nodes.size)
+            compiled.nearest_distance(
+                self.segments,
+                *(
+                    np.asarray(a, dtype=np.intp)
+                    for a in (self.candidates, self.candidates_start, self.candidates_count)
+                ),
+                np.asarray(self.block_of[nodes], dtype=np.intp),
+                self.xs[nodes % self.xs.size],
+                self.ys[nodes // self.xs.size],
+                distance,
+            )
+            return np.where(self.inside[nodes], distance, -distance)
         block = self.block_of[nodes]
         order = np.argsort(block, kind="stable")
         ordered, block = nodes[order], block[order]
