@@ -411,13 +411,25 @@ def _error_message(exc: BaseException) -> str:
     return message.replace(EXPLICIT_HINT, _EXPLICIT_ADVICE)
 
 
-def discover(root: str | Path) -> Discovery:
+#: Maps a function over folders, results in the folders' order (``Executor.map``).
+FolderMapper = Callable[
+    [Callable[[Path], "tuple[list[ExportSet], list[str]] | None"], Sequence[Path]],
+    Iterable["tuple[list[ExportSet], list[str]] | None"],
+]
+
+
+def discover(root: str | Path, map_folders: FolderMapper | None = None) -> Discovery:
     """Find every plan under ``root`` (see the module docstring for the folder rules).
 
     Parameters
     ----------
     root
         The archive (or one export folder).
+    map_folders
+        Scans the patient folders elsewhere (``executor.map``, e.g. the process pool that
+        then checks the plans): each folder's headers are read by :func:`scan_unit`; a
+        folder whose scan failed is scanned again here, split into its subfolders. The
+        result is the same as without it, in the same order.
 
     Returns
     -------
@@ -441,19 +453,40 @@ def discover(root: str | Path) -> Discovery:
         units = subfolders(base)
         if not units:
             raise InputError("the folder is empty: no patient folders or DICOM files", base)
-    for unit in units:
-        scan_folder(unit, base, found, depth=0)
+    scanned: Iterable[tuple[list[ExportSet], list[str]] | None] = [None] * len(units)
+    if map_folders is not None and len(units) > 1:
+        scanned = map_folders(scan_unit, units)
+    for unit, result in zip(units, scanned, strict=True):
+        scan_folder(unit, base, found, depth=0, scanned=result)
     found.plans.sort(key=lambda p: (p[1].patient_id, p[1].plan_label, p[0], p[1].plan_uid))
     return found
 
 
-def scan_folder(folder: Path, root: Path, found: Discovery, depth: int) -> bool:
-    """Scan one folder into ``found``; True when it gave at least one plan."""
+def scan_unit(folder: Path) -> tuple[list[ExportSet], list[str]] | None:
+    """:func:`rtcheck.dicom_io.find_exports` of one folder, or None when its scan failed
+    on the input (the caller then scans it itself, split into its subfolders)."""
+    from rtcheck.dicom_io import find_exports
+
+    try:
+        return find_exports(folder)
+    except (InputError, InputErrors):
+        return None
+
+
+def scan_folder(
+    folder: Path,
+    root: Path,
+    found: Discovery,
+    depth: int,
+    scanned: tuple[list[ExportSet], list[str]] | None = None,
+) -> bool:
+    """Scan one folder into ``found`` (``scanned``: its :func:`scan_unit`, done already);
+    True when it gave at least one plan."""
     from rtcheck.dicom_io import find_exports
 
     where = _relative(folder, root)
     try:
-        sets, warnings = find_exports(folder)
+        sets, warnings = find_exports(folder) if scanned is None else scanned
     except (InputError, InputErrors) as exc:
         # One broken plan folder must not hide its siblings: scan the subfolders one by one.
         children = [] if depth >= MAX_SPLIT_DEPTH else subfolders(folder)
@@ -719,6 +752,7 @@ def execute(
     workers: int | None = None,
     scheduler: str | None = None,
     on_done: Callable[[PlanOutcome], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> list[PlanOutcome]:
     """Run :func:`check_one` on every job, in parallel.
 
@@ -743,6 +777,9 @@ def execute(
         The Dask scheduler address, e.g. ``tcp://10.0.0.5:8786``.
     on_done
         Called with each outcome as it arrives (in completion order), in this process.
+    pool
+        For ``process``: a pool of spawned workers to use (see :func:`worker_pool`)
+        instead of a new one; the caller shuts it down.
 
     Returns
     -------
@@ -768,7 +805,15 @@ def execute(
     if executor == "dask":
         assert scheduler is not None
         return _run_dask(jobs, scheduler, on_done)
-    return _run_pool(jobs, workers or os.cpu_count() or 1, on_done)
+    return _run_pool(jobs, workers or os.cpu_count() or 1, on_done, pool)
+
+
+def worker_pool(workers: int | None) -> ProcessPoolExecutor:
+    """A pool of ``workers`` (default :func:`os.cpu_count`) spawned processes, for
+    :func:`discover` and :func:`execute` to share: its workers start once, while the
+    archive is scanned, and are then warm for the checks."""
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+    return ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=context)
 
 
 def _validate_executor(executor: str, scheduler: str | None, workers: int | None) -> None:
@@ -785,7 +830,10 @@ def _validate_executor(executor: str, scheduler: str | None, workers: int | None
 
 
 def _run_pool(
-    jobs: Sequence[PlanJob], workers: int, on_done: Callable[[PlanOutcome], None] | None
+    jobs: Sequence[PlanJob],
+    workers: int,
+    on_done: Callable[[PlanOutcome], None] | None,
+    shared: ProcessPoolExecutor | None = None,
 ) -> list[PlanOutcome]:
     context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
     outcomes: dict[int, PlanOutcome] = {}
@@ -798,7 +846,7 @@ def _run_pool(
 
     if min(workers, len(jobs)) > 1:  # the workers share the CPUs: one DVH at a time each
         jobs = [replace(job, threads=1) for job in jobs]
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
+    pool = shared or ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
     try:
         futures: dict[Future[PlanOutcome], int] = {
             pool.submit(check_one, job): i for i, job in enumerate(jobs)
@@ -814,7 +862,8 @@ def _run_pool(
     except BaseException:  # Ctrl-C: drop the queued plans instead of waiting for them
         pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown()
+    if shared is None:
+        pool.shutdown()
     for i in sorted(orphans):
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as solo:
             try:
@@ -1195,27 +1244,69 @@ def run_batch(
     check_earlier_output(out_dir, overwrite)
     fixed = None if protocol == "auto" else resolve_protocol(protocol)
     alias_map = aliases_for(aliases, fixed)
-    found = discover(root_dir)
-    jobs = prepare_jobs(
-        found.plans,
-        out_dir,
-        fixed,
-        alias_map,
-        None if aliases is None else str(aliases),
-        strict,
-        between_planes,
-        prescription,
-    )
-    prepare_folder(out_dir)  # a folder that cannot be written is refused before any check
-    remove_stale_temporaries(out_dir)
-    if on_start is not None:
-        on_start(len(jobs) + len(found.errors))
-    if on_done is not None:
-        for error in found.errors:
-            on_done(error)
-    outcomes = sorted(
-        [*found.errors, *execute(jobs, executor, workers, scheduler, on_done)], key=_sort_key
-    )
+    shared = _SharedPool(workers) if executor == "process" else None
+    try:
+        found = discover(root_dir, None if shared is None else shared.map_folders)
+        jobs = prepare_jobs(
+            found.plans,
+            out_dir,
+            fixed,
+            alias_map,
+            None if aliases is None else str(aliases),
+            strict,
+            between_planes,
+            prescription,
+        )
+        prepare_folder(out_dir)  # a folder that cannot be written is refused before a check
+        remove_stale_temporaries(out_dir)
+        if on_start is not None:
+            on_start(len(jobs) + len(found.errors))
+        if on_done is not None:
+            for error in found.errors:
+                on_done(error)
+        pool = None if shared is None else shared.pool
+        checked = execute(jobs, executor, workers, scheduler, on_done, pool)
+    except BaseException:  # Ctrl-C included: do not wait for the plans being checked
+        if shared is not None:
+            shared.close(wait=False)
+        raise
+    if shared is not None:
+        shared.close()
+    outcomes = sorted([*found.errors, *checked], key=_sort_key)
     write_summary_csv(out_dir, outcomes)
     write_index(out_dir, outcomes, root_dir, found.warnings)
     return BatchResult(root_dir, out_dir, outcomes, list(found.warnings))
+
+
+class _SharedPool:
+    """The worker pool of a ``process`` batch, started (lazily) for the archive scan and
+    kept for the checks; a pool broken during the scan is replaced (the folders it did
+    not scan are scanned in this process)."""
+
+    def __init__(self, workers: int | None) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = worker_pool(self.workers)
+        return self._pool
+
+    def map_folders(
+        self,
+        scan: Callable[[Path], tuple[list[ExportSet], list[str]] | None],
+        folders: Sequence[Path],
+    ) -> list[tuple[list[ExportSet], list[str]] | None]:
+        if (self.workers or os.cpu_count() or 1) < 2:
+            return [None] * len(folders)  # one worker: scanning here costs no more
+        try:
+            return list(self.pool.map(scan, folders))
+        except BrokenProcessPool:
+            self.close()
+            return [None] * len(folders)
+
+    def close(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None

@@ -28,6 +28,7 @@ import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -224,6 +225,30 @@ def test_discover_splits_a_failing_container(archive: tuple[Path, dict[str, str]
     assert "truncated DICOM file" in found.errors[0].message
     assert "missing referenced RT plan" in found.errors[1].message
     assert any(w.startswith("P1: skipped notes.txt") for w in found.warnings), found.warnings
+
+
+def test_discover_with_the_folders_scanned_in_worker_processes_finds_the_same(
+    archive: tuple[Path, dict[str, str]],
+) -> None:
+    # run_batch scans the patient folders in its worker pool; a folder whose scan fails
+    # there (P2, P3) is scanned again in this process, split into its subfolders.
+    root, _ = archive
+    serial = discover(root)
+    mapped: list[Path] = []
+
+    with batch_module.worker_pool(2) as pool:
+
+        def map_folders(scan: Any, folders: Any) -> Any:
+            mapped.extend(folders)
+            return pool.map(scan, folders)
+
+        parallel = discover(root, map_folders)
+    assert sorted(p.name for p in mapped) == ["P1", "P2", "P3"]
+    assert parallel.plans == serial.plans
+    assert [(e.source, e.message) for e in parallel.errors] == [
+        (e.source, e.message) for e in serial.errors
+    ]
+    assert parallel.warnings == serial.warnings
 
 
 def test_discover_export_folder_and_empty_root(

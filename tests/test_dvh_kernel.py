@@ -24,7 +24,7 @@ from rtcheck.dvh.core import (
     _SpreadHistogram,
     lattice_cells,
 )
-from rtcheck.dvh.interpolation import SignedDistance
+from rtcheck.dvh.interpolation import SignedDistance, inside_raster
 from rtcheck.errors import UsageError
 
 needs_kernel = pytest.mark.skipif(not kernel.built(), reason="C kernel not built here")
@@ -255,3 +255,29 @@ def test_signed_distance_agrees_with_numpy_and_with_every_edge() -> None:
     t = np.clip(((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy), 0.0, 1.0)
     brute = np.sqrt(((px - x0 - t * dx) ** 2 + (py - y0 - t * dy) ** 2).min(axis=0))
     np.testing.assert_allclose(np.abs(compiled), brute, rtol=1e-12, atol=1e-12)
+
+
+@needs_kernel
+def test_inside_raster_agrees_with_numpy_and_with_a_point_test() -> None:
+    # Three overlapping star outlines, even-odd: every raster node against the NumPy
+    # code and, away from the outlines, against a ray-casting test of each point.
+    rng = np.random.default_rng(9)
+    outlines = _random_outlines(rng, 3)
+    edges = np.concatenate(outlines)
+    xs = np.arange(-20.0, 20.0, 0.3)
+    ys = np.arange(-19.0, 21.0, 0.35)
+    with kernel.using(True):
+        compiled = inside_raster(edges, xs, ys)
+    with kernel.using(False):
+        reference = inside_raster(edges, xs, ys)
+    np.testing.assert_array_equal(compiled, reference)
+    gx, gy = np.meshgrid(xs, ys)
+    crossings = np.zeros(gx.shape, dtype=int)
+    for x0, y0, x1, y1 in edges:
+        if y0 == y1:
+            continue
+        straddles = (np.minimum(y0, y1) <= gy) & (gy < np.maximum(y0, y1))
+        xc = x0 + (gy - y0) / (y1 - y0) * (x1 - x0)
+        crossings += straddles & (xc < gx)
+    assert compiled.sum() > 1000
+    np.testing.assert_array_equal(compiled, crossings % 2 == 1)

@@ -702,6 +702,110 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * inside_raster: even-odd inside test of every raster node (interpolation.inside_raster).
+ * ------------------------------------------------------------------------------------- */
+
+/* Index of the first ``v[k] >= key`` (searchsorted side="left"). */
+static Py_ssize_t lower_bound(const double *v, Py_ssize_t n, double key) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (v[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static PyObject *inside_raster(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_edges, *o_xs, *o_ys, *o_out;
+    if (!PyArg_ParseTuple(args, "OOOO", &o_edges, &o_xs, &o_ys, &o_out)) {
+        return NULL;
+    }
+    Buf edges = {0}, xs = {0}, ys = {0}, out = {0};
+    PyObject *result = NULL;
+    Py_ssize_t *count = NULL, *begin = NULL;
+    double *crossings = NULL;
+    if (take(o_edges, &edges, 8, -1, 0, "edges") < 0) goto done;
+    Py_ssize_t m = edges.view.len / 32;
+    if (edges.view.len != m * 32) {
+        PyErr_SetString(PyExc_ValueError, "edges: expected rows of 4 float64");
+        goto done;
+    }
+    if (take(o_xs, &xs, 8, -1, 0, "xs") < 0) goto done;
+    if (take(o_ys, &ys, 8, -1, 0, "ys") < 0) goto done;
+    Py_ssize_t nx = xs.view.len / 8, ny = ys.view.len / 8;
+    if (take(o_out, &out, 1, nx * ny, 1, "out") < 0) goto done;
+    count = calloc((size_t)ny + 1, sizeof(Py_ssize_t));
+    begin = calloc((size_t)ny + 1, sizeof(Py_ssize_t));
+    if (!count || !begin) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const double *E = F64(edges), *X = F64(xs), *Y = F64(ys);
+    unsigned char *inside = (unsigned char *)out.view.buf;
+    memset(inside, 0, (size_t)(nx * ny));
+    /* Edge e crosses row i when ylo <= ys[i] < yhi: rows [lower_bound(ylo), lower_bound(yhi)). */
+    Py_ssize_t total = 0;
+    for (Py_ssize_t e = 0; e < m; e++) {
+        double y0 = E[4 * e + 1], y1 = E[4 * e + 3];
+        if (y0 == y1) continue;
+        double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
+        Py_ssize_t a = lower_bound(Y, ny, ylo), b = lower_bound(Y, ny, yhi);
+        for (Py_ssize_t r = a; r < b; r++) count[r]++;
+        if (b > a) total += b - a;
+    }
+    crossings = malloc((size_t)(total > 0 ? total : 1) * sizeof(double));
+    if (!crossings) {
+        failed = 1;
+    } else {
+        begin[0] = 0;
+        for (Py_ssize_t r = 0; r < ny; r++) begin[r + 1] = begin[r] + count[r];
+        memset(count, 0, (size_t)(ny + 1) * sizeof(Py_ssize_t));
+        for (Py_ssize_t e = 0; e < m; e++) {
+            double x0 = E[4 * e], y0 = E[4 * e + 1], x1 = E[4 * e + 2], y1 = E[4 * e + 3];
+            if (y0 == y1) continue;
+            double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
+            Py_ssize_t a = lower_bound(Y, ny, ylo), b = lower_bound(Y, ny, yhi);
+            for (Py_ssize_t r = a; r < b; r++) {
+                double t = (Y[r] - y0) / (y1 - y0);
+                crossings[begin[r] + count[r]++] = x0 + t * (x1 - x0);
+            }
+        }
+        /* A node is inside when an odd number of crossings of its row lie left of it. */
+        for (Py_ssize_t r = 0; r < ny; r++) {
+            double *c = crossings + begin[r];
+            Py_ssize_t n = count[r];
+            if (n == 0) continue;
+            sort_small(c, n);
+            Py_ssize_t k = 0;
+            unsigned char *row = inside + r * nx;
+            for (Py_ssize_t j = 0; j < nx; j++) {
+                while (k < n && c[k] < X[j]) k++;
+                row[j] = (unsigned char)(k & 1);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    free(count);
+    free(begin);
+    free(crossings);
+    release(&edges);
+    release(&xs);
+    release(&ys);
+    release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"edge_cells", edge_cells, METH_VARARGS,
      "edge_cells(edges, plane, n_planes, xs, ys, hx, hy, gauss, fraction, cx, cy, extent_x, "
@@ -715,6 +819,8 @@ static PyMethodDef methods[] = {
     {"nearest_distance", nearest_distance, METH_VARARGS,
      "nearest_distance(segments, candidates, start, count, block, px, py, out): distance "
      "from points to the nearest candidate edge of their block."},
+    {"inside_raster", inside_raster, METH_VARARGS,
+     "inside_raster(edges, xs, ys, out): even-odd inside test of every raster node."},
     {"sample_cells", sample_cells, METH_VARARGS,
      "sample_cells(dose, x, y, z, inverse_z_steps, ux, uy, uz, dx, dy, extent, lo, dz, reps, "
      "px, py, wx, wy, weight, out_dose, out_spread, out_weight, touched) -> (count, "

@@ -696,6 +696,16 @@ def _distance2(segments: FloatArray, px: FloatArray, py: FloatArray) -> FloatArr
 
 def inside_raster(edges: FloatArray, xs: FloatArray, ys: FloatArray) -> NDArray[np.bool_]:
     """Even-odd inside test of every raster node ``(xs[j], ys[i])``: shape ``(ny, nx)``."""
+    compiled = kernel.active()
+    if compiled is not None:
+        out = np.empty((ys.size, xs.size), dtype=bool)
+        compiled.inside_raster(
+            np.ascontiguousarray(edges, dtype=np.float64),
+            np.ascontiguousarray(xs, dtype=np.float64),
+            np.ascontiguousarray(ys, dtype=np.float64),
+            out,
+        )
+        return out
     x0, y0, x1, y1 = edges[:, 0], edges[:, 1], edges[:, 2], edges[:, 3]
     sloped = y0 != y1
     x0, y0, x1, y1 = x0[sloped], y0[sloped], x1[sloped], y1[sloped]
