@@ -721,7 +721,7 @@ def _floats(ds: Dataset, keyword: str) -> FloatArray | None:
         if not text:
             return None
         parts = text.split(b"\\")
-        return np.array([float(p) for p in parts], dtype=np.float64)
+        return np.fromiter(map(float, parts), dtype=np.float64, count=len(parts))
     if isinstance(value, str | float | int):
         if value == "":
             return None

@@ -281,3 +281,42 @@ def test_inside_raster_agrees_with_numpy_and_with_a_point_test() -> None:
         crossings += straddles & (xc < gx)
     assert compiled.sum() > 1000
     np.testing.assert_array_equal(compiled, crossings % 2 == 1)
+
+
+@needs_kernel
+@pytest.mark.parametrize("nonuniform_z", [False, True])
+def test_interpolate_is_exact_for_a_linear_dose_and_nan_outside(nonuniform_z: bool) -> None:
+    grid = _linear_grid(nonuniform_z)
+    rng = np.random.default_rng(2)
+    points = np.column_stack(
+        [rng.uniform(-2, 21, 500), rng.uniform(-2, 17, 500), rng.uniform(-2, 15, 500)]
+    )
+    with kernel.using(True):
+        compiled = grid.interpolate(points)
+    with kernel.using(False):
+        reference = grid.interpolate(points)
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = grid.extent
+    inside = (
+        (points[:, 0] >= xlo)
+        & (points[:, 0] <= xhi)
+        & (points[:, 1] >= ylo)
+        & (points[:, 1] <= yhi)
+        & (points[:, 2] >= zlo)
+        & (points[:, 2] <= zhi)
+    )
+    assert 100 < inside.sum() < 500
+    np.testing.assert_array_equal(np.isnan(compiled), ~inside)
+    # Inside the nodes' span the linear dose itself; in the half cell beyond the last
+    # node the value is held (clamped weights), as in the NumPy code.
+    np.testing.assert_allclose(compiled[inside], reference[inside], rtol=1e-13)
+    span = (
+        inside
+        & (points[:, 0] <= grid.x[-1])
+        & (points[:, 0] >= grid.x[0])
+        & (points[:, 1] <= grid.y[-1])
+        & (points[:, 1] >= grid.y[0])
+        & (points[:, 2] <= grid.z[-1])
+        & (points[:, 2] >= grid.z[0])
+    )
+    expected = 1.0 + points[:, 0] * 0.1 + points[:, 1] * 0.2 + points[:, 2] * 0.3
+    np.testing.assert_allclose(compiled[span], expected[span], rtol=1e-13)

@@ -806,6 +806,73 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * trilinear: dose at points, NaN outside the grid's box (core.DoseGrid.interpolate).
+ * ------------------------------------------------------------------------------------- */
+
+static PyObject *trilinear(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_dose, *o_x, *o_y, *o_z, *o_points, *o_out;
+    int ux, uy, uz;
+    double xlo, xhi, ylo, yhi, zlo, zhi;
+    if (!PyArg_ParseTuple(args, "OOOOppp(dddddd)OO", &o_dose, &o_x, &o_y, &o_z, &ux, &uy, &uz,
+                          &xlo, &xhi, &ylo, &yhi, &zlo, &zhi, &o_points, &o_out)) {
+        return NULL;
+    }
+    Buf dose = {0}, bx = {0}, by = {0}, bz = {0}, points = {0}, out = {0};
+    PyObject *result = NULL;
+    if (take(o_x, &bx, 8, -1, 0, "x") < 0) goto done;
+    if (take(o_y, &by, 8, -1, 0, "y") < 0) goto done;
+    if (take(o_z, &bz, 8, -1, 0, "z") < 0) goto done;
+    Py_ssize_t nx = bx.view.len / 8, ny = by.view.len / 8, nz = bz.view.len / 8;
+    if (nx < 2 || ny < 2 || nz < 2) {
+        PyErr_SetString(PyExc_ValueError, "trilinear: every axis needs two nodes");
+        goto done;
+    }
+    if (take(o_dose, &dose, 8, nx * ny * nz, 0, "dose") < 0) goto done;
+    if (take(o_points, &points, 8, -1, 0, "points") < 0) goto done;
+    Py_ssize_t n = points.view.len / 24;
+    if (points.view.len != n * 24) {
+        PyErr_SetString(PyExc_ValueError, "points: expected rows of 3 float64");
+        goto done;
+    }
+    if (take(o_out, &out, 8, n, 1, "out") < 0) goto done;
+    const double *D = F64(dose), *P = F64(points);
+    double *O = F64(out);
+    Axis ax = {F64(bx), nx, ux, F64(bx)[0], (F64(bx)[nx - 1] - F64(bx)[0]) / (double)(nx - 1)};
+    Axis ay = {F64(by), ny, uy, F64(by)[0], (F64(by)[ny - 1] - F64(by)[0]) / (double)(ny - 1)};
+    Axis az = {F64(bz), nz, uz, F64(bz)[0], (F64(bz)[nz - 1] - F64(bz)[0]) / (double)(nz - 1)};
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = P[3 * i], y = P[3 * i + 1], z = P[3 * i + 2];
+        if (!(x >= xlo && x <= xhi && y >= ylo && y <= yhi && z >= zlo && z <= zhi)) {
+            O[i] = NAN;
+            continue;
+        }
+        Py_ssize_t ix, iy, iz;
+        double fx, fy, fz;
+        axis_weight(&ax, x, &ix, &fx);
+        axis_weight(&ay, y, &iy, &fy);
+        axis_weight(&az, z, &iz, &fz);
+        const double *p0 = D + (iz * ny + iy) * nx + ix, *p1 = p0 + nx * ny;
+        double c00 = p0[0] * (1 - fx) + p0[1] * fx;
+        double c01 = p0[nx] * (1 - fx) + p0[nx + 1] * fx;
+        double c10 = p1[0] * (1 - fx) + p1[1] * fx;
+        double c11 = p1[nx] * (1 - fx) + p1[nx + 1] * fx;
+        O[i] = (c00 * (1 - fy) + c01 * fy) * (1 - fz) + (c10 * (1 - fy) + c11 * fy) * fz;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(&dose);
+    release(&bx);
+    release(&by);
+    release(&bz);
+    release(&points);
+    release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"edge_cells", edge_cells, METH_VARARGS,
      "edge_cells(edges, plane, n_planes, xs, ys, hx, hy, gauss, fraction, cx, cy, extent_x, "
@@ -821,6 +888,9 @@ static PyMethodDef methods[] = {
      "from points to the nearest candidate edge of their block."},
     {"inside_raster", inside_raster, METH_VARARGS,
      "inside_raster(edges, xs, ys, out): even-odd inside test of every raster node."},
+    {"trilinear", trilinear, METH_VARARGS,
+     "trilinear(dose, x, y, z, ux, uy, uz, extent, points, out): dose at points (n, 3), NaN "
+     "outside the grid's box."},
     {"sample_cells", sample_cells, METH_VARARGS,
      "sample_cells(dose, x, y, z, inverse_z_steps, ux, uy, uz, dx, dy, extent, lo, dz, reps, "
      "px, py, wx, wy, weight, out_dose, out_spread, out_weight, touched) -> (count, "

@@ -165,6 +165,20 @@ class DoseGrid:
     def interpolate(self, points: NDArray[np.floating]) -> FloatArray:
         """Trilinear dose at points ``(n, 3)`` in mm; NaN outside the grid's box."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        compiled = kernel.active()
+        if compiled is not None:
+            result = np.empty(pts.shape[0])
+            compiled.trilinear(
+                self.dose_f64,
+                self.x,
+                self.y,
+                self.z,
+                *self.uniform_axes,
+                tuple(v for pair in self.extent for v in pair),
+                np.ascontiguousarray(pts),
+                result,
+            )
+            return result
         (xlo, xhi), (ylo, yhi), (zlo, zhi) = self.extent
         inside = (
             (pts[:, 0] >= xlo)
