@@ -60,6 +60,7 @@ static int take(PyObject *obj, Buf *b, Py_ssize_t itemsize, Py_ssize_t count,
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
+    if (isnan(x) || isnan(y)) return isnan(x) - isnan(y); /* NaN last: a total order */
     return (x > y) - (x < y);
 }
 
