@@ -192,6 +192,7 @@ def test_between_planes_reaches_the_rules(
     peripheral: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import rtcheck.analysis
+    import rtcheck.dvh.kernel
 
     models: list[str] = []
     real = rtcheck.analysis.compute_dvh
@@ -204,6 +205,7 @@ def test_between_planes_reaches_the_rules(
     base = ("check", peripheral, "--protocol", "sabr-lung")
     code, out, _ = run(*base, "--json", "-")
     assert code == 0 and json.loads(out)["between_planes"] == "shape"  # the default
+    assert json.loads(out)["dvh_kernel"] == ("C" if rtcheck.dvh.kernel.built() else "NumPy")
     assert models and set(models) == {"shape"}
     models.clear()
     code, out, _ = run(*base, "--between-planes", "slab", "--json", "-")

@@ -376,6 +376,10 @@ def test_dvh_between_planes_shape(export: Export) -> None:
     assert result.exit_code == 0, result.output
     doc = report(result)
     assert doc["between_planes"] == "shape"
+    # What computed the samples is on record (the C kernel where it was built).
+    from rtcheck.dvh import kernel
+
+    assert doc["dvh_kernel"] == kernel.name() == ("C" if kernel.built() else "NumPy")
     structures = by_name(doc)
     # The PTV's contours are all the same square: nothing changes between planes.
     assert structures["PTV"]["volume_cc"] == pytest.approx(8.0, rel=1e-9)

@@ -54,9 +54,9 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from rtcheck.dvh import kernel
 from rtcheck.dvh.extremes import refine_extremes
 from rtcheck.dvh.interpolation import shape_layers
+from rtcheck.dvh.kernel import active as active_kernel
 
 # The model's types live in rtcheck.dvh.structure (shared with the shape model); they are
 # re-exported here, where callers have always found them.
@@ -165,7 +165,7 @@ class DoseGrid:
     def interpolate(self, points: NDArray[np.floating]) -> FloatArray:
         """Trilinear dose at points ``(n, 3)`` in mm; NaN outside the grid's box."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        compiled = kernel.active()
+        compiled = active_kernel()
         if compiled is not None:
             result = np.empty(pts.shape[0])
             compiled.trilinear(
@@ -560,7 +560,7 @@ def _edge_cells(
     """Cell coverage of several layers given as edges of closed curves (even-odd)."""
     n_planes = len(edge_sets)
     shape = (n_planes, ys.size, xs.size)
-    compiled = kernel.active()
+    compiled = active_kernel()
     if compiled is not None:
         out = [np.empty(shape) for _ in range(5)]
         compiled.edge_cells(*_kernel_edges(edge_sets), xs, ys, hx, hy, _GAUSS, *out)
@@ -645,7 +645,7 @@ def _covered_cells(
     """The covered cells of :func:`_edge_cells`, in (outline, row, column) order: the
     outline of each, its covered fraction, centroid ``(x, y)`` and the covered width and
     height over which its dose spreads (mm)."""
-    compiled = kernel.active()
+    compiled = active_kernel()
     if compiled is None:
         cells = _edge_cells(edge_sets, xs, ys, hx, hy)
         outline, rows, cols = np.nonzero(cells.fraction)
@@ -738,7 +738,7 @@ class _SpreadHistogram:
 
     def add(self, doses: FloatArray, widths: FloatArray, weights: FloatArray) -> None:
         """Add samples with their weights (mm³)."""
-        compiled = kernel.active()
+        compiled = active_kernel()
         if compiled is not None:
             compiled.spread_histogram(
                 *(np.ascontiguousarray(a, dtype=np.float64) for a in (doses, widths, weights)),
@@ -976,7 +976,7 @@ def _sample_cells(
     ``reps`` sub-slices of thickness ``dz`` from ``lo`` (all per cell), with the volume
     that falls outside the dose grid. The grid cells holding a sample are set in
     ``touched`` (flat, by lower corner node) when given."""
-    compiled = kernel.active()
+    compiled = active_kernel()
     if compiled is not None:
         total = int(reps.sum())
         doses, spread, weights = np.empty(total), np.empty(total), np.empty(total)

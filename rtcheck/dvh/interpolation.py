@@ -54,8 +54,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from rtcheck.dvh import kernel
 from rtcheck.dvh.area_profile import AreaProfile, parabola_slope
+from rtcheck.dvh.kernel import active as active_kernel
 from rtcheck.dvh.structure import (
     PLANE_TOLERANCE_MM,
     ContourPlane,
@@ -528,7 +528,7 @@ class SignedDistance:
 
     def _compute(self, nodes: NDArray[np.intp]) -> FloatArray:
         """Signed distances at distinct nodes: each to its block's candidate edges."""
-        compiled = kernel.active()
+        compiled = active_kernel()
         if compiled is not None:
             distance = np.empty(nodes.size)
             compiled.nearest_distance(
@@ -696,7 +696,7 @@ def _distance2(segments: FloatArray, px: FloatArray, py: FloatArray) -> FloatArr
 
 def inside_raster(edges: FloatArray, xs: FloatArray, ys: FloatArray) -> NDArray[np.bool_]:
     """Even-odd inside test of every raster node ``(xs[j], ys[i])``: shape ``(ny, nx)``."""
-    compiled = kernel.active()
+    compiled = active_kernel()
     if compiled is not None:
         out = np.empty((ys.size, xs.size), dtype=bool)
         compiled.inside_raster(

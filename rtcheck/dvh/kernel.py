@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from rtcheck.errors import UsageError
-
 #: The C module's API_VERSION this package calls (a kernel built from another version of
 #: the source is not used).
 API_VERSION = 1
@@ -68,7 +66,7 @@ def using(kernel: bool) -> Iterator[None]:
     NumPy code (``False``). Not thread-safe: for tests and benchmarks."""
     global _active
     if kernel and _BUILT is None:
-        raise UsageError(
+        raise RuntimeError(
             "the C kernel of the DVH sampler was not built in this install: reinstall "
             "rtcheck where a C compiler exists (pip install .)"
         )

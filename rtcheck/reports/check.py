@@ -9,6 +9,7 @@ from rtcheck import __version__
 from rtcheck.analysis import split_dose_notes
 from rtcheck.constraints.engine import CheckResult, RuleResult
 from rtcheck.constraints.protocol import ScheduleFact
+from rtcheck.dvh import kernel
 from rtcheck.reports.common import (
     dose_summary,
     json_number,
@@ -136,6 +137,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "verdict_reason": verdict_reason(result) or None,
         "strict": result.strict,
         "between_planes": result.between_planes,
+        "dvh_kernel": kernel.name(),
         "warnings": list(export.warnings) + split_dose_notes(export.dose)[1] + result.warnings,
         "notes": split_dose_notes(export.dose)[0],
         "errors": result.errors,

@@ -13,6 +13,7 @@ import numpy as np
 
 from rtcheck import __version__
 from rtcheck.analysis import DvhAnalysis, StructureResult, shared_names
+from rtcheck.dvh import kernel
 from rtcheck.reports.common import json_number, plan_summary
 from rtcheck.reports.csv_writer import Cell, render_csv
 
@@ -41,6 +42,7 @@ def to_json(analysis: DvhAnalysis, *, curves: bool = True) -> dict[str, Any]:
         "rtcheck_version": __version__,
         "patient_id": export.patient_id,
         "between_planes": analysis.between_planes,
+        "dvh_kernel": kernel.name(),
         "prescription_gy": json_number(analysis.prescription_gy),
         "plan": plan_summary(plan),
         "dose": {
