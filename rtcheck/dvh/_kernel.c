@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define API_VERSION 1
+#define API_VERSION 2
 
 typedef struct {
     Py_buffer view;
@@ -33,18 +33,54 @@ static void release(Buf *b) {
     }
 }
 
-/* A writable-or-not contiguous buffer of ``count`` items of ``itemsize`` bytes. */
-static int take(PyObject *obj, Buf *b, Py_ssize_t itemsize, Py_ssize_t count,
-                int writable, const char *name) {
-    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+/* Whether a buffer's struct format is one item of ``kind``: 'd' float64, 'n' a signed
+ * integer of pointer size (numpy.intp), '?' one byte (bool). */
+static int format_is(const char *fmt, char kind, Py_ssize_t itemsize) {
+    if (fmt == NULL) fmt = "B";
+    if (*fmt == '@' || *fmt == '=') {
+        fmt++;
+    }
+#if PY_LITTLE_ENDIAN
+    else if (*fmt == '<') {
+        fmt++;
+    }
+#else
+    else if (*fmt == '>' || *fmt == '!') {
+        fmt++;
+    }
+#endif
+    if (fmt[0] == 0 || fmt[1] != 0) return 0;
+    switch (kind) {
+    case 'd':
+        return fmt[0] == 'd' && itemsize == 8;
+    case 'n':
+        return (fmt[0] == 'n' || fmt[0] == 'l' || fmt[0] == 'q' || fmt[0] == 'i') &&
+               itemsize == (Py_ssize_t)sizeof(Py_ssize_t);
+    case '?':
+        return (fmt[0] == '?' || fmt[0] == 'B' || fmt[0] == 'b') && itemsize == 1;
+    }
+    return 0;
+}
+
+/* A C-contiguous buffer of ``count`` items (any number when negative) of ``kind`` (see
+ * format_is), writable when asked. */
+static int take(PyObject *obj, Buf *b, char kind, Py_ssize_t count, int writable,
+                const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, &b->view, flags) < 0) {
         return -1;
     }
     b->held = 1;
-    if (b->view.itemsize != itemsize || (count >= 0 && b->view.len != count * itemsize)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: expected %zd items of %zd bytes, got %zd bytes of %zd-byte items",
-                     name, count, itemsize, b->view.len, b->view.itemsize);
+    const char *what = kind == 'd' ? "float64" : (kind == 'n' ? "intp" : "bool");
+    if (!format_is(b->view.format, kind, b->view.itemsize)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %s items, got format '%s'", name, what,
+                     b->view.format ? b->view.format : "B");
+        release(b);
+        return -1;
+    }
+    if (count >= 0 && b->view.len != count * b->view.itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd %s items, got %zd", name, count, what,
+                     b->view.len / b->view.itemsize);
         release(b);
         return -1;
     }
@@ -72,7 +108,7 @@ static void sort_small(double *v, Py_ssize_t n) {
     for (Py_ssize_t i = 1; i < n; i++) {
         double key = v[i];
         Py_ssize_t j = i - 1;
-        while (j >= 0 && v[j] > key) {
+        while (j >= 0 && cmp_double(&v[j], &key) > 0) {
             v[j + 1] = v[j];
             j--;
         }
@@ -82,6 +118,14 @@ static void sort_small(double *v, Py_ssize_t n) {
 
 static double clampd(double v, double lo, double hi) {
     return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Column of the cell holding x: floor((x - e0) / hx) within [0, n_cols - 1] (0 for NaN). */
+static Py_ssize_t cell_index(double x, double e0, double hx, Py_ssize_t n_cols) {
+    double j = floor((x - e0) / hx);
+    if (!(j > 0)) return 0;
+    if (j > (double)(n_cols - 1)) return n_cols - 1;
+    return (Py_ssize_t)j;
 }
 
 /* First scan line at or above ``y``: ceil((y - scan0) / hy) clipped to [0, n_rows]. */
@@ -131,7 +175,7 @@ static int coverage(const double *E, const Py_ssize_t *P, Py_ssize_t m, Py_ssize
         Py_ssize_t total = 0;
         for (Py_ssize_t e = 0; e < m; e++) {
             double y0 = E[4 * e + 1], y1 = E[4 * e + 3];
-            if (y0 == y1) continue;
+            if (y0 == y1 || isnan(y0) || isnan(y1)) continue; /* NumPy: no row either */
             double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
             Py_ssize_t a = first_row(ylo, scan0, hy, n_rows);
             Py_ssize_t b = first_row(yhi, scan0, hy, n_rows);
@@ -150,7 +194,7 @@ static int coverage(const double *E, const Py_ssize_t *P, Py_ssize_t m, Py_ssize
         memset(line_count, 0, (size_t)(n_lines + 1) * sizeof(Py_ssize_t));
         for (Py_ssize_t e = 0; e < m; e++) {
             double x0 = E[4 * e], y0 = E[4 * e + 1], x1 = E[4 * e + 2], y1 = E[4 * e + 3];
-            if (y0 == y1) continue;
+            if (y0 == y1 || isnan(y0) || isnan(y1)) continue;
             double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
             Py_ssize_t a = first_row(ylo, scan0, hy, n_rows);
             Py_ssize_t b = first_row(yhi, scan0, hy, n_rows);
@@ -175,12 +219,8 @@ static int coverage(const double *E, const Py_ssize_t *P, Py_ssize_t m, Py_ssize
         for (Py_ssize_t k = 0; k + 1 < total; k += 2) {
             while (line_start[line + 1] <= k) line++;
             double ax = crossings[k], bx = crossings[k + 1];
-            Py_ssize_t ja = (Py_ssize_t)floor((ax - e0) / hx);
-            Py_ssize_t jb = (Py_ssize_t)floor((bx - e0) / hx);
-            if (ja > n_cols - 1) ja = n_cols - 1;
-            if (jb > n_cols - 1) jb = n_cols - 1;
-            if (ja < 0) ja = 0;
-            if (jb < 0) jb = 0;
+            Py_ssize_t ja = cell_index(ax, e0, hx, n_cols);
+            Py_ssize_t jb = cell_index(bx, e0, hx, n_cols);
             Py_ssize_t base = line * n_cols;
             if (ja == jb) {
                 length[base + ja] += bx - ax;
@@ -257,18 +297,23 @@ static void release_lattice(Lattice *L) {
 
 static int take_lattice(Lattice *L, PyObject *o_edges, PyObject *o_plane, PyObject *o_xs,
                         PyObject *o_ys, PyObject *o_gauss) {
-    if (take(o_edges, &L->edges, 8, -1, 0, "edges") < 0) return -1;
+    if (take(o_edges, &L->edges, 'd', -1, 0, "edges") < 0) return -1;
     L->m = L->edges.view.len / 32;
     if (L->edges.view.len != L->m * 32) {
         PyErr_SetString(PyExc_ValueError, "edges: expected rows of 4 float64");
         return -1;
     }
-    if (take(o_plane, &L->plane, sizeof(Py_ssize_t), L->m, 0, "plane") < 0) return -1;
-    if (take(o_xs, &L->xs, 8, -1, 0, "xs") < 0) return -1;
-    if (take(o_ys, &L->ys, 8, -1, 0, "ys") < 0) return -1;
-    if (take(o_gauss, &L->gauss, 8, -1, 0, "gauss") < 0) return -1;
+    if (take(o_plane, &L->plane, 'n', L->m, 0, "plane") < 0) return -1;
+    if (take(o_xs, &L->xs, 'd', -1, 0, "xs") < 0) return -1;
+    if (take(o_ys, &L->ys, 'd', -1, 0, "ys") < 0) return -1;
+    if (take(o_gauss, &L->gauss, 'd', -1, 0, "gauss") < 0) return -1;
     L->n_cols = L->xs.view.len / 8;
     L->n_rows = L->ys.view.len / 8;
+    if (L->n_planes < 0 || (L->n_rows > 0 && L->n_cols > 0 &&
+                            L->n_planes > PY_SSIZE_T_MAX / L->n_rows / L->n_cols / 8)) {
+        PyErr_SetString(PyExc_ValueError, "lattice size out of range");
+        return -1;
+    }
     L->n_gauss = L->gauss.view.len / 8;
     for (Py_ssize_t e = 0; e < L->m; e++) {
         if (IDX(L->plane)[e] < 0 || IDX(L->plane)[e] >= L->n_planes) {
@@ -296,11 +341,11 @@ static PyObject *edge_cells(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (take_lattice(&L, o_edges, o_plane, o_xs, o_ys, o_gauss) < 0) goto done;
     Py_ssize_t n_cells = L.n_planes * L.n_rows * L.n_cols;
-    if (take(o_fraction, &fraction, 8, n_cells, 1, "fraction") < 0) goto done;
-    if (take(o_cx, &cx, 8, n_cells, 1, "cx") < 0) goto done;
-    if (take(o_cy, &cy, 8, n_cells, 1, "cy") < 0) goto done;
-    if (take(o_extent, &extent, 8, n_cells, 1, "extent_x") < 0) goto done;
-    if (take(o_rows, &rows, 8, n_cells, 1, "rows_hit") < 0) goto done;
+    if (take(o_fraction, &fraction, 'd', n_cells, 1, "fraction") < 0) goto done;
+    if (take(o_cx, &cx, 'd', n_cells, 1, "cx") < 0) goto done;
+    if (take(o_cy, &cy, 'd', n_cells, 1, "cy") < 0) goto done;
+    if (take(o_extent, &extent, 'd', n_cells, 1, "extent_x") < 0) goto done;
+    if (take(o_rows, &rows, 'd', n_cells, 1, "rows_hit") < 0) goto done;
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = coverage(F64(L.edges), IDX(L.plane), L.m, L.n_planes, F64(L.xs), L.n_cols,
@@ -339,13 +384,13 @@ static PyObject *covered_cells(PyObject *self, PyObject *args) {
     double *work = NULL;
     if (take_lattice(&L, o_edges, o_plane, o_xs, o_ys, o_gauss) < 0) goto done;
     Py_ssize_t n_cells = L.n_planes * L.n_rows * L.n_cols;
-    if (take(o_plane_out, &plane_out, sizeof(Py_ssize_t), n_cells, 1, "plane_out") < 0)
+    if (take(o_plane_out, &plane_out, 'n', n_cells, 1, "plane_out") < 0)
         goto done;
-    if (take(o_fraction, &fraction, 8, n_cells, 1, "fraction") < 0) goto done;
-    if (take(o_cx, &cx, 8, n_cells, 1, "cx") < 0) goto done;
-    if (take(o_cy, &cy, 8, n_cells, 1, "cy") < 0) goto done;
-    if (take(o_wx, &wx, 8, n_cells, 1, "wx") < 0) goto done;
-    if (take(o_wy, &wy, 8, n_cells, 1, "wy") < 0) goto done;
+    if (take(o_fraction, &fraction, 'd', n_cells, 1, "fraction") < 0) goto done;
+    if (take(o_cx, &cx, 'd', n_cells, 1, "cx") < 0) goto done;
+    if (take(o_cy, &cy, 'd', n_cells, 1, "cy") < 0) goto done;
+    if (take(o_wx, &wx, 'd', n_cells, 1, "wx") < 0) goto done;
+    if (take(o_wy, &wy, 'd', n_cells, 1, "wy") < 0) goto done;
     work = malloc((size_t)(n_cells > 0 ? n_cells : 1) * 5 * sizeof(double));
     if (!work) {
         PyErr_NoMemory();
@@ -406,18 +451,18 @@ static PyObject *spread_histogram(PyObject *self, PyObject *args) {
     }
     Buf doses = {0}, widths = {0}, weights = {0}, points = {0}, slope = {0}, intercept = {0};
     PyObject *result = NULL;
-    if (take(o_doses, &doses, 8, -1, 0, "doses") < 0) goto done;
+    if (take(o_doses, &doses, 'd', -1, 0, "doses") < 0) goto done;
     Py_ssize_t n = doses.view.len / 8;
-    if (take(o_widths, &widths, 8, n, 0, "widths") < 0) goto done;
-    if (take(o_weights, &weights, 8, n, 0, "weights") < 0) goto done;
-    if (take(o_points, &points, 8, -1, 1, "points") < 0) goto done;
+    if (take(o_widths, &widths, 'd', n, 0, "widths") < 0) goto done;
+    if (take(o_weights, &weights, 'd', n, 0, "weights") < 0) goto done;
+    if (take(o_points, &points, 'd', -1, 1, "points") < 0) goto done;
     Py_ssize_t bins = points.view.len / 8;
     if (bins < 1 || !(bin_width > 0)) {
         PyErr_SetString(PyExc_ValueError, "spread_histogram: needs bins of positive width");
         goto done;
     }
-    if (take(o_slope, &slope, 8, bins + 2, 1, "slope") < 0) goto done;
-    if (take(o_intercept, &intercept, 8, bins + 2, 1, "intercept") < 0) goto done;
+    if (take(o_slope, &slope, 'd', bins + 2, 1, "slope") < 0) goto done;
+    if (take(o_intercept, &intercept, 'd', bins + 2, 1, "intercept") < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
     const double *D = F64(doses), *W = F64(widths), *V = F64(weights);
     double *pts = F64(points), *sl = F64(slope), *ic = F64(intercept);
@@ -472,7 +517,7 @@ static void axis_weight(const Axis *a, double c, Py_ssize_t *idx, double *frac) 
     if (a->uniform) {
         double u = (c - a->start) / a->step;
         double fl = floor(u);
-        Py_ssize_t i = fl < 0 ? 0 : (fl > (double)last ? last : (Py_ssize_t)fl);
+        Py_ssize_t i = !(fl > 0) ? 0 : (fl > (double)last ? last : (Py_ssize_t)fl);
         *idx = i;
         *frac = clampd(u - (double)i, 0.0, 1.0);
         return;
@@ -508,39 +553,39 @@ static PyObject *sample_cells(PyObject *self, PyObject *args) {
     Buf lo = {0}, dz = {0}, reps = {0}, px = {0}, py = {0}, wx = {0}, wy = {0}, weight = {0};
     Buf out_dose = {0}, out_spread = {0}, out_weight = {0}, touched = {0};
     PyObject *result = NULL;
-    if (take(o_x, &bx, 8, -1, 0, "x") < 0) goto done;
-    if (take(o_y, &by, 8, -1, 0, "y") < 0) goto done;
-    if (take(o_z, &bz, 8, -1, 0, "z") < 0) goto done;
+    if (take(o_x, &bx, 'd', -1, 0, "x") < 0) goto done;
+    if (take(o_y, &by, 'd', -1, 0, "y") < 0) goto done;
+    if (take(o_z, &bz, 'd', -1, 0, "z") < 0) goto done;
     Py_ssize_t nx = bx.view.len / 8, ny = by.view.len / 8, nz = bz.view.len / 8;
     if (nx < 2 || ny < 2 || nz < 2) {
         PyErr_SetString(PyExc_ValueError, "sample_cells: every axis needs two nodes");
         goto done;
     }
-    if (take(o_dose, &dose, 8, nx * ny * nz, 0, "dose") < 0) goto done;
-    if (take(o_invz, &invz, 8, nz - 1, 0, "inverse_z_steps") < 0) goto done;
-    if (take(o_lo, &lo, 8, -1, 0, "lo") < 0) goto done;
+    if (take(o_dose, &dose, 'd', nx * ny * nz, 0, "dose") < 0) goto done;
+    if (take(o_invz, &invz, 'd', nz - 1, 0, "inverse_z_steps") < 0) goto done;
+    if (take(o_lo, &lo, 'd', -1, 0, "lo") < 0) goto done;
     Py_ssize_t n = lo.view.len / 8;
-    if (take(o_dz, &dz, 8, n, 0, "dz") < 0) goto done;
-    if (take(o_reps, &reps, sizeof(Py_ssize_t), n, 0, "reps") < 0) goto done;
-    if (take(o_px, &px, 8, n, 0, "px") < 0) goto done;
-    if (take(o_py, &py, 8, n, 0, "py") < 0) goto done;
-    if (take(o_wx, &wx, 8, n, 0, "wx") < 0) goto done;
-    if (take(o_wy, &wy, 8, n, 0, "wy") < 0) goto done;
-    if (take(o_weight, &weight, 8, n, 0, "weight") < 0) goto done;
+    if (take(o_dz, &dz, 'd', n, 0, "dz") < 0) goto done;
+    if (take(o_reps, &reps, 'n', n, 0, "reps") < 0) goto done;
+    if (take(o_px, &px, 'd', n, 0, "px") < 0) goto done;
+    if (take(o_py, &py, 'd', n, 0, "py") < 0) goto done;
+    if (take(o_wx, &wx, 'd', n, 0, "wx") < 0) goto done;
+    if (take(o_wy, &wy, 'd', n, 0, "wy") < 0) goto done;
+    if (take(o_weight, &weight, 'd', n, 0, "weight") < 0) goto done;
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (IDX(reps)[i] < 0) {
-            PyErr_SetString(PyExc_ValueError, "sample_cells: negative sub-slice count");
+        if (IDX(reps)[i] < 0 || IDX(reps)[i] > PY_SSIZE_T_MAX / 8 - total) {
+            PyErr_SetString(PyExc_ValueError, "sample_cells: sub-slice count out of range");
             goto done;
         }
         total += IDX(reps)[i];
     }
-    if (take(o_out_dose, &out_dose, 8, total, 1, "out_dose") < 0) goto done;
-    if (take(o_out_spread, &out_spread, 8, total, 1, "out_spread") < 0) goto done;
-    if (take(o_out_weight, &out_weight, 8, total, 1, "out_weight") < 0) goto done;
+    if (take(o_out_dose, &out_dose, 'd', total, 1, "out_dose") < 0) goto done;
+    if (take(o_out_spread, &out_spread, 'd', total, 1, "out_spread") < 0) goto done;
+    if (take(o_out_weight, &out_weight, 'd', total, 1, "out_weight") < 0) goto done;
     unsigned char *mark = NULL;
     if (o_touched != Py_None) {
-        if (take(o_touched, &touched, 1, nx * ny * nz, 1, "touched") < 0) goto done;
+        if (take(o_touched, &touched, '?', nx * ny * nz, 1, "touched") < 0) goto done;
         mark = (unsigned char *)touched.view.buf;
     }
     const double *D = F64(dose), *IZ = F64(invz);
@@ -637,22 +682,22 @@ static PyObject *nearest_distance(PyObject *self, PyObject *args) {
     Buf segments = {0}, candidates = {0}, start = {0}, count = {0}, block = {0};
     Buf px = {0}, py = {0}, out = {0};
     PyObject *result = NULL;
-    if (take(o_segments, &segments, 8, -1, 0, "segments") < 0) goto done;
+    if (take(o_segments, &segments, 'd', -1, 0, "segments") < 0) goto done;
     Py_ssize_t n_seg = segments.view.len / 40;
     if (segments.view.len != n_seg * 40) {
         PyErr_SetString(PyExc_ValueError, "segments: expected rows of 5 float64");
         goto done;
     }
-    if (take(o_candidates, &candidates, sizeof(Py_ssize_t), -1, 0, "candidates") < 0) goto done;
+    if (take(o_candidates, &candidates, 'n', -1, 0, "candidates") < 0) goto done;
     Py_ssize_t n_cand = candidates.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
-    if (take(o_start, &start, sizeof(Py_ssize_t), -1, 0, "start") < 0) goto done;
+    if (take(o_start, &start, 'n', -1, 0, "start") < 0) goto done;
     Py_ssize_t n_blocks = start.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
-    if (take(o_count, &count, sizeof(Py_ssize_t), n_blocks, 0, "count") < 0) goto done;
-    if (take(o_block, &block, sizeof(Py_ssize_t), -1, 0, "block") < 0) goto done;
+    if (take(o_count, &count, 'n', n_blocks, 0, "count") < 0) goto done;
+    if (take(o_block, &block, 'n', -1, 0, "block") < 0) goto done;
     Py_ssize_t n = block.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
-    if (take(o_px, &px, 8, n, 0, "px") < 0) goto done;
-    if (take(o_py, &py, 8, n, 0, "py") < 0) goto done;
-    if (take(o_out, &out, 8, n, 1, "out") < 0) goto done;
+    if (take(o_px, &px, 'd', n, 0, "px") < 0) goto done;
+    if (take(o_py, &py, 'd', n, 0, "py") < 0) goto done;
+    if (take(o_out, &out, 'd', n, 1, "out") < 0) goto done;
     const Py_ssize_t *B = IDX(block), *S = IDX(start), *C = IDX(count), *K = IDX(candidates);
     for (Py_ssize_t b = 0; b < n_blocks; b++) {
         if (S[b] < 0 || C[b] < 0 || S[b] + C[b] > n_cand) {
@@ -728,16 +773,16 @@ static PyObject *inside_raster(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     Py_ssize_t *count = NULL, *begin = NULL;
     double *crossings = NULL;
-    if (take(o_edges, &edges, 8, -1, 0, "edges") < 0) goto done;
+    if (take(o_edges, &edges, 'd', -1, 0, "edges") < 0) goto done;
     Py_ssize_t m = edges.view.len / 32;
     if (edges.view.len != m * 32) {
         PyErr_SetString(PyExc_ValueError, "edges: expected rows of 4 float64");
         goto done;
     }
-    if (take(o_xs, &xs, 8, -1, 0, "xs") < 0) goto done;
-    if (take(o_ys, &ys, 8, -1, 0, "ys") < 0) goto done;
+    if (take(o_xs, &xs, 'd', -1, 0, "xs") < 0) goto done;
+    if (take(o_ys, &ys, 'd', -1, 0, "ys") < 0) goto done;
     Py_ssize_t nx = xs.view.len / 8, ny = ys.view.len / 8;
-    if (take(o_out, &out, 1, nx * ny, 1, "out") < 0) goto done;
+    if (take(o_out, &out, '?', nx * ny, 1, "out") < 0) goto done;
     count = calloc((size_t)ny + 1, sizeof(Py_ssize_t));
     begin = calloc((size_t)ny + 1, sizeof(Py_ssize_t));
     if (!count || !begin) {
@@ -753,7 +798,7 @@ static PyObject *inside_raster(PyObject *self, PyObject *args) {
     Py_ssize_t total = 0;
     for (Py_ssize_t e = 0; e < m; e++) {
         double y0 = E[4 * e + 1], y1 = E[4 * e + 3];
-        if (y0 == y1) continue;
+        if (y0 == y1 || isnan(y0) || isnan(y1)) continue;
         double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
         Py_ssize_t a = lower_bound(Y, ny, ylo), b = lower_bound(Y, ny, yhi);
         for (Py_ssize_t r = a; r < b; r++) count[r]++;
@@ -768,7 +813,7 @@ static PyObject *inside_raster(PyObject *self, PyObject *args) {
         memset(count, 0, (size_t)(ny + 1) * sizeof(Py_ssize_t));
         for (Py_ssize_t e = 0; e < m; e++) {
             double x0 = E[4 * e], y0 = E[4 * e + 1], x1 = E[4 * e + 2], y1 = E[4 * e + 3];
-            if (y0 == y1) continue;
+            if (y0 == y1 || isnan(y0) || isnan(y1)) continue;
             double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
             Py_ssize_t a = lower_bound(Y, ny, ylo), b = lower_bound(Y, ny, yhi);
             for (Py_ssize_t r = a; r < b; r++) {
@@ -822,22 +867,22 @@ static PyObject *trilinear(PyObject *self, PyObject *args) {
     }
     Buf dose = {0}, bx = {0}, by = {0}, bz = {0}, points = {0}, out = {0};
     PyObject *result = NULL;
-    if (take(o_x, &bx, 8, -1, 0, "x") < 0) goto done;
-    if (take(o_y, &by, 8, -1, 0, "y") < 0) goto done;
-    if (take(o_z, &bz, 8, -1, 0, "z") < 0) goto done;
+    if (take(o_x, &bx, 'd', -1, 0, "x") < 0) goto done;
+    if (take(o_y, &by, 'd', -1, 0, "y") < 0) goto done;
+    if (take(o_z, &bz, 'd', -1, 0, "z") < 0) goto done;
     Py_ssize_t nx = bx.view.len / 8, ny = by.view.len / 8, nz = bz.view.len / 8;
     if (nx < 2 || ny < 2 || nz < 2) {
         PyErr_SetString(PyExc_ValueError, "trilinear: every axis needs two nodes");
         goto done;
     }
-    if (take(o_dose, &dose, 8, nx * ny * nz, 0, "dose") < 0) goto done;
-    if (take(o_points, &points, 8, -1, 0, "points") < 0) goto done;
+    if (take(o_dose, &dose, 'd', nx * ny * nz, 0, "dose") < 0) goto done;
+    if (take(o_points, &points, 'd', -1, 0, "points") < 0) goto done;
     Py_ssize_t n = points.view.len / 24;
     if (points.view.len != n * 24) {
         PyErr_SetString(PyExc_ValueError, "points: expected rows of 3 float64");
         goto done;
     }
-    if (take(o_out, &out, 8, n, 1, "out") < 0) goto done;
+    if (take(o_out, &out, 'd', n, 1, "out") < 0) goto done;
     const double *D = F64(dose), *P = F64(points);
     double *O = F64(out);
     Axis ax = {F64(bx), nx, ux, F64(bx)[0], (F64(bx)[nx - 1] - F64(bx)[0]) / (double)(nx - 1)};

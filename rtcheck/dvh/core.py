@@ -105,7 +105,7 @@ class DoseGrid:
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "z"):
-            axis = np.asarray(getattr(self, name), dtype=np.float64)
+            axis = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
             if axis.ndim != 1 or axis.size < 2:
                 raise ValueError(f"dose grid axis {name} needs at least two nodes")
             if not np.all(np.isfinite(axis)) or not np.all(np.diff(axis) > 0):
@@ -563,7 +563,7 @@ def _edge_cells(
     compiled = active_kernel()
     if compiled is not None:
         out = [np.empty(shape) for _ in range(5)]
-        compiled.edge_cells(*_kernel_edges(edge_sets), xs, ys, hx, hy, _GAUSS, *out)
+        compiled.edge_cells(*_kernel_edges(edge_sets), *_f64(xs, ys), hx, hy, _GAUSS, *out)
         return CellCoverage(*out)
     fraction = np.zeros(shape)
     moment_x = np.zeros(shape)
@@ -661,10 +661,15 @@ def _covered_cells(
     outline = np.empty(n_cells, dtype=np.intp)
     values = [np.empty(n_cells) for _ in range(5)]
     count = compiled.covered_cells(
-        *_kernel_edges(edge_sets), xs, ys, hx, hy, _GAUSS, outline, *values
+        *_kernel_edges(edge_sets), *_f64(xs, ys), hx, hy, _GAUSS, outline, *values
     )
     share, px, py, wx, wy = (v[:count] for v in values)
     return outline[:count], share, px, py, wx, wy
+
+
+def _f64(*arrays: NDArray[np.floating]) -> list[FloatArray]:
+    """The arrays as C-contiguous float64 (copies only where they are not)."""
+    return [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
 
 
 def _kernel_edges(edge_sets: Sequence[FloatArray]) -> tuple[FloatArray, NDArray[np.intp], int]:

@@ -532,14 +532,14 @@ class SignedDistance:
         if compiled is not None:
             distance = np.empty(nodes.size)
             compiled.nearest_distance(
-                self.segments,
+                np.ascontiguousarray(self.segments, dtype=np.float64),
                 *(
                     np.asarray(a, dtype=np.intp)
                     for a in (self.candidates, self.candidates_start, self.candidates_count)
                 ),
                 np.asarray(self.block_of[nodes], dtype=np.intp),
-                self.xs[nodes % self.xs.size],
-                self.ys[nodes // self.xs.size],
+                np.asarray(self.xs[nodes % self.xs.size], dtype=np.float64),
+                np.asarray(self.ys[nodes // self.xs.size], dtype=np.float64),
                 distance,
             )
             return np.where(self.inside[nodes], distance, -distance)

@@ -23,7 +23,18 @@ from types import ModuleType
 
 #: The C module's API_VERSION this package calls (a kernel built from another version of
 #: the source is not used).
-API_VERSION = 1
+API_VERSION = 2
+
+#: The functions this package calls (a module lacking one is not used).
+FUNCTIONS = (
+    "covered_cells",
+    "edge_cells",
+    "inside_raster",
+    "nearest_distance",
+    "sample_cells",
+    "spread_histogram",
+    "trilinear",
+)
 
 #: Environment variable that, set to ``numpy``, turns the kernel off.
 ENVIRONMENT_VARIABLE = "RTCHECK_DVH_KERNEL"
@@ -35,6 +46,8 @@ def _load() -> ModuleType | None:
     except ImportError:
         return None
     if getattr(module, "API_VERSION", None) != API_VERSION:
+        return None
+    if not all(callable(getattr(module, name, None)) for name in FUNCTIONS):
         return None
     return module
 
