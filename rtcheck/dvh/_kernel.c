@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,26 @@ static int take(PyObject *obj, Buf *b, char kind, Py_ssize_t count, int writable
         return -1;
     }
     return 0;
+}
+
+/* A C-contiguous float64 matrix of ``columns`` columns; its row count in ``rows``. */
+static int take_rows(PyObject *obj, Buf *b, Py_ssize_t columns, Py_ssize_t *rows,
+                     const char *name) {
+    if (take(obj, b, 'd', -1, 0, name) < 0) return -1;
+    *rows = b->view.len / (8 * columns);
+    if (b->view.len != *rows * 8 * columns) {
+        PyErr_Format(PyExc_ValueError, "%s: expected rows of %zd float64", name, columns);
+        return -1;
+    }
+    return 0;
+}
+
+/* Release several buffers (those not taken are skipped). */
+static void release_all(int n, ...) {
+    va_list args;
+    va_start(args, n);
+    for (int i = 0; i < n; i++) release(va_arg(args, Buf *));
+    va_end(args);
 }
 
 #define F64(b) ((double *)(b).view.buf)
@@ -288,21 +309,12 @@ typedef struct {
 } Lattice;
 
 static void release_lattice(Lattice *L) {
-    release(&L->edges);
-    release(&L->plane);
-    release(&L->xs);
-    release(&L->ys);
-    release(&L->gauss);
+    release_all(5, &L->edges, &L->plane, &L->xs, &L->ys, &L->gauss);
 }
 
 static int take_lattice(Lattice *L, PyObject *o_edges, PyObject *o_plane, PyObject *o_xs,
                         PyObject *o_ys, PyObject *o_gauss) {
-    if (take(o_edges, &L->edges, 'd', -1, 0, "edges") < 0) return -1;
-    L->m = L->edges.view.len / 32;
-    if (L->edges.view.len != L->m * 32) {
-        PyErr_SetString(PyExc_ValueError, "edges: expected rows of 4 float64");
-        return -1;
-    }
+    if (take_rows(o_edges, &L->edges, 4, &L->m, "edges") < 0) return -1;
     if (take(o_plane, &L->plane, 'n', L->m, 0, "plane") < 0) return -1;
     if (take(o_xs, &L->xs, 'd', -1, 0, "xs") < 0) return -1;
     if (take(o_ys, &L->ys, 'd', -1, 0, "ys") < 0) return -1;
@@ -359,11 +371,7 @@ static PyObject *edge_cells(PyObject *self, PyObject *args) {
     result = Py_NewRef(Py_None);
 done:
     release_lattice(&L);
-    release(&fraction);
-    release(&cx);
-    release(&cy);
-    release(&extent);
-    release(&rows);
+    release_all(5, &fraction, &cx, &cy, &extent, &rows);
     return result;
 }
 
@@ -426,12 +434,7 @@ static PyObject *covered_cells(PyObject *self, PyObject *args) {
 done:
     free(work);
     release_lattice(&L);
-    release(&plane_out);
-    release(&fraction);
-    release(&cx);
-    release(&cy);
-    release(&wx);
-    release(&wy);
+    release_all(6, &plane_out, &fraction, &cx, &cy, &wx, &wy);
     return result;
 }
 
@@ -490,12 +493,7 @@ static PyObject *spread_histogram(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    release(&doses);
-    release(&widths);
-    release(&weights);
-    release(&points);
-    release(&slope);
-    release(&intercept);
+    release_all(6, &doses, &widths, &weights, &points, &slope, &intercept);
     return result;
 }
 
@@ -509,6 +507,27 @@ typedef struct {
     int uniform;
     double start, step;
 } Axis;
+
+/* The dose grid's axes (two nodes at least each) and its dose, nz x ny x nx float64. */
+static int take_grid(PyObject *o_dose, PyObject *o_x, PyObject *o_y, PyObject *o_z, Buf *dose,
+                     Buf *bx, Buf *by, Buf *bz) {
+    if (take(o_x, bx, 'd', -1, 0, "x") < 0) return -1;
+    if (take(o_y, by, 'd', -1, 0, "y") < 0) return -1;
+    if (take(o_z, bz, 'd', -1, 0, "z") < 0) return -1;
+    Py_ssize_t nx = bx->view.len / 8, ny = by->view.len / 8, nz = bz->view.len / 8;
+    if (nx < 2 || ny < 2 || nz < 2) {
+        PyErr_SetString(PyExc_ValueError, "dose grid: every axis needs two nodes");
+        return -1;
+    }
+    return take(o_dose, dose, 'd', nx * ny * nz, 0, "dose");
+}
+
+static Axis make_axis(const Buf *b, int uniform) {
+    const double *node = F64(*b);
+    Py_ssize_t n = b->view.len / 8;
+    Axis a = {node, n, uniform, node[0], (node[n - 1] - node[0]) / (double)(n - 1)};
+    return a;
+}
 
 /* Lower node index and linear weight along one axis, clamped at the ends
  * (core._axis_weights). */
@@ -553,15 +572,8 @@ static PyObject *sample_cells(PyObject *self, PyObject *args) {
     Buf lo = {0}, dz = {0}, reps = {0}, px = {0}, py = {0}, wx = {0}, wy = {0}, weight = {0};
     Buf out_dose = {0}, out_spread = {0}, out_weight = {0}, touched = {0};
     PyObject *result = NULL;
-    if (take(o_x, &bx, 'd', -1, 0, "x") < 0) goto done;
-    if (take(o_y, &by, 'd', -1, 0, "y") < 0) goto done;
-    if (take(o_z, &bz, 'd', -1, 0, "z") < 0) goto done;
+    if (take_grid(o_dose, o_x, o_y, o_z, &dose, &bx, &by, &bz) < 0) goto done;
     Py_ssize_t nx = bx.view.len / 8, ny = by.view.len / 8, nz = bz.view.len / 8;
-    if (nx < 2 || ny < 2 || nz < 2) {
-        PyErr_SetString(PyExc_ValueError, "sample_cells: every axis needs two nodes");
-        goto done;
-    }
-    if (take(o_dose, &dose, 'd', nx * ny * nz, 0, "dose") < 0) goto done;
     if (take(o_invz, &invz, 'd', nz - 1, 0, "inverse_z_steps") < 0) goto done;
     if (take(o_lo, &lo, 'd', -1, 0, "lo") < 0) goto done;
     Py_ssize_t n = lo.view.len / 8;
@@ -589,9 +601,7 @@ static PyObject *sample_cells(PyObject *self, PyObject *args) {
         mark = (unsigned char *)touched.view.buf;
     }
     const double *D = F64(dose), *IZ = F64(invz);
-    Axis ax = {F64(bx), nx, ux, F64(bx)[0], (F64(bx)[nx - 1] - F64(bx)[0]) / (double)(nx - 1)};
-    Axis ay = {F64(by), ny, uy, F64(by)[0], (F64(by)[ny - 1] - F64(by)[0]) / (double)(ny - 1)};
-    Axis az = {F64(bz), nz, uz, F64(bz)[0], (F64(bz)[nz - 1] - F64(bz)[0]) / (double)(nz - 1)};
+    Axis ax = make_axis(&bx, ux), ay = make_axis(&by, uy), az = make_axis(&bz, uz);
     double inv_dx = 1.0 / dx, inv_dy = 1.0 / dy;
     Py_ssize_t count = 0;
     double outside = 0.0;
@@ -647,23 +657,8 @@ static PyObject *sample_cells(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     result = Py_BuildValue("nd", count, outside);
 done:
-    release(&dose);
-    release(&bx);
-    release(&by);
-    release(&bz);
-    release(&invz);
-    release(&lo);
-    release(&dz);
-    release(&reps);
-    release(&px);
-    release(&py);
-    release(&wx);
-    release(&wy);
-    release(&weight);
-    release(&out_dose);
-    release(&out_spread);
-    release(&out_weight);
-    release(&touched);
+    release_all(17, &dose, &bx, &by, &bz, &invz, &lo, &dz, &reps, &px, &py, &wx, &wy, &weight,
+               &out_dose, &out_spread, &out_weight, &touched);
     return result;
 }
 
@@ -682,12 +677,8 @@ static PyObject *nearest_distance(PyObject *self, PyObject *args) {
     Buf segments = {0}, candidates = {0}, start = {0}, count = {0}, block = {0};
     Buf px = {0}, py = {0}, out = {0};
     PyObject *result = NULL;
-    if (take(o_segments, &segments, 'd', -1, 0, "segments") < 0) goto done;
-    Py_ssize_t n_seg = segments.view.len / 40;
-    if (segments.view.len != n_seg * 40) {
-        PyErr_SetString(PyExc_ValueError, "segments: expected rows of 5 float64");
-        goto done;
-    }
+    Py_ssize_t n_seg;
+    if (take_rows(o_segments, &segments, 5, &n_seg, "segments") < 0) goto done;
     if (take(o_candidates, &candidates, 'n', -1, 0, "candidates") < 0) goto done;
     Py_ssize_t n_cand = candidates.view.len / (Py_ssize_t)sizeof(Py_ssize_t);
     if (take(o_start, &start, 'n', -1, 0, "start") < 0) goto done;
@@ -737,14 +728,7 @@ static PyObject *nearest_distance(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    release(&segments);
-    release(&candidates);
-    release(&start);
-    release(&count);
-    release(&block);
-    release(&px);
-    release(&py);
-    release(&out);
+    release_all(8, &segments, &candidates, &start, &count, &block, &px, &py, &out);
     return result;
 }
 
@@ -773,12 +757,8 @@ static PyObject *inside_raster(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     Py_ssize_t *count = NULL, *begin = NULL;
     double *crossings = NULL;
-    if (take(o_edges, &edges, 'd', -1, 0, "edges") < 0) goto done;
-    Py_ssize_t m = edges.view.len / 32;
-    if (edges.view.len != m * 32) {
-        PyErr_SetString(PyExc_ValueError, "edges: expected rows of 4 float64");
-        goto done;
-    }
+    Py_ssize_t m;
+    if (take_rows(o_edges, &edges, 4, &m, "edges") < 0) goto done;
     if (take(o_xs, &xs, 'd', -1, 0, "xs") < 0) goto done;
     if (take(o_ys, &ys, 'd', -1, 0, "ys") < 0) goto done;
     Py_ssize_t nx = xs.view.len / 8, ny = ys.view.len / 8;
@@ -845,10 +825,7 @@ done:
     free(count);
     free(begin);
     free(crossings);
-    release(&edges);
-    release(&xs);
-    release(&ys);
-    release(&out);
+    release_all(4, &edges, &xs, &ys, &out);
     return result;
 }
 
@@ -867,27 +844,14 @@ static PyObject *trilinear(PyObject *self, PyObject *args) {
     }
     Buf dose = {0}, bx = {0}, by = {0}, bz = {0}, points = {0}, out = {0};
     PyObject *result = NULL;
-    if (take(o_x, &bx, 'd', -1, 0, "x") < 0) goto done;
-    if (take(o_y, &by, 'd', -1, 0, "y") < 0) goto done;
-    if (take(o_z, &bz, 'd', -1, 0, "z") < 0) goto done;
-    Py_ssize_t nx = bx.view.len / 8, ny = by.view.len / 8, nz = bz.view.len / 8;
-    if (nx < 2 || ny < 2 || nz < 2) {
-        PyErr_SetString(PyExc_ValueError, "trilinear: every axis needs two nodes");
-        goto done;
-    }
-    if (take(o_dose, &dose, 'd', nx * ny * nz, 0, "dose") < 0) goto done;
-    if (take(o_points, &points, 'd', -1, 0, "points") < 0) goto done;
-    Py_ssize_t n = points.view.len / 24;
-    if (points.view.len != n * 24) {
-        PyErr_SetString(PyExc_ValueError, "points: expected rows of 3 float64");
-        goto done;
-    }
+    if (take_grid(o_dose, o_x, o_y, o_z, &dose, &bx, &by, &bz) < 0) goto done;
+    Py_ssize_t nx = bx.view.len / 8, ny = by.view.len / 8;
+    Py_ssize_t n;
+    if (take_rows(o_points, &points, 3, &n, "points") < 0) goto done;
     if (take(o_out, &out, 'd', n, 1, "out") < 0) goto done;
     const double *D = F64(dose), *P = F64(points);
     double *O = F64(out);
-    Axis ax = {F64(bx), nx, ux, F64(bx)[0], (F64(bx)[nx - 1] - F64(bx)[0]) / (double)(nx - 1)};
-    Axis ay = {F64(by), ny, uy, F64(by)[0], (F64(by)[ny - 1] - F64(by)[0]) / (double)(ny - 1)};
-    Axis az = {F64(bz), nz, uz, F64(bz)[0], (F64(bz)[nz - 1] - F64(bz)[0]) / (double)(nz - 1)};
+    Axis ax = make_axis(&bx, ux), ay = make_axis(&by, uy), az = make_axis(&bz, uz);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         double x = P[3 * i], y = P[3 * i + 1], z = P[3 * i + 2];
@@ -910,12 +874,7 @@ static PyObject *trilinear(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    release(&dose);
-    release(&bx);
-    release(&by);
-    release(&bz);
-    release(&points);
-    release(&out);
+    release_all(6, &dose, &bx, &by, &bz, &points, &out);
     return result;
 }
 
