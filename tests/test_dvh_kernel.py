@@ -9,9 +9,7 @@ and the kernel's checks of its inputs are exercised.
 from __future__ import annotations
 
 import math
-import shutil
 import sys
-import sysconfig
 from typing import Any
 
 import numpy as np
@@ -27,22 +25,31 @@ from rtcheck.dvh.core import (
     lattice_cells,
 )
 from rtcheck.dvh.interpolation import SignedDistance, inside_raster
+from tests import conftest
 
-needs_kernel = pytest.mark.skipif(not kernel.built(), reason="C kernel not built here")
-
-
-def _compiler() -> str | None:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc)
+needs_kernel = pytest.mark.usefixtures("c_kernel")
 
 
-def test_the_kernel_is_built_where_a_c_compiler_exists() -> None:
-    if _compiler() is None:
-        pytest.skip("no C compiler on this machine: the NumPy code is used")
-    assert kernel.built(), (
-        "a C compiler exists but the DVH kernel _rtcheck_dvh was not built or is of "
-        f"another API version than {kernel.API_VERSION}: reinstall rtcheck (pip install .)"
-    )
+def test_the_kernel_is_built_where_a_c_compiler_exists(c_kernel: None) -> None:
+    assert kernel.built()  # (RTCHECK_DVH_KERNEL=numpy may leave it unused)
+
+
+@pytest.mark.parametrize(
+    ("ci", "compiler", "outcome"),
+    [
+        ("true", None, pytest.fail.Exception),
+        ("", "/usr/bin/cc", pytest.fail.Exception),
+        ("", None, pytest.skip.Exception),
+    ],
+)
+def test_a_missing_kernel_fails_under_ci_or_beside_a_compiler_and_skips_only_without_one(
+    monkeypatch: pytest.MonkeyPatch, ci: str, compiler: str | None, outcome: type
+) -> None:
+    monkeypatch.setattr(kernel, "_BUILT", None)
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(conftest, "c_compiler", lambda: compiler)
+    with pytest.raises(outcome, match="not built"):
+        conftest.require_c_kernel()
 
 
 def test_using_switches_and_restores() -> None:
@@ -101,34 +108,30 @@ def test_a_rectangle_covers_exactly_its_area_with_its_centroid() -> None:
 
 
 @needs_kernel
-def test_edge_cells_agree_with_numpy_on_random_outlines() -> None:
-    rng = np.random.default_rng(7)
-    outlines = _random_outlines(rng, 12)
-    xs = np.arange(-18.0, 18.0, 0.7) + 0.35
-    ys = np.arange(-17.0, 19.0, 0.9) + 0.45
-    with kernel.using(False):
-        reference = _edge_cells(outlines, xs, ys, 0.7, 0.9)
-    with kernel.using(True):
-        compiled = _edge_cells(outlines, xs, ys, 0.7, 0.9)
+@pytest.mark.parametrize(("count", "seed", "hx", "hy"), [(12, 7, 0.7, 0.9), (5, 11, 0.5, 0.5)])
+def test_cell_coverage_agrees_with_numpy_on_random_outlines(
+    count: int, seed: int, hx: float, hy: float
+) -> None:
+    # Dense coverage (lattice_cells, _covers_something) and the covered cells alone, in
+    # numpy.nonzero order (the sampler): both against the NumPy code.
+    outlines = _random_outlines(np.random.default_rng(seed), count)
+    xs = np.arange(-18.0, 18.0, hx) + hx / 2
+    ys = np.arange(-17.0, 19.0, hy) + hy / 2
+    results = {}
+    for use_c in (False, True):
+        with kernel.using(use_c):
+            results[use_c] = (
+                _edge_cells(outlines, xs, ys, hx, hy),
+                _covered_cells(outlines, xs, ys, hx, hy),
+            )
+    (dense_n, sparse_n), (dense_c, sparse_c) = results[False], results[True]
     for name in ("fraction", "cx", "cy", "extent_x", "extent_y"):
         np.testing.assert_allclose(
-            getattr(compiled, name), getattr(reference, name), rtol=1e-12, atol=1e-12
+            getattr(dense_c, name), getattr(dense_n, name), rtol=1e-12, atol=1e-12
         )
-
-
-@needs_kernel
-def test_covered_cells_are_the_nonzero_cells_in_order() -> None:
-    rng = np.random.default_rng(11)
-    outlines = _random_outlines(rng, 5)
-    xs = np.arange(-18.0, 18.0, 0.5) + 0.25
-    ys = np.arange(-18.0, 18.0, 0.5) + 0.25
-    with kernel.using(False):
-        reference = _covered_cells(outlines, xs, ys, 0.5, 0.5)
-    with kernel.using(True):
-        compiled = _covered_cells(outlines, xs, ys, 0.5, 0.5)
-    np.testing.assert_array_equal(compiled[0], reference[0])
-    for a, b in zip(compiled[1:], reference[1:], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(sparse_c[0], sparse_n[0])
+    for c, n in zip(sparse_c[1:], sparse_n[1:], strict=True):
+        np.testing.assert_allclose(c, n, rtol=1e-12, atol=1e-12)
 
 
 def _linear_grid(nonuniform_z: bool) -> DoseGrid:

@@ -161,6 +161,50 @@ static Py_ssize_t first_row(double y, double scan0, double hy, Py_ssize_t n_rows
     return (Py_ssize_t)r;
 }
 
+/* Index of the first ``v[k] >= key`` (searchsorted side="left"). */
+static Py_ssize_t lower_bound(const double *v, Py_ssize_t n, double key) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (v[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Which rows an edge crosses. Rows are the scan lines ``scan0 + r * hy`` (``Y`` NULL;
+ * core._edge_cells) or the raster rows ``Y[r]`` (interpolation.inside_raster); an edge
+ * crosses row r when ylo <= row < yhi. */
+typedef struct {
+    const double *Y;
+    Py_ssize_t n;
+    double scan0, hy;
+} RowRule;
+
+/* The rows [*a, *b) edge ``E`` (x0, y0, x1, y1) crosses; none for a horizontal edge or a
+ * NaN end (NumPy's ranges are empty there too). */
+static void edge_rows(const double *E, const RowRule *rule, Py_ssize_t *a, Py_ssize_t *b) {
+    double y0 = E[1], y1 = E[3];
+    *a = *b = 0;
+    if (y0 == y1 || isnan(y0) || isnan(y1)) return;
+    double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
+    if (rule->Y == NULL) {
+        *a = first_row(ylo, rule->scan0, rule->hy, rule->n);
+        *b = first_row(yhi, rule->scan0, rule->hy, rule->n);
+    } else {
+        *a = lower_bound(rule->Y, rule->n, ylo);
+        *b = lower_bound(rule->Y, rule->n, yhi);
+    }
+}
+
+/* Buckets of crossings per row: ``start[r]`` where row r's begin (a prefix sum of
+ * ``count``), and ``count`` zeroed to be filled again as each crossing is placed. */
+static void start_buckets(Py_ssize_t *count, Py_ssize_t *start, Py_ssize_t n) {
+    start[0] = 0;
+    for (Py_ssize_t r = 0; r < n; r++) start[r + 1] = start[r] + count[r];
+    memset(count, 0, (size_t)(n + 1) * sizeof(Py_ssize_t));
+}
+
 /* Dense coverage of ``n_planes`` x ``n_rows`` x ``n_cols`` lattice cells by the edges
  * (``m`` rows of x0, y0, x1, y1; ``plane`` the layer of each): covered fraction (clipped at
  * 1), centroid, covered share of the cell's width and of its scan lines, as
@@ -191,15 +235,13 @@ static int coverage(const double *E, const Py_ssize_t *P, Py_ssize_t m, Py_ssize
     double y_first = Y[0] - hy / 2;
     for (Py_ssize_t g = 0; g < n_gauss; g++) {
         double scan0 = y_first + G[g] * hy;
+        RowRule rule = {NULL, n_rows, scan0, hy};
         /* Crossings per scan line: count, then place, then sort each line. */
         memset(line_count, 0, (size_t)(n_lines + 1) * sizeof(Py_ssize_t));
         Py_ssize_t total = 0;
         for (Py_ssize_t e = 0; e < m; e++) {
-            double y0 = E[4 * e + 1], y1 = E[4 * e + 3];
-            if (y0 == y1 || isnan(y0) || isnan(y1)) continue; /* NumPy: no row either */
-            double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
-            Py_ssize_t a = first_row(ylo, scan0, hy, n_rows);
-            Py_ssize_t b = first_row(yhi, scan0, hy, n_rows);
+            Py_ssize_t a, b;
+            edge_rows(E + 4 * e, &rule, &a, &b);
             Py_ssize_t base = P[e] * n_rows;
             for (Py_ssize_t r = a; r < b; r++) line_count[base + r]++;
             if (b > a) total += b - a;
@@ -210,15 +252,11 @@ static int coverage(const double *E, const Py_ssize_t *P, Py_ssize_t m, Py_ssize
             failed = 1;
             goto out;
         }
-        line_start[0] = 0;
-        for (Py_ssize_t l = 0; l < n_lines; l++) line_start[l + 1] = line_start[l] + line_count[l];
-        memset(line_count, 0, (size_t)(n_lines + 1) * sizeof(Py_ssize_t));
+        start_buckets(line_count, line_start, n_lines);
         for (Py_ssize_t e = 0; e < m; e++) {
             double x0 = E[4 * e], y0 = E[4 * e + 1], x1 = E[4 * e + 2], y1 = E[4 * e + 3];
-            if (y0 == y1 || isnan(y0) || isnan(y1)) continue;
-            double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
-            Py_ssize_t a = first_row(ylo, scan0, hy, n_rows);
-            Py_ssize_t b = first_row(yhi, scan0, hy, n_rows);
+            Py_ssize_t a, b;
+            edge_rows(E + 4 * e, &rule, &a, &b);
             Py_ssize_t base = P[e] * n_rows;
             for (Py_ssize_t r = a; r < b; r++) {
                 double scan = y_first + ((double)r + G[g]) * hy;
@@ -736,17 +774,6 @@ done:
  * inside_raster: even-odd inside test of every raster node (interpolation.inside_raster).
  * ------------------------------------------------------------------------------------- */
 
-/* Index of the first ``v[k] >= key`` (searchsorted side="left"). */
-static Py_ssize_t lower_bound(const double *v, Py_ssize_t n, double key) {
-    Py_ssize_t lo = 0, hi = n;
-    while (lo < hi) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (v[mid] < key) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 static PyObject *inside_raster(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *o_edges, *o_xs, *o_ys, *o_out;
@@ -776,11 +803,10 @@ static PyObject *inside_raster(PyObject *self, PyObject *args) {
     memset(inside, 0, (size_t)(nx * ny));
     /* Edge e crosses row i when ylo <= ys[i] < yhi: rows [lower_bound(ylo), lower_bound(yhi)). */
     Py_ssize_t total = 0;
+    RowRule rule = {Y, ny, 0.0, 0.0};
     for (Py_ssize_t e = 0; e < m; e++) {
-        double y0 = E[4 * e + 1], y1 = E[4 * e + 3];
-        if (y0 == y1 || isnan(y0) || isnan(y1)) continue;
-        double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
-        Py_ssize_t a = lower_bound(Y, ny, ylo), b = lower_bound(Y, ny, yhi);
+        Py_ssize_t a, b;
+        edge_rows(E + 4 * e, &rule, &a, &b);
         for (Py_ssize_t r = a; r < b; r++) count[r]++;
         if (b > a) total += b - a;
     }
@@ -788,14 +814,11 @@ static PyObject *inside_raster(PyObject *self, PyObject *args) {
     if (!crossings) {
         failed = 1;
     } else {
-        begin[0] = 0;
-        for (Py_ssize_t r = 0; r < ny; r++) begin[r + 1] = begin[r] + count[r];
-        memset(count, 0, (size_t)(ny + 1) * sizeof(Py_ssize_t));
+        start_buckets(count, begin, ny);
         for (Py_ssize_t e = 0; e < m; e++) {
             double x0 = E[4 * e], y0 = E[4 * e + 1], x1 = E[4 * e + 2], y1 = E[4 * e + 3];
-            if (y0 == y1 || isnan(y0) || isnan(y1)) continue;
-            double ylo = y0 < y1 ? y0 : y1, yhi = y0 < y1 ? y1 : y0;
-            Py_ssize_t a = lower_bound(Y, ny, ylo), b = lower_bound(Y, ny, yhi);
+            Py_ssize_t a, b;
+            edge_rows(E + 4 * e, &rule, &a, &b);
             for (Py_ssize_t r = a; r < b; r++) {
                 double t = (Y[r] - y0) / (y1 - y0);
                 crossings[begin[r] + count[r]++] = x0 + t * (x1 - x0);
